@@ -1,0 +1,44 @@
+-- The apextrack schema, applied by the binary itself on every start.
+--
+-- Each "-- version: N" section is one upgrade step. A new database runs them
+-- all in order; an existing one runs only those above its PRAGMA user_version,
+-- each in its own transaction that also records the new version. A released
+-- step is never edited: change the schema by appending the next step.
+-- Timestamps are INTEGER microseconds since the Unix epoch, UTC.
+
+-- version: 1
+CREATE TABLE users (
+    id                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    name               TEXT NOT NULL,
+    email              TEXT NOT NULL COLLATE NOCASE UNIQUE,
+    password_hash      TEXT NOT NULL,
+    email_verified_at  INTEGER,
+    account_status     TEXT NOT NULL DEFAULT 'active',
+    language           TEXT NOT NULL DEFAULT 'id',
+    currency           TEXT NOT NULL DEFAULT 'USD',
+    phone              TEXT,
+    two_factor_enabled INTEGER NOT NULL DEFAULT 0,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL
+);
+
+-- Sanctum-style login tokens: the client holds "<id>|<secret>", we keep only
+-- the SHA-256 of the secret.
+CREATE TABLE personal_access_tokens (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    token_hash   TEXT NOT NULL,
+    last_used_at INTEGER,
+    expires_at   INTEGER,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX personal_access_tokens_user ON personal_access_tokens(user_id);
+
+-- Fixed-window counters (failed logins, resends, OTP tries), keyed by purpose
+-- and subject, e.g. "login:<email>|<ip>".
+CREATE TABLE rate_limits (
+    key          TEXT PRIMARY KEY,
+    hits         INTEGER NOT NULL,
+    window_start INTEGER NOT NULL
+) WITHOUT ROWID;

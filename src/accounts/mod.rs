@@ -1,0 +1,292 @@
+//! Accounts: registration, login with Sanctum-style tokens, logout, the
+//! account guards, and the admin operations the CLI offers. Rouille-free:
+//! `routes` adapts these to HTTP, `cli` to the command line.
+
+pub mod routes;
+pub mod store;
+
+use crate::app::App;
+use crate::clock::{self, Micros, DAY, MINUTE};
+use crate::crypto;
+use crate::error::{Error, FieldErrors};
+use crate::i18n::{Lang, Msg};
+use crate::ratelimit::{self, Limit};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+pub use store::{Token, User};
+
+/// Account states. Only `active` accounts may log in or use their tokens.
+pub const STATUSES: &[&str] = &["active", "suspended"];
+pub const MIN_PASSWORD: usize = 8;
+pub const MAX_FIELD: usize = 255;
+/// `last_used_at` is written at most this often per token, so a busy
+/// client does not turn every read into a write.
+const TOUCH_EVERY: Micros = MINUTE;
+
+/// An authenticated request's user and the token it came with.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub token_id: i64,
+}
+
+/// Adds the rule violations of account fields to `errors`: lengths, email
+/// shape, password length, and a taken email. A `None` field was already
+/// reported missing or mistyped by the caller.
+pub fn validate_account(
+    app: &App,
+    name: Option<&str>,
+    email: Option<&str>,
+    password: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Result<(), Error> {
+    if let Some(name) = name {
+        check_length(errors, "name", name);
+    }
+    if let Some(email) = email {
+        check_length(errors, "email", email);
+        if !is_email(email) {
+            errors.add("email", Msg::new("validation.email").arg("attribute", "email"));
+        }
+        if !errors.has("email") && app.db.read(|c| Ok(store::email_taken(c, email)?))? {
+            errors.add("email", taken());
+        }
+    }
+    if let Some(password) = password {
+        if password.chars().count() < MIN_PASSWORD {
+            errors.add("password", Msg::new("validation.min").arg("attribute", "password").arg("min", MIN_PASSWORD));
+        }
+    }
+    Ok(())
+}
+
+fn check_length(errors: &mut FieldErrors, field: &str, value: &str) {
+    if value.chars().count() > MAX_FIELD {
+        errors.add(field, Msg::new("validation.max").arg("attribute", field).arg("max", MAX_FIELD));
+    }
+}
+
+fn taken() -> Msg {
+    Msg::new("validation.unique").arg("attribute", "email")
+}
+
+/// A deliberately plain check: one `@`, something before it, a dotted
+/// domain after it, no spaces or control characters.
+pub fn is_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !local.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
+}
+
+/// Creates an account from fields that passed `validate_account`. The
+/// password is hashed before the write, so the write lock is held only for
+/// the insert; an email taken in the meantime still comes back as a 422.
+pub fn create_account(
+    app: &App,
+    name: &str,
+    email: &str,
+    password: &str,
+    lang: Lang,
+    verified: bool,
+) -> Result<User, Error> {
+    let hash = crypto::hash_password(password);
+    let now = app.clock.now();
+    let new = store::NewUser {
+        name,
+        email,
+        password_hash: &hash,
+        language: lang.code(),
+        verified_at: verified.then_some(now),
+    };
+    app.db.write(|tx| {
+        let id = match store::insert_user(tx, &new, now) {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                return Err(FieldErrors::single("email", taken()))
+            }
+            other => other?,
+        };
+        store::find_user(tx, id)?.ok_or_else(|| Error::internal("inserted user vanished"))
+    })
+}
+
+/// Checks credentials and issues a token. Failures per email+IP are counted
+/// and limited; an unknown email costs the same time and gets the same
+/// answer as a wrong password. The suspension is told only to someone who
+/// knows the password.
+pub fn login(app: &App, email: &str, password: &str, device_name: &str, ip: IpAddr) -> Result<(User, String), Error> {
+    let key = format!("login:{}|{ip}", email.to_lowercase());
+    let limit = Limit { max: app.config.security.login_max_attempts, window: MINUTE };
+    let now = app.clock.now();
+    if let Err(retry_after) = app.db.write(|tx| Ok(ratelimit::attempt(tx, &key, limit, now)?))? {
+        let message = Msg::new("auth.throttle").arg("seconds", retry_after);
+        return Err(Error::TooManyRequests { message, retry_after });
+    }
+    let user = app.db.read(|c| Ok(store::find_user_by_email(c, email)?))?;
+    let user = match user {
+        Some(user) if crypto::verify_password(password, &user.password_hash) => user,
+        Some(_) => return Err(bad_credentials()),
+        None => {
+            crypto::burn_password_check(password);
+            return Err(bad_credentials());
+        }
+    };
+    if user.account_status == "suspended" {
+        return Err(suspended());
+    }
+    let token = app.db.write(|tx| {
+        ratelimit::clear(tx, &key)?;
+        issue_token(app, tx, user.id, device_name, now)
+    })?;
+    Ok((user, token))
+}
+
+fn bad_credentials() -> Error {
+    FieldErrors::single("email", Msg::new("auth.failed"))
+}
+
+fn suspended() -> Error {
+    Error::Forbidden(Msg::new("auth.suspended"))
+}
+
+/// Stores a new token and returns its plain text `<id>|<40 characters>`,
+/// which is shown once and never stored.
+fn issue_token(app: &App, conn: &rusqlite::Connection, user_id: i64, name: &str, now: Micros) -> Result<String, Error> {
+    let secret = crypto::random_alphanumeric(40);
+    let ttl = app.config.security.token_ttl_days;
+    let expires_at = (ttl > 0).then(|| now + i64::from(ttl) * DAY);
+    let id = store::insert_token(conn, user_id, name, &crypto::sha256_hex(secret.as_bytes()), expires_at, now)?;
+    Ok(format!("{id}|{secret}"))
+}
+
+/// Resolves a bearer token to its session. Anything malformed, unknown,
+/// expired or forged is `Unauthenticated`; a suspended owner is refused.
+pub fn authenticate(app: &App, raw: &str) -> Result<Session, Error> {
+    let (id, secret) = raw.trim().split_once('|').ok_or(Error::Unauthenticated)?;
+    let id: i64 = id.parse().map_err(|_| Error::Unauthenticated)?;
+    let found = app.db.read(|c| {
+        let Some(token) = store::find_token(c, id)? else {
+            return Ok(None);
+        };
+        Ok(store::find_user(c, token.user_id)?.map(|user| (token, user)))
+    })?;
+    let (token, user) = found.ok_or(Error::Unauthenticated)?;
+    let hash = crypto::sha256_hex(secret.as_bytes());
+    let now = app.clock.now();
+    if !crypto::ct_eq(hash.as_bytes(), token.token_hash.as_bytes()) || token.expires_at.is_some_and(|t| t <= now) {
+        return Err(Error::Unauthenticated);
+    }
+    if user.account_status == "suspended" {
+        return Err(suspended());
+    }
+    if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
+        // Bookkeeping only: a busy database must not fail the request.
+        if let Err(e) = app.db.write(|tx| Ok(store::touch_token(tx, token.id, now)?)) {
+            eprintln!("warning: could not record last_used_at of token {}: {e}", token.id);
+        }
+    }
+    Ok(Session { user, token_id: token.id })
+}
+
+/// The `verified` guard of later routes.
+pub fn require_verified(user: &User) -> Result<(), Error> {
+    match user.email_verified_at {
+        Some(_) => Ok(()),
+        None => Err(Error::Unverified),
+    }
+}
+
+/// Revokes one token; the owner's other sessions stay.
+pub fn revoke_token(app: &App, token_id: i64) -> Result<bool, Error> {
+    app.db.write(|tx| Ok(store::delete_token(tx, token_id)?))
+}
+
+/// `GET /api/user`: the seed's fields plus the account settings.
+pub fn user_json(user: &User) -> Value {
+    json!({
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "email_verified_at": user.email_verified_at.map(clock::format),
+        "account_status": user.account_status,
+        "language": user.language,
+        "currency": user.currency,
+        "phone": user.phone,
+        "two_factor_enabled": user.two_factor_enabled,
+        "created_at": clock::format(user.created_at),
+    })
+}
+
+/// Finds a user by numeric id or by email, for the CLI.
+pub fn find(app: &App, who: &str) -> Result<User, Error> {
+    let user = app.db.read(|c| {
+        Ok(match who.parse::<i64>() {
+            Ok(id) => store::find_user(c, id)?,
+            Err(_) => store::find_user_by_email(c, who)?,
+        })
+    })?;
+    user.ok_or(Error::NotFound)
+}
+
+/// Sets a new password and revokes every token of the user, so a leaked
+/// password stops working everywhere at once.
+pub fn set_password(app: &App, user_id: i64, password: &str) -> Result<(), Error> {
+    let mut errors = FieldErrors::default();
+    if password.chars().count() < MIN_PASSWORD {
+        errors.add("password", Msg::new("validation.min").arg("attribute", "password").arg("min", MIN_PASSWORD));
+    }
+    errors.into_result()?;
+    let hash = crypto::hash_password(password);
+    let now = app.clock.now();
+    app.db.write(|tx| {
+        if !store::set_password_hash(tx, user_id, &hash, now)? {
+            return Err(Error::NotFound);
+        }
+        store::delete_tokens_of_user(tx, user_id)?;
+        Ok(())
+    })
+}
+
+pub fn set_status(app: &App, user_id: i64, status: &str) -> Result<(), Error> {
+    if !STATUSES.contains(&status) {
+        return Err(Error::internal(format!("unknown status {status:?}: use one of {}", STATUSES.join(", "))));
+    }
+    let now = app.clock.now();
+    app.db.write(|tx| if store::set_status(tx, user_id, status, now)? { Ok(()) } else { Err(Error::NotFound) })
+}
+
+pub fn mark_verified(app: &App, user_id: i64) -> Result<(), Error> {
+    let now = app.clock.now();
+    app.db.write(|tx| if store::mark_verified(tx, user_id, now)? { Ok(()) } else { Err(Error::NotFound) })
+}
+
+pub fn delete(app: &App, user_id: i64) -> Result<(), Error> {
+    app.db.write(|tx| if store::delete_user(tx, user_id)? { Ok(()) } else { Err(Error::NotFound) })
+}
+
+/// Deletes expired tokens; run by the maintenance thread.
+pub fn prune(app: &App) -> Result<usize, Error> {
+    let now = app.clock.now();
+    app.db.write(|tx| Ok(store::prune_expired_tokens(tx, now)? + ratelimit::prune(tx, now)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_shapes() {
+        for ok in ["a@b.co", "first.last+tag@example.co.id", "x@localhost.localdomain"] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.co", "a@b..co", "a@.b.co", "a@b.co.", "a@@b.co"] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+}

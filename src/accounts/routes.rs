@@ -1,0 +1,70 @@
+//! HTTP adapters for accounts: parse, call the domain, render.
+
+use crate::accounts;
+use crate::error::Error;
+use crate::error::FieldErrors;
+use crate::http::input::json_object;
+use crate::http::respond;
+use crate::http::Ctx;
+use crate::i18n::Msg;
+use rouille::Response;
+use serde_json::json;
+
+/// `POST /api/register {name, email, password, password_confirmation}` → 201.
+pub fn register(ctx: &Ctx) -> Result<Response, Error> {
+    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let mut errors = FieldErrors::default();
+    let name = input.string("name", &mut errors);
+    let email = input.string("email", &mut errors);
+    let password = input.secret("password", &mut errors);
+    let confirmation = input.optional_string("password_confirmation", &mut errors);
+    accounts::validate_account(ctx.app, name.as_deref(), email.as_deref(), password.as_deref(), &mut errors)?;
+    if password.is_some() && confirmation != password {
+        errors.add("password", Msg::new("validation.confirmed").arg("attribute", "password"));
+    }
+    errors.into_result()?;
+    let (Some(name), Some(email), Some(password)) = (name, email, password) else {
+        return Err(Error::internal("validated fields missing"));
+    };
+    accounts::create_account(ctx.app, &name, &email, &password, ctx.lang.get(), false)?;
+    Ok(respond::message(201, &Msg::new("register.success"), ctx.lang.get()))
+}
+
+/// `POST /api/login {email, password, device_name}` → `{user, token}`.
+pub fn login(ctx: &Ctx) -> Result<Response, Error> {
+    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let mut errors = FieldErrors::default();
+    let email = input.string("email", &mut errors);
+    let password = input.secret("password", &mut errors);
+    let device_name = input.string("device_name", &mut errors);
+    if let Some(device_name) = &device_name {
+        if device_name.chars().count() > accounts::MAX_FIELD {
+            let msg = Msg::new("validation.max").arg("attribute", "device name").arg("max", accounts::MAX_FIELD);
+            errors.add("device_name", msg);
+        }
+    }
+    errors.into_result()?;
+    let (Some(email), Some(password), Some(device_name)) = (email, password, device_name) else {
+        return Err(Error::internal("validated fields missing"));
+    };
+    let (user, token) = accounts::login(ctx.app, &email, &password, &device_name, ctx.ip)?;
+    Ok(respond::json(
+        200,
+        &json!({
+            "user": { "id": user.id, "name": user.name, "email": user.email },
+            "token": token,
+        }),
+    ))
+}
+
+/// `POST /api/logout`: revokes the token used for this request only.
+pub fn logout(ctx: &Ctx) -> Result<Response, Error> {
+    let session = ctx.session()?;
+    accounts::revoke_token(ctx.app, session.token_id)?;
+    Ok(respond::message(200, &Msg::new("logout.success"), ctx.lang.get()))
+}
+
+/// `GET /api/user`.
+pub fn me(ctx: &Ctx) -> Result<Response, Error> {
+    Ok(respond::json(200, &accounts::user_json(&ctx.session()?.user)))
+}

@@ -1,0 +1,451 @@
+//! Configuration: typed sections with defaults, read from `apextrack.toml`,
+//! then overridden by `APEXTRACK_<SECTION>_<KEY>` environment variables, then
+//! validated with an error that names the key and the value.
+
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The commented example configuration; `apextrack init` writes it.
+pub const EXAMPLE: &str = include_str!("../apextrack.toml");
+
+const ENV_PREFIX: &str = "APEXTRACK_";
+/// Environment variables of ours that are not config keys.
+const ENV_NOT_KEYS: &[&str] = &["APEXTRACK_CONFIG"];
+
+pub const MAIL_PROVIDERS: &[&str] = &["log", "http", "postmark", "sendgrid", "mailgun", "resend", "brevo"];
+pub const SMS_PROVIDERS: &[&str] = &["log", "http", "twilio"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub database: Database,
+    pub mail: Mail,
+    pub sms: Sms,
+    pub security: Security,
+    pub tracking: Tracking,
+    pub payment: Payment,
+    pub backup: Backup,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    pub bind: String,
+    pub threads: u32,
+    pub app_url: String,
+    pub trusted_proxies: Vec<String>,
+    pub max_body_bytes: u64,
+    pub default_language: String,
+    pub utc_offset: String,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            bind: "127.0.0.1:8080".into(),
+            threads: 8,
+            app_url: "http://localhost:8080".into(),
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            default_language: "id".into(),
+            utc_offset: "+00:00".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Database {
+    pub path: PathBuf,
+    pub pool_size: u32,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Database { path: "apextrack.db".into(), pool_size: 8, busy_timeout_ms: 5000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    pub provider: String,
+    pub endpoint: String,
+    pub api_key: String,
+    pub domain: String,
+    pub from: String,
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail {
+            provider: "log".into(),
+            endpoint: String::new(),
+            api_key: String::new(),
+            domain: String::new(),
+            from: "apextrack <noreply@localhost>".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sms {
+    pub provider: String,
+    pub endpoint: String,
+    pub api_key: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub from: String,
+}
+
+impl Default for Sms {
+    fn default() -> Self {
+        Sms {
+            provider: "log".into(),
+            endpoint: String::new(),
+            api_key: String::new(),
+            account_sid: String::new(),
+            auth_token: String::new(),
+            from: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    pub token_ttl_days: u32,
+    pub login_max_attempts: u32,
+    pub code_ttl_minutes: u32,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security { token_ttl_days: 0, login_max_attempts: 5, code_ttl_minutes: 60 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tracking {
+    pub require_postback_secret: bool,
+    pub geoip_db: String,
+    pub country_header: String,
+}
+
+impl Default for Tracking {
+    fn default() -> Self {
+        Tracking { require_postback_secret: true, geoip_db: String::new(), country_header: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Payment {
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backup {
+    pub dir: String,
+    pub interval_hours: u32,
+    pub keep: u32,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup { dir: String::new(), interval_hours: 0, keep: 7 }
+    }
+}
+
+/// Why the configuration could not be used; the text names the key.
+#[derive(Debug, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(text: String) -> Result<T, ConfigError> {
+    Err(ConfigError(text))
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file, then the environment.
+    /// `path` None means `./apextrack.toml` if it exists, else defaults alone;
+    /// an explicit path must exist.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => text,
+                Err(e) => return err(format!("cannot read config file {}: {e}", p.display())),
+            },
+            None => std::fs::read_to_string("apextrack.toml").unwrap_or_default(),
+        };
+        let name = path.map_or("apextrack.toml".into(), |p| p.display().to_string());
+        let mut table: toml::Table = match toml::from_str(&text) {
+            Ok(table) => table,
+            Err(e) => return err(format!("{name}: {}", e.message())),
+        };
+        let file_config = deserialize(&table, &name)?;
+        apply_env(&mut table, &file_config, env)?;
+        let config = deserialize(&table, "the environment")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads from the process environment; what `main` calls.
+    pub fn from_process(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load(path, std::env::vars())
+    }
+
+    /// Checks every value that its type alone does not constrain.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.bind.parse::<SocketAddr>().is_err() {
+            return bad("server.bind", &s.bind, "must be an IP address and port, like 127.0.0.1:8080");
+        }
+        check_range("server.threads", s.threads.into(), 1, 512)?;
+        if !(s.app_url.starts_with("http://") || s.app_url.starts_with("https://")) {
+            return bad("server.app_url", &s.app_url, "must start with http:// or https://");
+        }
+        for proxy in &s.trusted_proxies {
+            if parse_cidr(proxy).is_none() {
+                return bad("server.trusted_proxies", proxy, "must be an IP address or a CIDR range like 10.0.0.0/8");
+            }
+        }
+        check_range("server.max_body_bytes", s.max_body_bytes, 1024, 1 << 30)?;
+        if crate::i18n::Lang::parse(&s.default_language).is_none() {
+            return bad("server.default_language", &s.default_language, "must be \"id\" or \"en\"");
+        }
+        if parse_utc_offset(&s.utc_offset).is_none() {
+            return bad("server.utc_offset", &s.utc_offset, "must look like +07:00 or -05:30");
+        }
+        let d = &self.database;
+        if d.path.as_os_str().is_empty() {
+            return bad("database.path", "", "must not be empty");
+        }
+        check_range("database.pool_size", d.pool_size.into(), 1, 64)?;
+        check_range("database.busy_timeout_ms", d.busy_timeout_ms, 1, 600_000)?;
+        if !MAIL_PROVIDERS.contains(&self.mail.provider.as_str()) {
+            return bad("mail.provider", &self.mail.provider, &format!("must be one of {}", MAIL_PROVIDERS.join(", ")));
+        }
+        if !SMS_PROVIDERS.contains(&self.sms.provider.as_str()) {
+            return bad("sms.provider", &self.sms.provider, &format!("must be one of {}", SMS_PROVIDERS.join(", ")));
+        }
+        check_range("security.login_max_attempts", self.security.login_max_attempts.into(), 1, 1000)?;
+        check_range("security.code_ttl_minutes", self.security.code_ttl_minutes.into(), 1, 10_080)?;
+        check_range("backup.keep", self.backup.keep.into(), 1, 10_000)?;
+        Ok(())
+    }
+
+    /// `app_url` without a trailing slash, ready to have paths appended.
+    pub fn app_url(&self) -> &str {
+        self.server.app_url.trim_end_matches('/')
+    }
+}
+
+fn bad<T>(key: &str, value: &str, why: &str) -> Result<T, ConfigError> {
+    err(format!("{key} = {value:?}: {why}"))
+}
+
+fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        err(format!("{key} = {value}: must be between {min} and {max}"))
+    }
+}
+
+fn deserialize(table: &toml::Table, source: &str) -> Result<Config, ConfigError> {
+    // Re-parsing the text keeps toml's error messages, which name the key.
+    let text = toml::to_string(table).map_err(|e| ConfigError(format!("{source}: {e}")))?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("{source}: {}", describe(&e))))
+}
+
+/// toml's message plus the key path it points at.
+fn describe(e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_string();
+    match e.span() {
+        Some(_) => message.replace("\n", " "),
+        None => message,
+    }
+}
+
+/// Overlays `APEXTRACK_<SECTION>_<KEY>` variables on the file's table. Each
+/// value is read as the type the key has, so `APEXTRACK_SERVER_THREADS=x`
+/// is refused here with the variable's name.
+fn apply_env(
+    table: &mut toml::Table,
+    current: &Config,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let typed = toml::Table::try_from(current).map_err(|e| ConfigError(e.to_string()))?;
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if ENV_NOT_KEYS.contains(&name.as_str()) {
+            continue;
+        }
+        let rest = rest.to_ascii_lowercase();
+        let found = typed.iter().find_map(|(section, keys)| {
+            let key = rest.strip_prefix(section.as_str())?.strip_prefix('_')?;
+            let example = keys.as_table()?.get(key)?;
+            Some((section.clone(), key.to_string(), example.clone()))
+        });
+        let Some((section, key, example)) = found else {
+            return err(format!("{name}: no such configuration key"));
+        };
+        let value = env_value(&raw, &example)
+            .ok_or_else(|| ConfigError(format!("{name} = {raw:?}: expected {}", example.type_str())))?;
+        let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry.as_table_mut() {
+            Some(section_table) => {
+                section_table.insert(key, value);
+            }
+            None => return err(format!("{name}: the file sets this section to a non-table value")),
+        }
+    }
+    Ok(())
+}
+
+fn env_value(raw: &str, example: &toml::Value) -> Option<toml::Value> {
+    use toml::Value;
+    match example {
+        Value::String(_) => Some(Value::String(raw.to_string())),
+        Value::Integer(_) => raw.trim().parse::<i64>().ok().map(Value::Integer),
+        Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Some(Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Some(Value::Boolean(false)),
+            _ => None,
+        },
+        // Lists: a TOML array, or comma-separated strings.
+        Value::Array(_) => {
+            let trimmed = raw.trim();
+            if trimmed.starts_with('[') {
+                let doc: toml::Table = toml::from_str(&format!("v = {trimmed}")).ok()?;
+                doc.get("v").cloned()
+            } else {
+                let items = trimmed.split(',').map(str::trim).filter(|s| !s.is_empty());
+                Some(Value::Array(items.map(|s| Value::String(s.to_string())).collect()))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `10.0.0.0/8`, `::1`, `192.168.1.7` → (network, prefix length).
+pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip.trim().parse::<IpAddr>().ok()?, len.trim().parse::<u8>().ok()?),
+        None => {
+            let ip = text.trim().parse::<IpAddr>().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// `+07:00` → seconds east of UTC.
+pub fn parse_utc_offset(text: &str) -> Option<i32> {
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load(Some(file.path()), env)
+    }
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        assert_eq!(load_text(EXAMPLE, &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = load_text(
+            "[server]\nthreads = 4\nbind = \"127.0.0.1:1\"\n",
+            &[
+                ("APEXTRACK_SERVER_BIND", "127.0.0.1:9000"),
+                ("APEXTRACK_SERVER_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+                ("APEXTRACK_TRACKING_REQUIRE_POSTBACK_SECRET", "false"),
+                ("APEXTRACK_DATABASE_POOL_SIZE", "3"),
+                ("APEXTRACK_CONFIG", "ignored.toml"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.bind, "127.0.0.1:9000");
+        assert_eq!(config.server.threads, 4);
+        assert_eq!(config.server.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+        assert!(!config.tracking.require_postback_secret);
+        assert_eq!(config.database.pool_size, 3);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_value() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            ("[server]\nthreads = 0\n", &[], "server.threads = 0"),
+            ("[server]\nthreads = \"many\"\n", &[], "threads"),
+            ("[server]\nbindd = \"x\"\n", &[], "bindd"),
+            ("[serverr]\n", &[], "serverr"),
+            ("", &[("APEXTRACK_SERVER_THREADS", "lots")], "APEXTRACK_SERVER_THREADS = \"lots\""),
+            ("", &[("APEXTRACK_SERVER_BINDD", "x")], "APEXTRACK_SERVER_BINDD"),
+            ("", &[("APEXTRACK_SERVER_BIND", "nowhere")], "server.bind = \"nowhere\""),
+            ("", &[("APEXTRACK_SERVER_UTC_OFFSET", "7")], "server.utc_offset"),
+            ("", &[("APEXTRACK_MAIL_PROVIDER", "pigeon")], "mail.provider = \"pigeon\""),
+            ("", &[("APEXTRACK_SERVER_TRUSTED_PROXIES", "10.0.0.0/99")], "server.trusted_proxies"),
+            ("[server\n", &[], "apextrack"),
+        ];
+        for (text, env, needle) in cases {
+            let e = load_text(text, env).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?} {env:?}: {e:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/apextrack.toml")), Vec::new()).unwrap_err();
+        assert!(e.0.contains("/nonexistent/apextrack.toml"), "{e}");
+    }
+
+    #[test]
+    fn offsets_and_cidrs() {
+        assert_eq!(parse_utc_offset("+07:00"), Some(25_200));
+        assert_eq!(parse_utc_offset("-05:30"), Some(-19_800));
+        assert_eq!(parse_utc_offset("07:00"), None);
+        assert_eq!(parse_utc_offset("+15:00"), None);
+        assert_eq!(parse_cidr("10.0.0.0/8"), Some(("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(parse_cidr("::1"), Some(("::1".parse().unwrap(), 128)));
+        assert_eq!(parse_cidr("10.0.0.0/33"), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! The SQLite file: a pool of read-only connections plus one writer, WAL,
+//! foreign keys and a busy timeout on every connection, and the schema
+//! brought up to date on open.
+
+pub mod migrate;
+
+use crate::config;
+use crate::error::Error;
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Db {
+    readers: Pool<SqliteConnectionManager>,
+    /// One connection: writers queue here instead of spinning on SQLITE_BUSY.
+    writer: Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) and upgrades the database file.
+    pub fn open(cfg: &config::Database) -> Result<Db, Error> {
+        let timeout = Duration::from_millis(cfg.busy_timeout_ms);
+        let mut conn = Connection::open(&cfg.path)
+            .map_err(|e| Error::internal(format!("cannot open {}: {e}", cfg.path.display())))?;
+        conn.busy_timeout(timeout)?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::internal(format!("{} cannot use WAL mode (got {mode})", cfg.path.display())));
+        }
+        migrate::upgrade(&mut conn, migrate::SCHEMA)?;
+        drop(conn);
+
+        let pool = |size: u32, read_only: bool| {
+            let manager = SqliteConnectionManager::file(&cfg.path).with_init(move |c| {
+                c.busy_timeout(timeout)?;
+                c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+                if read_only {
+                    c.execute_batch("PRAGMA query_only = ON;")?;
+                }
+                Ok(())
+            });
+            Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(timeout)
+                .test_on_check_out(false)
+                .build(manager)
+                .map_err(|e| Error::internal(format!("database pool: {e}")))
+        };
+        Ok(Db { readers: pool(cfg.pool_size, true)?, writer: pool(1, false)?, path: cfg.path.clone() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a read-only connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let conn = self.readers.get()?;
+        f(&conn)
+    }
+
+    /// Runs `f` in a write transaction (BEGIN IMMEDIATE) that commits when
+    /// `f` returns Ok and rolls back otherwise.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T, Error>) -> Result<T, Error> {
+        let mut conn = self.writer.get()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Moves the WAL's content into the main file and truncates it; done at
+    /// shutdown so the file alone is complete.
+    pub fn checkpoint(&self) -> Result<(), Error> {
+        let conn = self.writer.get()?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+    }
+}

@@ -1,0 +1,38 @@
+//! Guards of the route table: who may call a route.
+
+use super::Ctx;
+use crate::accounts;
+use crate::error::Error;
+
+/// What a route requires before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    Public,
+    /// A valid token (`Authorization: Bearer` or `X-Token`).
+    Auth,
+    /// A valid token of a user whose email is verified.
+    Verified,
+}
+
+/// The token sent with the request, if any.
+pub fn token(ctx: &Ctx) -> Option<String> {
+    if let Some(value) = ctx.req.header("Authorization") {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
+    }
+    ctx.req.header("X-Token").map(|t| t.trim().to_string())
+}
+
+/// Runs `guard`, leaving the session in `ctx` for the handler.
+pub fn check(ctx: &Ctx, guard: Guard) -> Result<(), Error> {
+    if guard == Guard::Public {
+        return Ok(());
+    }
+    let raw = token(ctx).ok_or(Error::Unauthenticated)?;
+    let session = accounts::authenticate(ctx.app, &raw)?;
+    if guard == Guard::Verified {
+        accounts::require_verified(&session.user)?;
+    }
+    ctx.set_session(session);
+    Ok(())
+}

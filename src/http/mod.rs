@@ -1,0 +1,137 @@
+//! The HTTP server: rouille on a thread pool, one access-log line per
+//! request, no panic ever reaching a client, and a graceful stop.
+
+pub mod auth;
+pub mod input;
+pub mod respond;
+pub mod router;
+
+use crate::accounts::Session;
+use crate::app::App;
+use crate::clock;
+use crate::error::Error;
+use crate::i18n::Lang;
+use rouille::{Request, Response};
+use std::cell::{Cell, OnceCell};
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// One request being answered: the app, the request, the language the
+/// answer will be in, the client's address and, once a guard ran, the session.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub req: &'a Request,
+    pub ip: IpAddr,
+    pub lang: Cell<Lang>,
+    session: OnceCell<Session>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(app: &'a App, req: &'a Request) -> Ctx<'a> {
+        let lang = Lang::negotiate(req.header("Accept-Language"), app.default_lang);
+        let ip = input::client_ip(req, &app.trusted_proxies);
+        Ctx { app, req, ip, lang: Cell::new(lang), session: OnceCell::new() }
+    }
+
+    /// The session a guard of the route table established.
+    pub fn session(&self) -> Result<&Session, Error> {
+        self.session.get().ok_or(Error::Unauthenticated)
+    }
+
+    fn set_session(&self, session: Session) {
+        if let Some(lang) = Lang::parse(&session.user.language) {
+            self.lang.set(lang);
+        }
+        let _ = self.session.set(session);
+    }
+}
+
+/// A running server. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    addr: SocketAddr,
+    stop: mpsc::Sender<()>,
+    done: mpsc::Receiver<()>,
+}
+
+/// How long a stop waits for in-flight requests before giving up on them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to 30 s), and
+    /// checkpoints the WAL. Returns false if requests were still running.
+    pub fn stop(self, app: &App) -> bool {
+        let _ = self.stop.send(());
+        let drained = self.done.recv_timeout(DRAIN_LIMIT).is_ok();
+        if let Err(e) = app.db.checkpoint() {
+            eprintln!("warning: WAL checkpoint at shutdown failed: {e}");
+        }
+        drained
+    }
+}
+
+/// Binds `server.bind` and answers requests on `server.threads` threads
+/// until [`Running::stop`].
+pub fn start(app: Arc<App>) -> Result<Running, Error> {
+    let bind = app.config.server.bind.clone();
+    let threads = app.config.server.threads as usize;
+    let handler_app = Arc::clone(&app);
+    let server = rouille::Server::new(&bind, move |req| handle(&handler_app, req))
+        .map_err(|e| Error::internal(format!("cannot listen on {bind}: {e}")))?
+        .pool_size(threads);
+    let addr = server.server_addr();
+    let (stop_tx, stop_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("http-accept".into())
+        .spawn(move || {
+            while stop_rx.try_recv().is_err() {
+                server.poll_timeout(Duration::from_millis(50));
+            }
+            // Hand out what was already accepted, then wait for every
+            // handler; dropping the server afterwards closes the listener.
+            server.poll_timeout(Duration::from_millis(10));
+            server.join();
+            drop(server);
+            let _ = done_tx.send(());
+        })
+        .map_err(Error::internal)?;
+    Ok(Running { addr, stop: stop_tx, done: done_rx })
+}
+
+/// Every request passes here: dispatch, catch panics, render errors, add
+/// headers, log one line.
+pub fn handle(app: &App, req: &Request) -> Response {
+    let started = Instant::now();
+    let ctx = Ctx::new(app, req);
+    let outcome = catch_unwind(AssertUnwindSafe(|| router::dispatch(&ctx)));
+    let response = match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            if let Error::Internal(detail) = &error {
+                eprintln!("error: {} {}: {detail}", req.method(), input::raw_path(req).escape_default());
+            }
+            respond::error(&error, ctx.lang.get())
+        }
+        Err(_) => respond::error(&Error::internal("handler panicked"), ctx.lang.get()),
+    };
+    let response = respond::with_security_headers(response);
+    // The path only: query strings may carry signatures and secrets.
+    eprintln!(
+        "{} {} {} {} {} {:.1}ms",
+        clock::format(app.clock.now()),
+        ctx.ip,
+        req.method(),
+        input::raw_path(req).escape_default(),
+        response.status_code,
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}

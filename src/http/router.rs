@@ -1,0 +1,64 @@
+//! The route table: path, then method (a known path with another method is
+//! a 405), each with the guard it needs.
+
+use super::auth::{self, Guard};
+use super::respond;
+use super::{input, Ctx};
+use crate::accounts::routes as accounts;
+use crate::error::Error;
+use rouille::Response;
+use serde_json::json;
+
+type Handler = fn(&Ctx) -> Result<Response, Error>;
+type Methods = &'static [(&'static str, Guard, Handler)];
+
+fn routes(segments: &[&str]) -> Option<Methods> {
+    use Guard::*;
+    Some(match segments {
+        [""] => &[("GET", Public, index)],
+        ["api", "health"] => &[("GET", Public, health)],
+        ["api", "register"] => &[("POST", Public, accounts::register)],
+        ["api", "login"] => &[("POST", Public, accounts::login)],
+        ["api", "logout"] => &[("POST", Auth, accounts::logout)],
+        ["api", "user"] => &[("GET", Auth, accounts::me)],
+        _ => return None,
+    })
+}
+
+pub fn dispatch(ctx: &Ctx) -> Result<Response, Error> {
+    let path = input::raw_path(ctx.req);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let methods = routes(&segments).ok_or(Error::NotFound)?;
+    let method = ctx.req.method();
+    // HEAD is answered as GET; tiny_http leaves the body out.
+    let wanted = if method == "HEAD" { "GET" } else { method };
+    let Some((_, guard, handler)) = methods.iter().find(|(m, _, _)| *m == wanted) else {
+        let allowed: Vec<&str> = methods.iter().map(|(m, _, _)| *m).collect();
+        return Err(Error::MethodNotAllowed { method: method.to_string(), allowed: allowed.join(", ") });
+    };
+    auth::check(ctx, *guard)?;
+    handler(ctx)
+}
+
+/// `GET /api/health`: answers 200 only when the database answers.
+fn health(ctx: &Ctx) -> Result<Response, Error> {
+    let schema_version = ctx.app.db.schema_version()?;
+    Ok(respond::json(
+        200,
+        &json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": "ok",
+            "schema_version": schema_version,
+        }),
+    ))
+}
+
+const INDEX: &str = include_str!("../../static/index.html");
+
+fn index(_: &Ctx) -> Result<Response, Error> {
+    Ok(Response::html(INDEX).with_unique_header(
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    ))
+}

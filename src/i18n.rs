@@ -1,0 +1,183 @@
+//! The message catalogue (`id`, the seed texts verbatim, and `en`) and the
+//! choice of language for a request: the user's, else `Accept-Language`,
+//! else the configured default.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Id,
+    En,
+}
+
+impl Lang {
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code.trim().to_ascii_lowercase().as_str() {
+            "id" => Some(Lang::Id),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Id => "id",
+            Lang::En => "en",
+        }
+    }
+
+    /// Picks the first supported language of an `Accept-Language` header,
+    /// honouring q-values (`en-US;q=0.8, id;q=0.9` → `id`).
+    pub fn negotiate(accept_language: Option<&str>, default: Lang) -> Lang {
+        let Some(header) = accept_language else {
+            return default;
+        };
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("").trim();
+            let primary = tag.split('-').next().unwrap_or("");
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+            if let Some(lang) = Lang::parse(primary) {
+                if q > 0.0 && best.is_none_or(|(bq, _)| q > bq) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map_or(default, |(_, lang)| lang)
+    }
+}
+
+impl fmt::Display for Lang {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// (key, id, en). Placeholders are `:name`, filled by [`Msg::arg`].
+/// Validation texts follow Laravel's, as the seed shows them, in both languages.
+const CATALOGUE: &[(&str, &str, &str)] = &[
+    (
+        "register.success",
+        "Pendaftaran berhasil, silakan verifikasi email Anda.",
+        "Registration successful, please verify your email.",
+    ),
+    ("logout.success", "Berhasil logout.", "Logged out successfully."),
+    ("auth.failed", "The provided credentials are incorrect.", "The provided credentials are incorrect."),
+    (
+        "auth.throttle",
+        "Terlalu banyak percobaan login. Silakan coba lagi dalam :seconds detik.",
+        "Too many login attempts. Please try again in :seconds seconds.",
+    ),
+    (
+        "auth.suspended",
+        "Akun Anda ditangguhkan. Hubungi administrator.",
+        "Your account has been suspended. Contact the administrator.",
+    ),
+    ("http.unauthenticated", "Unauthenticated.", "Unauthenticated."),
+    ("http.unverified", "Your email address is not verified.", "Your email address is not verified."),
+    ("http.not_found", "Not Found.", "Not Found."),
+    (
+        "http.method_not_allowed",
+        "The :method method is not supported for this route. Supported methods: :allowed.",
+        "The :method method is not supported for this route. Supported methods: :allowed.",
+    ),
+    (
+        "http.payload_too_large",
+        "The request body is larger than the limit of :limit bytes.",
+        "The request body is larger than the limit of :limit bytes.",
+    ),
+    ("http.bad_json", "The request body is not valid JSON: :detail", "The request body is not valid JSON: :detail"),
+    ("http.not_object", "The request body must be a JSON object.", "The request body must be a JSON object."),
+    ("http.invalid", "The given data was invalid.", "The given data was invalid."),
+    ("http.server_error", "Server Error.", "Server Error."),
+    ("http.busy", "Service Unavailable.", "Service Unavailable."),
+    ("validation.required", "The :attribute field is required.", "The :attribute field is required."),
+    ("validation.string", "The :attribute must be a string.", "The :attribute must be a string."),
+    (
+        "validation.email",
+        "The :attribute must be a valid email address.",
+        "The :attribute must be a valid email address.",
+    ),
+    (
+        "validation.max",
+        "The :attribute must not be greater than :max characters.",
+        "The :attribute must not be greater than :max characters.",
+    ),
+    (
+        "validation.min",
+        "The :attribute must be at least :min characters.",
+        "The :attribute must be at least :min characters.",
+    ),
+    ("validation.unique", "The :attribute has already been taken.", "The :attribute has already been taken."),
+    (
+        "validation.confirmed",
+        "The :attribute confirmation does not match.",
+        "The :attribute confirmation does not match.",
+    ),
+];
+
+/// A message not yet put into words: a catalogue key plus its arguments.
+/// Rendering waits until the language of the answer is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Msg {
+    pub key: &'static str,
+    args: Vec<(&'static str, String)>,
+}
+
+impl Msg {
+    pub fn new(key: &'static str) -> Msg {
+        Msg { key, args: Vec::new() }
+    }
+
+    pub fn arg(mut self, name: &'static str, value: impl ToString) -> Msg {
+        self.args.push((name, value.to_string()));
+        self
+    }
+
+    pub fn render(&self, lang: Lang) -> String {
+        let mut text = text(self.key, lang).to_string();
+        for (name, value) in &self.args {
+            text = text.replace(&format!(":{name}"), value);
+        }
+        text
+    }
+}
+
+/// The raw catalogue text of `key`; an unknown key renders as itself, so a
+/// missing entry shows up in a test instead of panicking a request.
+pub fn text(key: &str, lang: Lang) -> &str {
+    CATALOGUE.iter().find(|(k, _, _)| *k == key).map_or(key, |(_, id, en)| match lang {
+        Lang::Id => id,
+        Lang::En => en,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_prefers_quality_then_default() {
+        assert_eq!(Lang::negotiate(None, Lang::Id), Lang::Id);
+        assert_eq!(Lang::negotiate(Some("en-US,en;q=0.9"), Lang::Id), Lang::En);
+        assert_eq!(Lang::negotiate(Some("en;q=0.5, id-ID;q=0.8"), Lang::En), Lang::Id);
+        assert_eq!(Lang::negotiate(Some("fr, de"), Lang::En), Lang::En);
+        assert_eq!(Lang::negotiate(Some("en;q=0"), Lang::Id), Lang::Id);
+    }
+
+    #[test]
+    fn messages_render_with_arguments() {
+        let msg = Msg::new("auth.throttle").arg("seconds", 42);
+        assert_eq!(msg.render(Lang::Id), "Terlalu banyak percobaan login. Silakan coba lagi dalam 42 detik.");
+        assert_eq!(msg.render(Lang::En), "Too many login attempts. Please try again in 42 seconds.");
+    }
+
+    #[test]
+    fn catalogue_keys_are_unique_and_complete() {
+        for (i, (key, id, en)) in CATALOGUE.iter().enumerate() {
+            assert!(!id.is_empty() && !en.is_empty(), "{key} lacks a text");
+            assert!(CATALOGUE[i + 1..].iter().all(|(k, _, _)| k != key), "{key} appears twice");
+        }
+    }
+}

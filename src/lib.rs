@@ -1,0 +1,21 @@
+//! apextrack: a self-hosted affiliate click and conversion tracker, one
+//! binary and one SQLite file. `main.rs` only parses the command line; the
+//! server, the CLI and the tests all use this library.
+
+pub mod accounts;
+pub mod app;
+pub mod backup;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod i18n;
+pub mod jobs;
+pub mod ratelimit;
+
+pub use app::App;
+pub use config::Config;
+pub use error::Error;
