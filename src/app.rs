@@ -7,6 +7,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::i18n::Lang;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 pub struct App {
     pub config: Config,
@@ -15,6 +16,7 @@ pub struct App {
     pub default_lang: Lang,
     /// `server.trusted_proxies`, parsed once.
     pub trusted_proxies: Vec<(IpAddr, u8)>,
+    pub log: Log,
 }
 
 impl App {
@@ -24,6 +26,32 @@ impl App {
         let db = Db::open(&config.database)?;
         let default_lang = Lang::parse(&config.server.default_language).unwrap_or(Lang::Id);
         let trusted_proxies = config.server.trusted_proxies.iter().filter_map(|p| config::parse_cidr(p)).collect();
-        Ok(App { config, db, clock: Clock::default(), default_lang, trusted_proxies })
+        Ok(App { config, db, clock: Clock::default(), default_lang, trusted_proxies, log: Log::default() })
+    }
+}
+
+/// Where the access log and warnings go: standard error, or, in tests, a
+/// buffer that can be searched for secrets that must never appear.
+#[derive(Debug, Default)]
+pub struct Log {
+    captured: Option<Mutex<Vec<String>>>,
+}
+
+impl Log {
+    pub fn capturing() -> Log {
+        Log { captured: Some(Mutex::new(Vec::new())) }
+    }
+
+    pub fn line(&self, text: impl Into<String>) {
+        let text = text.into();
+        match &self.captured {
+            Some(lines) => lines.lock().unwrap_or_else(|e| e.into_inner()).push(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    /// The captured lines (empty unless capturing).
+    pub fn lines(&self) -> Vec<String> {
+        self.captured.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).clone()).unwrap_or_default()
     }
 }

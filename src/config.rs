@@ -194,7 +194,10 @@ impl Config {
         let name = path.map_or("apextrack.toml".into(), |p| p.display().to_string());
         let mut table: toml::Table = match toml::from_str(&text) {
             Ok(table) => table,
-            Err(e) => return err(format!("{name}: {}", e.message())),
+            Err(e) => {
+                let line = e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+                return err(format!("{name}: line {line}: {}", e.message().trim()));
+            }
         };
         let file_config = deserialize(&table, &name)?;
         apply_env(&mut table, &file_config, env)?;
@@ -267,17 +270,30 @@ fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigEr
 }
 
 fn deserialize(table: &toml::Table, source: &str) -> Result<Config, ConfigError> {
-    // Re-parsing the text keeps toml's error messages, which name the key.
     let text = toml::to_string(table).map_err(|e| ConfigError(format!("{source}: {e}")))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("{source}: {}", describe(&e))))
+    toml::from_str(&text).map_err(|e| {
+        let key = e.span().and_then(|span| key_at(&text, span.start));
+        let message = e.message().trim().replace('\n', " ");
+        ConfigError(match key {
+            Some(key) => format!("{source}: {key}: {message}"),
+            None => format!("{source}: {message}"),
+        })
+    })
 }
 
-/// toml's message plus the key path it points at.
-fn describe(e: &toml::de::Error) -> String {
-    let message = e.message().trim().to_string();
-    match e.span() {
-        Some(_) => message.replace("\n", " "),
-        None => message,
+/// The dotted key (`server.threads`) whose line holds byte `offset` of a
+/// document that `toml::to_string` wrote: `[section]` headers, `key = value` lines.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"'));
+    let section =
+        before[..line_start].lines().rev().find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')));
+    match (section, key) {
+        (Some(section), Some(key)) => Some(format!("{section}.{key}")),
+        (None, Some(key)) => Some(key.to_string()),
+        _ => None,
     }
 }
 
@@ -415,7 +431,7 @@ mod tests {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case] = &[
             ("[server]\nthreads = 0\n", &[], "server.threads = 0"),
-            ("[server]\nthreads = \"many\"\n", &[], "threads"),
+            ("[server]\nthreads = \"many\"\n", &[], "server.threads: invalid type"),
             ("[server]\nbindd = \"x\"\n", &[], "bindd"),
             ("[serverr]\n", &[], "serverr"),
             ("", &[("APEXTRACK_SERVER_THREADS", "lots")], "APEXTRACK_SERVER_THREADS = \"lots\""),
@@ -424,7 +440,7 @@ mod tests {
             ("", &[("APEXTRACK_SERVER_UTC_OFFSET", "7")], "server.utc_offset"),
             ("", &[("APEXTRACK_MAIL_PROVIDER", "pigeon")], "mail.provider = \"pigeon\""),
             ("", &[("APEXTRACK_SERVER_TRUSTED_PROXIES", "10.0.0.0/99")], "server.trusted_proxies"),
-            ("[server\n", &[], "apextrack"),
+            ("[server\n", &[], "line 1: unclosed table"),
         ];
         for (text, env, needle) in cases {
             let e = load_text(text, env).unwrap_err().to_string();

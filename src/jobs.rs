@@ -23,7 +23,7 @@ impl Jobs {
             .name("prune".into())
             .spawn(move || loop {
                 if let Err(e) = accounts::prune(&app) {
-                    eprintln!("warning: pruning expired rows failed: {e}");
+                    app.log.line(format!("warning: pruning expired rows failed: {e}"));
                 }
                 // Sleeps until the next round, or returns when stopped.
                 match stopped.recv_timeout(PRUNE_EVERY) {

@@ -188,7 +188,7 @@ pub fn authenticate(app: &App, raw: &str) -> Result<Session, Error> {
     if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
         // Bookkeeping only: a busy database must not fail the request.
         if let Err(e) = app.db.write(|tx| Ok(store::touch_token(tx, token.id, now)?)) {
-            eprintln!("warning: could not record last_used_at of token {}: {e}", token.id);
+            app.log.line(format!("warning: could not record last_used_at of token {}: {e}", token.id));
         }
     }
     Ok(Session { user, token_id: token.id })

@@ -71,7 +71,7 @@ impl Running {
         let _ = self.stop.send(());
         let drained = self.done.recv_timeout(DRAIN_LIMIT).is_ok();
         if let Err(e) = app.db.checkpoint() {
-            eprintln!("warning: WAL checkpoint at shutdown failed: {e}");
+            app.log.line(format!("warning: WAL checkpoint at shutdown failed: {e}"));
         }
         drained
     }
@@ -111,20 +111,10 @@ pub fn start(app: Arc<App>) -> Result<Running, Error> {
 pub fn handle(app: &App, req: &Request) -> Response {
     let started = Instant::now();
     let ctx = Ctx::new(app, req);
-    let outcome = catch_unwind(AssertUnwindSafe(|| router::dispatch(&ctx)));
-    let response = match outcome {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
-            if let Error::Internal(detail) = &error {
-                eprintln!("error: {} {}: {detail}", req.method(), input::raw_path(req).escape_default());
-            }
-            respond::error(&error, ctx.lang.get())
-        }
-        Err(_) => respond::error(&Error::internal("handler panicked"), ctx.lang.get()),
-    };
+    let response = guarded(&ctx, || router::dispatch(&ctx));
     let response = respond::with_security_headers(response);
     // The path only: query strings may carry signatures and secrets.
-    eprintln!(
+    app.log.line(format!(
         "{} {} {} {} {} {:.1}ms",
         clock::format(app.clock.now()),
         ctx.ip,
@@ -132,6 +122,48 @@ pub fn handle(app: &App, req: &Request) -> Response {
         input::raw_path(req).escape_default(),
         response.status_code,
         started.elapsed().as_secs_f64() * 1000.0
-    );
+    ));
     response
+}
+
+/// Runs a handler so that neither an error nor a panic escapes: both become
+/// the contract's JSON, and internal details go to the log only.
+pub fn guarded(ctx: &Ctx, f: impl FnOnce() -> Result<Response, Error>) -> Response {
+    let error = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(response)) => return response,
+        Ok(Err(error)) => error,
+        Err(_) => Error::internal("handler panicked"),
+    };
+    if let Error::Internal(detail) = &error {
+        let path = input::raw_path(ctx.req).escape_default();
+        ctx.app.log.line(format!("error: {} {path}: {detail}", ctx.req.method()));
+    }
+    respond::error(&error, ctx.lang.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Log;
+    use crate::Config;
+    use std::io::Read;
+
+    #[test]
+    fn a_panic_becomes_the_json_500_and_the_detail_stays_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.path = dir.path().join("t.db");
+        let mut app = App::open(config).unwrap();
+        app.log = Log::capturing();
+        let req = Request::fake_http("GET", "/api/x?signature=abc", vec![], vec![]);
+        let ctx = Ctx::new(&app, &req);
+        let response = guarded(&ctx, || panic!("boom"));
+        assert_eq!(response.status_code, 500);
+        let mut body = String::new();
+        response.data.into_reader_and_size().0.read_to_string(&mut body).unwrap();
+        assert_eq!(body, r#"{"message":"Server Error."}"#);
+        let log = app.log.lines().join("\n");
+        assert!(log.contains("error: GET /api/x: handler panicked"), "{log}");
+        assert!(!log.contains("signature"), "{log}");
+    }
 }

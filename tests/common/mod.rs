@@ -1,0 +1,306 @@
+//! Test harness: the real server, in-process on an ephemeral port against a
+//! temp SQLite file, or the built binary as a child process; and a small
+//! HTTP/1.1 client over a plain TCP socket, so tests control every byte.
+
+#![allow(dead_code)]
+
+use apextrack::app::Log;
+use apextrack::{http, App, Config};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const PASSWORD: &str = "password123";
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request on a fresh connection (`Connection: close`) and reads
+/// the whole answer.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" || method == "PATCH" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may answer (413) and close before taking the whole body.
+    let _ = stream.write_all(body);
+    read_response(&mut stream)
+}
+
+pub fn read_response(stream: &mut TcpStream) -> Resp {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| {
+        panic!("no complete response head: {:?}", String::from_utf8_lossy(raw));
+    });
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Resp { status, headers, body: String::from_utf8_lossy(&body).to_string() }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// Helpers shared by both kinds of server.
+pub trait Client {
+    fn addr(&self) -> SocketAddr;
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Accept", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("Authorization", auth));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        request(self.addr(), method, path, &headers, body.as_bytes())
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.call("GET", path, token, None)
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        self.call("POST", path, token, Some(body))
+    }
+
+    fn register(&self, email: &str) -> Resp {
+        self.post(
+            "/api/register",
+            None,
+            &json!({"name": "Test User", "email": email, "password": PASSWORD, "password_confirmation": PASSWORD}),
+        )
+    }
+
+    fn login(&self, email: &str, password: &str) -> Resp {
+        self.post("/api/login", None, &json!({"email": email, "password": password, "device_name": "tests"}))
+    }
+
+    /// Registers and logs in; returns the token.
+    fn user_with_token(&self, email: &str) -> String {
+        let r = self.register(email);
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = self.login(email, PASSWORD);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+}
+
+/// The server in this process, with a clock the test can move and a log
+/// the test can read.
+pub struct TestServer {
+    pub app: Arc<App>,
+    addr: SocketAddr,
+    running: Option<http::Running>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    pub fn with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.bind = "127.0.0.1:0".into();
+        config.database.path = dir.path().join("apextrack.db");
+        adjust(&mut config);
+        let mut app = App::open(config).expect("app opens");
+        app.log = Log::capturing();
+        let app = Arc::new(app);
+        let running = http::start(Arc::clone(&app)).expect("server starts");
+        TestServer { addr: running.addr(), app, running: Some(running), dir }
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.app.config.database.path.clone()
+    }
+
+    /// A separate connection to the server's file, as an operator would open.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        self.app.log.lines().join("\n")
+    }
+}
+
+impl Client for TestServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop(&self.app);
+        }
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_apextrack")
+}
+
+/// `apextrack --config <dir>/apextrack.toml ARGS`, with the database in `dir`.
+pub fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    cli_with_stdin(dir, args, "")
+}
+
+pub fn cli_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(binary())
+        .current_dir(dir)
+        .arg("--config")
+        .arg(dir.join("apextrack.toml"))
+        .args(args)
+        .env_remove("APEXTRACK_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Writes a config for the binary: the example file with the database in `dir`.
+pub fn write_config(dir: &Path, extra: &str) {
+    let text = format!("{}\n{extra}", apextrack::config::EXAMPLE)
+        .replace("path = \"apextrack.db\"", &format!("path = {:?}", dir.join("apextrack.db").display().to_string()));
+    std::fs::write(dir.join("apextrack.toml"), text).unwrap();
+}
+
+/// `apextrack serve` as a child process on an ephemeral port.
+pub struct Proc {
+    pub child: Child,
+    addr: SocketAddr,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(dir: &Path, env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(dir)
+            .arg("--config")
+            .arg(dir.join("apextrack.toml"))
+            .arg("serve")
+            .env("APEXTRACK_SERVER_BIND", "127.0.0.1:0")
+            .env_remove("APEXTRACK_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = rx.recv_timeout(Duration::from_secs(20)).expect("the server prints its address");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        };
+        Proc { child, addr, stderr: rx }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the server did not exit within 10 s");
+    }
+
+    /// Everything printed on standard error so far.
+    pub fn drain_stderr(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Client for Proc {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare address is a client too, for threads that share no server handle.
+impl Client for SocketAddr {
+    fn addr(&self) -> SocketAddr {
+        *self
+    }
+}
