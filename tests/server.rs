@@ -1,0 +1,167 @@
+//! `apextrack serve` as a process: start-up, configuration errors, signals,
+//! graceful shutdown, and upgrading databases made by earlier versions.
+
+mod common;
+
+use common::{cli, request, write_config, Client, Proc, TestServer, PASSWORD};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn serves_on_the_example_config_and_stops_cleanly_on_sigterm_and_sigint() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), "");
+        let mut server = Proc::spawn(dir.path(), &[]);
+        let r = server.get("/api/health", None);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["schema_version"], apextrack::db::migrate::latest_version());
+        assert_eq!(server.register("sig@example.com").status, 201);
+        server.signal(signal);
+        assert_eq!(server.wait(), Some(0), "SIG{signal} exits 0");
+        let stderr = server.drain_stderr();
+        assert!(stderr.contains("POST /api/register 201"), "one access-log line per request: {stderr}");
+        assert!(stderr.contains("stopped"), "{stderr}");
+        // The WAL was checkpointed into the main file.
+        let wal = dir.path().join("apextrack.db-wal");
+        assert!(std::fs::metadata(&wal).map_or(true, |m| m.len() == 0), "WAL left behind");
+        assert!(TcpStream::connect(server.addr()).is_err(), "no longer accepting");
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "");
+    let mut server = Proc::spawn(dir.path(), &[]);
+    // Over 1 KiB, so the server hands the request to a handler before the
+    // body arrives (smaller bodies are read whole first); unknown fields are ignored.
+    let body = json!({
+        "name": "Late", "email": "late@example.com", "password": PASSWORD, "password_confirmation": PASSWORD,
+        "padding": "x".repeat(2048),
+    })
+    .to_string();
+    // Headers now, body after the signal: the handler is running meanwhile.
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    write!(
+        stream,
+        "POST /api/register HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(body.as_bytes()).unwrap();
+    let r = common::read_response(&mut stream);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(server.wait(), Some(0));
+    let conn = rusqlite::Connection::open(dir.path().join("apextrack.db")).unwrap();
+    let n: i64 = conn.query_row("SELECT count(*) FROM users WHERE email = 'late@example.com'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn start_up_errors_name_the_bad_key_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "");
+    let run = |env: &[(&str, &str)], config: &str| {
+        let mut cmd = Command::new(common::binary());
+        cmd.current_dir(dir.path()).args(["--config", config, "serve"]).env_remove("APEXTRACK_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let config = dir.path().join("apextrack.toml").display().to_string();
+    let cases = [
+        (vec![("APEXTRACK_SERVER_THREADS", "0")], config.clone(), "server.threads = 0: must be between 1 and 512"),
+        (vec![("APEXTRACK_SERVER_THREADS", "eight")], config.clone(), "APEXTRACK_SERVER_THREADS = \"eight\": expected integer"),
+        (vec![("APEXTRACK_SERVER_BIND", "localhost")], config.clone(), "server.bind = \"localhost\""),
+        (vec![("APEXTRACK_SECURITY_TOKEN_TTL", "1")], config.clone(), "APEXTRACK_SECURITY_TOKEN_TTL: no such configuration key"),
+        (vec![], "missing.toml".to_string(), "cannot read config file missing.toml"),
+    ];
+    for (env, config, needle) in cases {
+        let (code, stderr) = run(&env, &config);
+        assert_eq!(code, Some(1), "{env:?}");
+        assert!(stderr.contains(needle), "{env:?}: {stderr:?} lacks {needle:?}");
+    }
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nthreads = \"many\"\n").unwrap();
+    let (code, stderr) = run(&[], "bad.toml");
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("server.threads: invalid type: string \"many\""), "{stderr}");
+    // The port is taken: say so.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&[("APEXTRACK_SERVER_BIND", &taken)], &config);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains(&format!("cannot listen on {taken}")), "{stderr}");
+}
+
+/// Every database file made by an earlier schema version upgrades in place
+/// and keeps its users and tokens. Add `schema-vN.db` (+ `.json`) for each
+/// release that changes the schema.
+#[test]
+fn databases_from_every_earlier_schema_version_upgrade_in_place() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "db") {
+            continue;
+        }
+        seen += 1;
+        let facts: Value = serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
+        let s = TestServer::with(|c| {
+            std::fs::copy(&path, &c.database.path).unwrap();
+        });
+        assert_eq!(s.app.db.schema_version().unwrap(), apextrack::db::migrate::latest_version());
+        for email in facts["users"].as_array().unwrap() {
+            let r = s.login(email.as_str().unwrap(), facts["password"].as_str().unwrap());
+            assert_eq!(r.status, 200, "{}: {}", path.display(), r.body);
+        }
+        let r = s.get("/api/user", facts["bob_token"].as_str());
+        assert_eq!(r.status, 200, "a token issued before the upgrade still works");
+        assert_eq!(r.json()["email"], "bob@example.com");
+        assert_eq!(r.json()["language"], "en");
+        let check: String = s.sqlite().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+    }
+    assert!(seen >= 1, "no fixtures found in {}", fixtures.display());
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "");
+    let conn = rusqlite::Connection::open(dir.path().join("apextrack.db")).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let out = cli(dir.path(), &["user", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("newer than this binary"));
+}
+
+#[test]
+fn raw_requests_with_garbage_never_crash_the_server() {
+    let s = TestServer::start();
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /api/user HTTP/1.1\r\nAuthorization: Bearer \xff\xfe\r\n\r\n",
+        b"POST /api/login HTTP/1.1\r\nContent-Length: 5\r\n\r\n\xff\xff\xff\xff\xff",
+        b"POST /api/login HTTP/1.1\r\nContent-Length: abc\r\n\r\n{}",
+    ] {
+        let mut stream = TcpStream::connect(s.addr()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = stream.write_all(raw);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut sink);
+    }
+    let r = request(s.addr(), "GET", "/api/health", &[], b"");
+    assert_eq!(r.status, 200);
+}
