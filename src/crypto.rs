@@ -1,13 +1,13 @@
 //! Security primitives, in one place: random secrets, SHA-256 and
 //! HMAC-SHA256, constant-time comparison, argon2id password hashing.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use hmac::{Hmac, Mac};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 /// A random string of `len` characters from `[A-Za-z0-9]`, from the OS-seeded CSPRNG.
 pub fn random_alphanumeric(len: usize) -> String {
@@ -50,28 +50,99 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// argon2id with the OWASP baseline: 19 MiB of memory, 2 passes, 1 lane.
 /// About 20 ms on one core of a small VPS: slow enough to make offline
-/// guessing expensive, cheap enough that a burst of logins cannot exhaust a
-/// 1 GiB machine (eight threads hash at most 8 × 19 MiB at once).
-fn argon2() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// guessing expensive, cheap enough for a login to feel instant.
+const ARGON2_M_KIB: u32 = 19 * 1024;
+const ARGON2_T: u32 = 2;
+const ARGON2_P: u32 = 1;
+const HASH_LEN: usize = 32;
+
+fn params() -> Params {
+    Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(HASH_LEN)).expect("static argon2 parameters are valid")
 }
 
-/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::encode_b64(&random_bytes::<16>()).expect("16 bytes is a valid salt");
-    argon2()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing of an in-memory password cannot fail")
-        .to_string()
+/// Working memory for argon2: at most one 19 MiB buffer per core, reused by
+/// every hash. Hashing is CPU-bound, so more at once would not be faster;
+/// a burst of logins waits its turn here instead of allocating 19 MiB per
+/// request (which left a loaded server holding half a gigabyte).
+struct Scratch {
+    state: Mutex<(Vec<Vec<Block>>, usize)>,
+    freed: Condvar,
+    max: usize,
 }
 
-/// Checks a password against a stored PHC string. A malformed hash never matches.
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
+impl Scratch {
+    fn get() -> &'static Scratch {
+        static SCRATCH: OnceLock<Scratch> = OnceLock::new();
+        SCRATCH.get_or_init(|| Scratch {
+            state: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+            max: std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
+        })
     }
+
+    fn with<T>(&self, blocks: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
+        let mut buf = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(buf) = state.0.pop() {
+                    break buf;
+                }
+                if state.1 < self.max {
+                    state.1 += 1;
+                    break Vec::new();
+                }
+                state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        if buf.len() < blocks {
+            buf.resize(blocks, Block::default());
+        }
+        let out = f(&mut buf[..blocks]);
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0.push(buf);
+        self.freed.notify_one();
+        out
+    }
+}
+
+fn argon2_into(
+    params: Params,
+    algorithm: Algorithm,
+    version: Version,
+    pwd: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> bool {
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    // A panic inside argon2 would leak one scratch slot; it has none on
+    // valid parameters, which Params::new and PasswordHash parsing ensure.
+    Scratch::get().with(blocks, |memory| argon.hash_password_into_with_memory(pwd, salt, out, memory).is_ok())
+}
+
+/// Hashes a password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
+pub fn hash_password(password: &str) -> String {
+    let salt = random_bytes::<16>();
+    let mut out = [0u8; HASH_LEN];
+    let ok = argon2_into(params(), Algorithm::Argon2id, Version::V0x13, password.as_bytes(), &salt, &mut out);
+    assert!(ok, "argon2 with static parameters cannot fail");
+    let salt = SaltString::encode_b64(&salt).expect("16 bytes is a valid salt");
+    let hash = Output::new(&out).expect("32 bytes is a valid output");
+    format!("$argon2id$v=19$m={ARGON2_M_KIB},t={ARGON2_T},p={ARGON2_P}${}${hash}", salt.as_str())
+}
+
+/// Checks a password against a stored PHC string, with the parameters the
+/// string names. A malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else { return false };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::new(parsed.algorithm.as_str()), Params::try_from(&parsed)) else {
+        return false;
+    };
+    let version = parsed.version.and_then(|v| Version::try_from(v).ok()).unwrap_or(Version::V0x13);
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else { return false };
+    let mut out = vec![0u8; expected.len()];
+    argon2_into(params, algorithm, version, password.as_bytes(), salt, &mut out) && ct_eq(&out, expected.as_bytes())
 }
 
 /// Spends the same time as a real verification, for logins of unknown
@@ -94,6 +165,22 @@ mod tests {
         assert!(!verify_password("correct hors", &phc));
         assert!(!verify_password("correct horse", "not-a-hash"));
         assert_ne!(phc, hash_password("correct horse"), "salts must differ");
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_reference_phc_implementation() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let reference = Argon2::new(Algorithm::Argon2id, Version::V0x13, params());
+        let ours = hash_password("s3cret-pass");
+        assert!(reference.verify_password(b"s3cret-pass", &PasswordHash::new(&ours).unwrap()).is_ok());
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = reference.hash_password(b"s3cret-pass", &salt).unwrap().to_string();
+        assert!(verify_password("s3cret-pass", &theirs));
+        assert!(!verify_password("s3cret-pas", &theirs));
+        // Other parameters (say, from an older release) still verify.
+        let light = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8 * 1024, 1, 1, None).unwrap());
+        let old = light.hash_password(b"s3cret-pass", &salt).unwrap().to_string();
+        assert!(verify_password("s3cret-pass", &old));
     }
 
     #[test]

@@ -10,33 +10,30 @@ pub struct Limit {
     pub window: Micros,
 }
 
-/// Counts one attempt under `key`, unless the window is already full, in
-/// which case nothing is counted and the seconds until it reopens come back
-/// as `Err`. Call it inside the write transaction of the attempt: the check
-/// and the count are then one atomic step, so a burst of parallel attempts
-/// cannot slip past the limit.
-pub fn attempt(conn: &Connection, key: &str, limit: Limit, now: Micros) -> rusqlite::Result<Result<(), u64>> {
+/// Seconds until the window of `key` reopens, if it is full.
+pub fn blocked(conn: &Connection, key: &str, limit: Limit, now: Micros) -> rusqlite::Result<Option<u64>> {
     let row: Option<(u32, Micros)> = conn
         .prepare_cached("SELECT hits, window_start FROM rate_limits WHERE key = ?1")?
         .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    match row {
-        Some((hits, start)) if start + limit.window > now => {
-            if hits >= limit.max {
-                let left = start + limit.window - now;
-                return Ok(Err(((left + SECOND - 1) / SECOND).max(1) as u64));
-            }
-            conn.prepare_cached("UPDATE rate_limits SET hits = hits + 1 WHERE key = ?1")?.execute([key])?;
+    Ok(match row {
+        Some((hits, start)) if hits >= limit.max && start + limit.window > now => {
+            Some(((start + limit.window - now + SECOND - 1) / SECOND).max(1) as u64)
         }
-        _ => {
-            conn.prepare_cached(
-                "INSERT INTO rate_limits (key, hits, window_start) VALUES (?1, 1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET hits = 1, window_start = excluded.window_start",
-            )?
-            .execute(params![key, now])?;
-        }
-    }
-    Ok(Ok(()))
+        _ => None,
+    })
+}
+
+/// Counts one hit under `key`, starting a new window if the last one ended.
+pub fn hit(conn: &Connection, key: &str, limit: Limit, now: Micros) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO rate_limits (key, hits, window_start) VALUES (?1, 1, ?2)
+         ON CONFLICT (key) DO UPDATE SET
+             hits = CASE WHEN window_start + ?3 > ?2 THEN hits + 1 ELSE 1 END,
+             window_start = CASE WHEN window_start + ?3 > ?2 THEN window_start ELSE ?2 END",
+    )?
+    .execute(params![key, now, limit.window])?;
+    Ok(())
 }
 
 /// Forgets `key`, e.g. after a successful login.
@@ -67,12 +64,17 @@ mod tests {
         let limit = Limit { max: 3, window: MINUTE };
         let t0 = 1_000 * SECOND;
         for _ in 0..3 {
-            assert_eq!(attempt(&c, "k", limit, t0).unwrap(), Ok(()));
+            assert_eq!(blocked(&c, "k", limit, t0).unwrap(), None);
+            hit(&c, "k", limit, t0).unwrap();
         }
-        assert_eq!(attempt(&c, "k", limit, t0 + 20 * SECOND).unwrap(), Err(40));
-        assert_eq!(attempt(&c, "other", limit, t0).unwrap(), Ok(()));
-        assert_eq!(attempt(&c, "k", limit, t0 + MINUTE).unwrap(), Ok(()));
+        assert_eq!(blocked(&c, "k", limit, t0 + 20 * SECOND).unwrap(), Some(40));
+        assert_eq!(blocked(&c, "other", limit, t0).unwrap(), None);
+        assert_eq!(blocked(&c, "k", limit, t0 + MINUTE).unwrap(), None);
+        // A hit after the window starts a new one.
+        hit(&c, "k", limit, t0 + MINUTE).unwrap();
+        assert_eq!(blocked(&c, "k", limit, t0 + MINUTE).unwrap(), None);
         clear(&c, "k").unwrap();
+        hit(&c, "k", limit, t0).unwrap();
         assert_eq!(prune(&c, t0 + 2 * DAY).unwrap(), 1);
     }
 }

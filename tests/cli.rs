@@ -62,7 +62,18 @@ fn user_create_list_show_verify_and_delete() {
     create(d, "one@example.com");
     let out = cli_with_stdin(
         d,
-        &["user", "create", "--name", "Two", "--email", "two@example.com", "--password-stdin", "--verified", "--language", "en"],
+        &[
+            "user",
+            "create",
+            "--name",
+            "Two",
+            "--email",
+            "two@example.com",
+            "--password-stdin",
+            "--verified",
+            "--language",
+            "en",
+        ],
         "another-password\n",
     );
     assert!(ok(&out).contains("created user 2 <two@example.com>"));
@@ -102,12 +113,16 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
     fails(&cli(d, &["user", "set-status", "taken@example.com", "banished"]), "unknown status \"banished\"");
     fails(&cli(d, &["user", "set-password", "taken@example.com", "--password", "short"]), "at least 8 characters");
     fails(&cli(d, &["token", "revoke", "12345"]), "no token with id 12345");
-    fails(&cli(d, &["user", "create", "--name", "X", "--email", "a@b.co", "--password", PASSWORD, "--language", "fr"]), "fr");
+    fails(
+        &cli(d, &["user", "create", "--name", "X", "--email", "a@b.co", "--password", PASSWORD, "--language", "fr"]),
+        "fr",
+    );
     // clap's own usage errors exit 2.
     assert_eq!(cli(d, &["user", "frobnicate"]).status.code(), Some(2));
     // A broken config names the key.
     let config = std::fs::read_to_string(d.join("apextrack.toml")).unwrap();
-    std::fs::write(d.join("apextrack.toml"), config.replace("login_max_attempts = 5", "login_max_attempts = 0")).unwrap();
+    std::fs::write(d.join("apextrack.toml"), config.replace("login_max_attempts = 5", "login_max_attempts = 0"))
+        .unwrap();
     fails(&cli(d, &["user", "list"]), "security.login_max_attempts = 0");
 }
 

@@ -60,7 +60,8 @@ fn sigterm_lets_an_in_flight_request_finish() {
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(server.wait(), Some(0));
     let conn = rusqlite::Connection::open(dir.path().join("apextrack.db")).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM users WHERE email = 'late@example.com'", [], |r| r.get(0)).unwrap();
+    let n: i64 =
+        conn.query_row("SELECT count(*) FROM users WHERE email = 'late@example.com'", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 1);
 }
 
@@ -80,9 +81,17 @@ fn start_up_errors_name_the_bad_key_and_value() {
     let config = dir.path().join("apextrack.toml").display().to_string();
     let cases = [
         (vec![("APEXTRACK_SERVER_THREADS", "0")], config.clone(), "server.threads = 0: must be between 1 and 512"),
-        (vec![("APEXTRACK_SERVER_THREADS", "eight")], config.clone(), "APEXTRACK_SERVER_THREADS = \"eight\": expected integer"),
+        (
+            vec![("APEXTRACK_SERVER_THREADS", "eight")],
+            config.clone(),
+            "APEXTRACK_SERVER_THREADS = \"eight\": expected integer",
+        ),
         (vec![("APEXTRACK_SERVER_BIND", "localhost")], config.clone(), "server.bind = \"localhost\""),
-        (vec![("APEXTRACK_SECURITY_TOKEN_TTL", "1")], config.clone(), "APEXTRACK_SECURITY_TOKEN_TTL: no such configuration key"),
+        (
+            vec![("APEXTRACK_SECURITY_TOKEN_TTL", "1")],
+            config.clone(),
+            "APEXTRACK_SECURITY_TOKEN_TTL: no such configuration key",
+        ),
         (vec![], "missing.toml".to_string(), "cannot read config file missing.toml"),
     ];
     for (env, config, needle) in cases {
@@ -115,7 +124,8 @@ fn databases_from_every_earlier_schema_version_upgrade_in_place() {
             continue;
         }
         seen += 1;
-        let facts: Value = serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
+        let facts: Value =
+            serde_json::from_str(&std::fs::read_to_string(path.with_extension("json")).unwrap()).unwrap();
         let s = TestServer::with(|c| {
             std::fs::copy(&path, &c.database.path).unwrap();
         });

@@ -117,25 +117,30 @@ pub fn create_account(
 }
 
 /// Checks credentials and issues a token. Failures per email+IP are counted
-/// and limited; an unknown email costs the same time and gets the same
+/// and limited (a burst of parallel guesses can overshoot the limit by at
+/// most the number of server threads, then is refused for the window); an unknown email costs the same time and gets the same
 /// answer as a wrong password. The suspension is told only to someone who
 /// knows the password.
 pub fn login(app: &App, email: &str, password: &str, device_name: &str, ip: IpAddr) -> Result<(User, String), Error> {
     let key = format!("login:{}|{ip}", email.to_lowercase());
     let limit = Limit { max: app.config.security.login_max_attempts, window: MINUTE };
     let now = app.clock.now();
-    if let Err(retry_after) = app.db.write(|tx| Ok(ratelimit::attempt(tx, &key, limit, now)?))? {
+    if let Some(retry_after) = app.db.read(|c| Ok(ratelimit::blocked(c, &key, limit, now)?))? {
         let message = Msg::new("auth.throttle").arg("seconds", retry_after);
         return Err(Error::TooManyRequests { message, retry_after });
     }
     let user = app.db.read(|c| Ok(store::find_user_by_email(c, email)?))?;
     let user = match user {
-        Some(user) if crypto::verify_password(password, &user.password_hash) => user,
-        Some(_) => return Err(bad_credentials()),
+        Some(user) if crypto::verify_password(password, &user.password_hash) => Some(user),
+        Some(_) => None,
         None => {
             crypto::burn_password_check(password);
-            return Err(bad_credentials());
+            None
         }
+    };
+    let Some(user) = user else {
+        app.db.write(|tx| Ok(ratelimit::hit(tx, &key, limit, now)?))?;
+        return Err(bad_credentials());
     };
     if user.account_status == "suspended" {
         return Err(suspended());
