@@ -42,3 +42,39 @@ CREATE TABLE rate_limits (
     hits         INTEGER NOT NULL,
     window_start INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- version: 2
+-- Secrets of this instance (e.g. the key that signs verification links),
+-- generated on first start and never shown.
+CREATE TABLE instance_keys (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+-- The one live email verification code of a user, as an HMAC, never in clear.
+CREATE TABLE email_codes (
+    user_id    INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    code_hash  TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- Mail (and later SMS) waiting for delivery, written in the same
+-- transaction as the change that caused it. Bodies are wiped once sent.
+CREATE TABLE outbox (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel           TEXT NOT NULL DEFAULT 'mail',
+    recipient         TEXT NOT NULL,
+    subject           TEXT NOT NULL DEFAULT '',
+    body_text         TEXT NOT NULL DEFAULT '',
+    body_html         TEXT NOT NULL DEFAULT '',
+    status            TEXT NOT NULL DEFAULT 'pending',
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at   INTEGER NOT NULL,
+    last_error        TEXT,
+    provider_response TEXT,
+    created_at        INTEGER NOT NULL,
+    sent_at           INTEGER
+);
+CREATE INDEX outbox_due ON outbox(status, next_attempt_at);

@@ -6,6 +6,8 @@ use crate::config::{self, Config};
 use crate::db::Db;
 use crate::error::Error;
 use crate::i18n::Lang;
+use crate::keys;
+use crate::outbox::Wake;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -17,6 +19,9 @@ pub struct App {
     /// `server.trusted_proxies`, parsed once.
     pub trusted_proxies: Vec<(IpAddr, u8)>,
     pub log: Log,
+    /// Signs verification links and keys stored codes; kept in the database.
+    pub signing_key: [u8; 32],
+    pub outbox_wake: Wake,
 }
 
 impl App {
@@ -26,7 +31,17 @@ impl App {
         let db = Db::open(&config.database)?;
         let default_lang = Lang::parse(&config.server.default_language).unwrap_or(Lang::Id);
         let trusted_proxies = config.server.trusted_proxies.iter().filter_map(|p| config::parse_cidr(p)).collect();
-        Ok(App { config, db, clock: Clock::default(), default_lang, trusted_proxies, log: Log::default() })
+        let signing_key = keys::load_or_create(&db, "signing")?;
+        Ok(App {
+            config,
+            db,
+            clock: Clock::default(),
+            default_lang,
+            trusted_proxies,
+            log: Log::default(),
+            signing_key,
+            outbox_wake: Wake::default(),
+        })
     }
 }
 

@@ -43,6 +43,37 @@ enum Command {
     Token(TokenCommand),
     /// Copy the live database to FILE, consistently, while the server runs
     Backup { file: PathBuf },
+    /// Mail delivery
+    #[command(subcommand)]
+    Mail(MailCommand),
+    /// The queue of outgoing mail
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum MailCommand {
+    /// Send one test mail now through the configured provider and show its answer
+    Test {
+        address: String,
+        /// Language of the mail: id or en [default: server.default_language]
+        #[arg(long)]
+        language: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OutboxCommand {
+    /// List queued, sent and failed mail, newest first
+    List {
+        /// Only this status: pending, sent or failed
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue failed mail again (all failed mail, or the given ids)
+    Retry { ids: Vec<i64> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,6 +191,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("backed up {bytes} bytes to {} in {:.2?}", file.display(), started.elapsed());
             Ok(())
         }
+        Command::Mail(MailCommand::Test { address, language }) => mail_test(&app, &address, language),
+        Command::Outbox(cmd) => outbox(&app, cmd),
         Command::Init { .. } | Command::Serve => Ok(()),
     }
 }
@@ -247,12 +280,7 @@ fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
         }
         UserCommand::Create { name, email, password, verified, language } => {
             let password = read_password(password)?;
-            let lang = match language {
-                Some(code) => {
-                    Lang::parse(&code).ok_or_else(|| Failure(format!("unknown language {code:?}: use id or en")))?
-                }
-                None => app.default_lang,
-            };
+            let lang = parse_language(app, language)?;
             let (name, email) = (name.trim(), email.trim());
             let mut errors = crate::error::FieldErrors::default();
             accounts::validate_account(app, Some(name), Some(email), Some(&password), &mut errors)?;
@@ -320,6 +348,87 @@ fn token(app: &App, cmd: TokenCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+fn parse_language(app: &App, code: Option<String>) -> Result<Lang, Failure> {
+    match code {
+        Some(code) => Lang::parse(&code).ok_or_else(|| Failure(format!("unknown language {code:?}: use id or en"))),
+        None => Ok(app.default_lang),
+    }
+}
+
+fn mail_test(app: &App, address: &str, language: Option<String>) -> Result<(), Failure> {
+    if !accounts::is_email(address) {
+        return Err(Failure(format!("{address:?} is not an email address")));
+    }
+    let lang = parse_language(app, language)?;
+    let mail = crate::mail::test(lang, address, app.config.app_url());
+    let key = format!("apextrack-test-{}", crate::crypto::random_alphanumeric(12));
+    let provider = &app.config.mail.provider;
+    match crate::mail::send(&app.config.mail, &app.log, &mail, &key) {
+        Ok(delivery) => {
+            println!("sent through {provider}: the provider answered {} {}", delivery.status, delivery.response);
+            Ok(())
+        }
+        Err(reason) => Err(Failure(format!("sending through {provider} failed: {reason}"))),
+    }
+}
+
+fn outbox(app: &App, cmd: OutboxCommand) -> Result<(), Failure> {
+    match cmd {
+        OutboxCommand::List { status, json } => {
+            if let Some(s) = status.as_deref() {
+                if !["pending", "sent", "failed"].contains(&s) {
+                    return Err(Failure(format!("unknown status {s:?}: use pending, sent or failed")));
+                }
+            }
+            let entries = app.db.read(|c| Ok(crate::outbox::list(c, status.as_deref())?))?;
+            if json {
+                print_json(&Value::Array(entries.iter().map(outbox_json).collect()));
+            } else {
+                println!(
+                    "{:<6} {:<8} {:<5} {:<28} {:<32} SUBJECT / LAST ERROR",
+                    "ID", "STATUS", "TRIES", "CREATED", "TO"
+                );
+                for e in &entries {
+                    println!(
+                        "{:<6} {:<8} {:<5} {:<28} {:<32} {}{}",
+                        e.id,
+                        e.status,
+                        e.attempts,
+                        clock::format(e.created_at),
+                        e.recipient,
+                        e.subject,
+                        e.last_error.as_ref().map_or(String::new(), |err| format!(" / {err}"))
+                    );
+                }
+            }
+        }
+        OutboxCommand::Retry { ids } => {
+            let now = app.clock.now();
+            let n = app.db.write(|tx| Ok(crate::outbox::retry(tx, &ids, now)?))?;
+            if !ids.is_empty() && n < ids.len() {
+                return Err(Failure(format!("queued {n} of {} mail(s): the others are not failed mail", ids.len())));
+            }
+            println!("queued {n} failed mail(s) again; a running server sends them within a second");
+        }
+    }
+    Ok(())
+}
+
+fn outbox_json(e: &crate::outbox::Entry) -> Value {
+    json!({
+        "id": e.id,
+        "to": e.recipient,
+        "subject": e.subject,
+        "status": e.status,
+        "attempts": e.attempts,
+        "next_attempt_at": clock::format(e.next_attempt_at),
+        "last_error": e.last_error,
+        "provider_response": e.provider_response,
+        "created_at": clock::format(e.created_at),
+        "sent_at": e.sent_at.map(clock::format),
+    })
 }
 
 fn token_json(t: &Token) -> Value {

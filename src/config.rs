@@ -86,7 +86,7 @@ impl Default for Mail {
             endpoint: String::new(),
             api_key: String::new(),
             domain: String::new(),
-            from: "apextrack <noreply@localhost>".into(),
+            from: "apextrack <noreply@apextrack.localhost>".into(),
         }
     }
 }
@@ -241,6 +241,28 @@ impl Config {
         check_range("database.busy_timeout_ms", d.busy_timeout_ms, 1, 600_000)?;
         if !MAIL_PROVIDERS.contains(&self.mail.provider.as_str()) {
             return bad("mail.provider", &self.mail.provider, &format!("must be one of {}", MAIL_PROVIDERS.join(", ")));
+        }
+        let m = &self.mail;
+        let needs = |key: &str, value: &str| -> Result<(), ConfigError> {
+            if value.is_empty() {
+                return err(format!("{key} must be set when mail.provider = {:?}", m.provider));
+            }
+            Ok(())
+        };
+        match m.provider.as_str() {
+            "http" => needs("mail.endpoint", &m.endpoint)?,
+            "mailgun" => {
+                needs("mail.api_key", &m.api_key)?;
+                needs("mail.domain", &m.domain)?;
+            }
+            "log" => {}
+            _ => needs("mail.api_key", &m.api_key)?,
+        }
+        if !(m.endpoint.is_empty() || m.endpoint.starts_with("http://") || m.endpoint.starts_with("https://")) {
+            return bad("mail.endpoint", &m.endpoint, "must start with http:// or https://");
+        }
+        if !crate::accounts::is_email(crate::mail::split_address(&m.from).1) {
+            return bad("mail.from", &m.from, "must be an address like \"apextrack <noreply@example.com>\"");
         }
         if !SMS_PROVIDERS.contains(&self.sms.provider.as_str()) {
             return bad("sms.provider", &self.sms.provider, &format!("must be one of {}", SMS_PROVIDERS.join(", ")));
@@ -440,6 +462,10 @@ mod tests {
             ("", &[("APEXTRACK_SERVER_UTC_OFFSET", "7")], "server.utc_offset"),
             ("", &[("APEXTRACK_MAIL_PROVIDER", "pigeon")], "mail.provider = \"pigeon\""),
             ("", &[("APEXTRACK_SERVER_TRUSTED_PROXIES", "10.0.0.0/99")], "server.trusted_proxies"),
+            ("", &[("APEXTRACK_MAIL_PROVIDER", "http")], "mail.endpoint must be set when mail.provider = \"http\""),
+            ("", &[("APEXTRACK_MAIL_PROVIDER", "mailgun"), ("APEXTRACK_MAIL_API_KEY", "k")], "mail.domain must be set"),
+            ("", &[("APEXTRACK_MAIL_PROVIDER", "postmark")], "mail.api_key must be set"),
+            ("", &[("APEXTRACK_MAIL_FROM", "nobody")], "mail.from = \"nobody\""),
             ("[server\n", &[], "line 1: unclosed table"),
         ];
         for (text, env, needle) in cases {

@@ -15,12 +15,16 @@ pub enum Error {
     Unverified,
     /// 403 with a message (a suspended account, a wrong secret).
     Forbidden(Msg),
+    /// 400 in seed 003's envelope: `{"success": false, "message"}`.
+    Envelope { status: u16, msg: Msg },
     /// 404 `Not Found.`
     NotFound,
     /// 405: the path exists, the method does not; lists the methods it takes.
     MethodNotAllowed { method: String, allowed: String },
     /// 413: the body is over `server.max_body_bytes`.
     PayloadTooLarge { limit: u64 },
+    /// 422 with a message only (a wrong verification code, as the seed shows).
+    Unprocessable(Msg),
     /// 422 with Laravel's `errors` object.
     Validation(FieldErrors),
     /// 429 with `retry_after` seconds.
@@ -41,7 +45,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         use crate::i18n::Lang;
         match self {
-            Error::BadRequest(m) | Error::Forbidden(m) => f.write_str(&m.render(Lang::En)),
+            Error::BadRequest(m) | Error::Forbidden(m) | Error::Unprocessable(m) => f.write_str(&m.render(Lang::En)),
+            Error::Envelope { msg, .. } => f.write_str(&msg.render(Lang::En)),
             Error::TooManyRequests { message, .. } => f.write_str(&message.render(Lang::En)),
             Error::Unauthenticated => f.write_str("unauthenticated"),
             Error::Unverified => f.write_str("email address is not verified"),

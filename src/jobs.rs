@@ -1,8 +1,10 @@
-//! Background threads of `apextrack serve`: for now, pruning of expired
-//! tokens and finished rate-limit windows.
+//! Background threads of `apextrack serve`: the outbox sender, and pruning
+//! of expired tokens, codes, rate-limit windows and old delivered mail.
 
 use crate::accounts;
 use crate::app::App;
+use crate::outbox;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -12,18 +14,22 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Handle to the background threads; `stop` ends them.
 pub struct Jobs {
-    stop: mpsc::Sender<()>,
+    app: Arc<App>,
+    stop: Arc<AtomicBool>,
+    stop_pruner: mpsc::Sender<()>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
 impl Jobs {
     pub fn start(app: Arc<App>) -> Jobs {
-        let (stop, stopped) = mpsc::channel::<()>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop_pruner, stopped) = mpsc::channel::<()>();
+        let pruner_app = Arc::clone(&app);
         let pruner = thread::Builder::new()
             .name("prune".into())
             .spawn(move || loop {
-                if let Err(e) = accounts::prune(&app) {
-                    app.log.line(format!("warning: pruning expired rows failed: {e}"));
+                if let Err(e) = accounts::prune(&pruner_app) {
+                    pruner_app.log.line(format!("warning: pruning expired rows failed: {e}"));
                 }
                 // Sleeps until the next round, or returns when stopped.
                 match stopped.recv_timeout(PRUNE_EVERY) {
@@ -32,11 +38,19 @@ impl Jobs {
                 }
             })
             .expect("spawning a thread at start-up");
-        Jobs { stop, threads: vec![pruner] }
+        let (sender_app, sender_stop) = (Arc::clone(&app), Arc::clone(&stop));
+        let sender = thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || outbox::run(&sender_app, &sender_stop))
+            .expect("spawning a thread at start-up");
+        Jobs { app, stop, stop_pruner, threads: vec![pruner, sender] }
     }
 
+    /// Stops the threads; a mail being sent finishes and is recorded first.
     pub fn stop(self) {
-        drop(self.stop);
+        self.stop.store(true, Ordering::Relaxed);
+        self.app.outbox_wake.notify();
+        drop(self.stop_pruner);
         for t in self.threads {
             let _ = t.join();
         }

@@ -14,7 +14,11 @@ pub mod error;
 pub mod http;
 pub mod i18n;
 pub mod jobs;
+pub mod keys;
+pub mod mail;
+pub mod outbox;
 pub mod ratelimit;
+pub mod verification;
 
 pub use app::App;
 pub use config::Config;

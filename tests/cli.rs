@@ -47,7 +47,7 @@ fn init_writes_a_working_config_and_the_database_once() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli(dir.path(), &["init"]);
     let stdout = ok(&out);
-    assert!(stdout.contains("schema version 1"), "{stdout}");
+    assert!(stdout.contains(&format!("schema version {}", apextrack::db::migrate::latest_version())), "{stdout}");
     let written = std::fs::read_to_string(dir.path().join("apextrack.toml")).unwrap();
     assert_eq!(written, apextrack::config::EXAMPLE);
     assert!(dir.path().join("apextrack.db").exists());

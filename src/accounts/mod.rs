@@ -11,6 +11,7 @@ use crate::crypto;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::{Lang, Msg};
 use crate::ratelimit::{self, Limit};
+use crate::verification;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 pub use store::{Token, User};
@@ -85,9 +86,10 @@ pub fn is_email(email: &str) -> bool {
         && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
-/// Creates an account from fields that passed `validate_account`. The
-/// password is hashed before the write, so the write lock is held only for
-/// the insert; an email taken in the meantime still comes back as a 422.
+/// Creates an account from fields that passed `validate_account`, and
+/// queues its verification mail in the same transaction unless `verified`.
+/// The password is hashed before the write, so the write lock is held only
+/// for the inserts; an email taken in the meantime still comes back as a 422.
 pub fn create_account(
     app: &App,
     name: &str,
@@ -105,15 +107,21 @@ pub fn create_account(
         language: lang.code(),
         verified_at: verified.then_some(now),
     };
-    app.db.write(|tx| {
+    let user = app.db.write(|tx| {
         let id = match store::insert_user(tx, &new, now) {
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
                 return Err(FieldErrors::single("email", taken()))
             }
             other => other?,
         };
-        store::find_user(tx, id)?.ok_or_else(|| Error::internal("inserted user vanished"))
-    })
+        let user = store::find_user(tx, id)?.ok_or_else(|| Error::internal("inserted user vanished"))?;
+        if !verified {
+            verification::queue_mail(app, tx, &user, now)?;
+        }
+        Ok(user)
+    })?;
+    app.outbox_wake.notify();
+    Ok(user)
 }
 
 /// Checks credentials and issues a token. Failures per email+IP are counted
@@ -275,10 +283,16 @@ pub fn delete(app: &App, user_id: i64) -> Result<(), Error> {
     app.db.write(|tx| if store::delete_user(tx, user_id)? { Ok(()) } else { Err(Error::NotFound) })
 }
 
-/// Deletes expired tokens; run by the maintenance thread.
+/// Deletes expired tokens, rate-limit windows and codes, and old delivered
+/// mail; run by the maintenance thread.
 pub fn prune(app: &App) -> Result<usize, Error> {
     let now = app.clock.now();
-    app.db.write(|tx| Ok(store::prune_expired_tokens(tx, now)? + ratelimit::prune(tx, now)?))
+    app.db.write(|tx| {
+        Ok(store::prune_expired_tokens(tx, now)?
+            + ratelimit::prune(tx, now)?
+            + verification::prune(tx, now)?
+            + crate::outbox::prune(tx, now)?)
+    })
 }
 
 #[cfg(test)]

@@ -37,6 +37,11 @@ impl<'a> Ctx<'a> {
         Ctx { app, req, ip, lang: Cell::new(lang), session: OnceCell::new() }
     }
 
+    /// Path segment `n` (0-based, undecoded): `/api/email/verify/7/ab` → 3 is `7`.
+    pub fn segment(&self, n: usize) -> &'a str {
+        input::raw_path(self.req).trim_matches('/').split('/').nth(n).unwrap_or("")
+    }
+
     /// The session a guard of the route table established.
     pub fn session(&self) -> Result<&Session, Error> {
         self.session.get().ok_or(Error::Unauthenticated)

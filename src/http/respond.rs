@@ -25,6 +25,8 @@ pub fn error(error: &Error, lang: Lang) -> Response {
         Error::Unauthenticated => json(401, &json!({ "message": text("http.unauthenticated") })),
         Error::Unverified => json(403, &json!({ "message": text("http.unverified") })),
         Error::Forbidden(msg) => message(403, msg, lang),
+        Error::Envelope { status, msg } => json(*status, &json!({ "success": false, "message": msg.render(lang) })),
+        Error::Unprocessable(msg) => message(422, msg, lang),
         Error::NotFound => json(404, &json!({ "message": text("http.not_found") })),
         Error::MethodNotAllowed { method, allowed } => {
             let msg = Msg::new("http.method_not_allowed").arg("method", method).arg("allowed", allowed);

@@ -6,6 +6,7 @@ use super::respond;
 use super::{input, Ctx};
 use crate::accounts::routes as accounts;
 use crate::error::Error;
+use crate::verification::routes as verification;
 use rouille::Response;
 use serde_json::json;
 
@@ -21,6 +22,11 @@ fn routes(segments: &[&str]) -> Option<Methods> {
         ["api", "login"] => &[("POST", Public, accounts::login)],
         ["api", "logout"] => &[("POST", Auth, accounts::logout)],
         ["api", "user"] => &[("GET", Auth, accounts::me)],
+        ["api", "email", "verify"] => &[("POST", Auth, verification::verify_code)],
+        ["api", "email", "resend"] => &[("POST", Auth, verification::resend_code)],
+        ["api", "email", "verification-notification"] => &[("POST", Auth, verification::send_link)],
+        ["api", "email", "verification-resend"] => &[("POST", Auth, verification::resend_link)],
+        ["api", "email", "verify", _id, _hash] => &[("GET", Public, verification::verify_link)],
         _ => return None,
     })
 }

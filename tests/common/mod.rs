@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use apextrack::app::Log;
+use apextrack::jobs::Jobs;
 use apextrack::{http, App, Config};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -136,13 +137,13 @@ pub trait Client {
     }
 }
 
-/// The server in this process, with a clock the test can move and a log
-/// the test can read.
+/// The server in this process, with its background jobs (the outbox
+/// sender), a clock the test can move and a log the test can read.
 pub struct TestServer {
     pub app: Arc<App>,
     addr: SocketAddr,
-    running: Option<http::Running>,
-    pub dir: tempfile::TempDir,
+    running: Option<(http::Running, Jobs)>,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -156,11 +157,34 @@ impl TestServer {
         config.server.bind = "127.0.0.1:0".into();
         config.database.path = dir.path().join("apextrack.db");
         adjust(&mut config);
+        TestServer::boot(config, dir)
+    }
+
+    fn boot(config: Config, dir: tempfile::TempDir) -> TestServer {
         let mut app = App::open(config).expect("app opens");
         app.log = Log::capturing();
         let app = Arc::new(app);
         let running = http::start(Arc::clone(&app)).expect("server starts");
-        TestServer { addr: running.addr(), app, running: Some(running), dir }
+        let jobs = Jobs::start(Arc::clone(&app));
+        TestServer { addr: running.addr(), app, running: Some((running, jobs)), dir: Some(dir) }
+    }
+
+    /// Stops this server gracefully and starts a new one on the same file.
+    pub fn restart(mut self) -> TestServer {
+        self.shutdown();
+        let config = self.app.config.clone();
+        TestServer::boot(config, self.dir.take().unwrap())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some((running, jobs)) = self.running.take() {
+            running.stop(&self.app);
+            jobs.stop();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -185,9 +209,7 @@ impl Client for TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.stop(&self.app);
-        }
+        self.shutdown();
     }
 }
 
@@ -303,4 +325,175 @@ impl Client for SocketAddr {
     fn addr(&self) -> SocketAddr {
         *self
     }
+}
+
+/// A real HTTP server standing in for a mail provider: it records every
+/// request and answers with the status the test sets; it can go down
+/// (connections refused) and come back on the same port.
+pub struct Recorder {
+    addr: SocketAddr,
+    state: Arc<RecorderState>,
+    server: Option<(std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
+}
+
+#[derive(Default)]
+struct RecorderState {
+    requests: std::sync::Mutex<Vec<Recorded>>,
+    status: std::sync::atomic::AtomicU16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The status the recorder answered.
+    pub answered: u16,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// A form-encoded body as (key, value) pairs.
+    pub fn form(&self) -> Vec<(String, String)> {
+        self.body.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
+    }
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let state = Arc::new(RecorderState::default());
+        state.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        let mut recorder = Recorder { addr: "127.0.0.1:0".parse().unwrap(), state, server: None };
+        recorder.up();
+        recorder
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers every request with `status` from now on.
+    pub fn answer(&self, status: u16) {
+        self.state.status.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes the port: connections are refused until [`Recorder::up`].
+    pub fn down(&mut self) {
+        if let Some((thread, stop)) = self.server.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            thread.join().unwrap();
+        }
+    }
+
+    pub fn up(&mut self) {
+        let state = Arc::clone(&self.state);
+        let server = rouille::Server::new(self.addr, move |req| {
+            let mut body = String::new();
+            if let Some(mut data) = req.data() {
+                let _ = data.read_to_string(&mut body);
+            }
+            let answered = state.status.load(std::sync::atomic::Ordering::SeqCst);
+            state.requests.lock().unwrap().push(Recorded {
+                method: req.method().to_string(),
+                url: req.raw_url().to_string(),
+                headers: req.headers().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                body,
+                answered,
+            });
+            rouille::Response::from_data("application/json", format!("{{\"recorded\": {answered}}}"))
+                .with_status_code(answered)
+                // No keep-alive: when the recorder goes down, no pooled
+                // connection outlives it.
+                .with_unique_header("Connection", "close")
+        })
+        .expect("recorder binds");
+        self.addr = server.server_addr();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                server.poll_timeout(Duration::from_millis(20));
+            }
+        });
+        self.server = Some((thread, stop));
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests were answered 2xx; returns those.
+    pub fn wait_delivered(&self, n: usize) -> Vec<Recorded> {
+        for _ in 0..400 {
+            let ok: Vec<Recorded> = self.requests().into_iter().filter(|r| (200..300).contains(&r.answered)).collect();
+            if ok.len() >= n {
+                return ok;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{n} deliveries expected within 10 s; got {:?}", self.requests());
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// A server whose mail goes to `recorder` through the generic `http` provider.
+pub fn server_with_mail(recorder: &Recorder, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let endpoint = format!("{}/send", recorder.url());
+    TestServer::with(|c| {
+        c.mail.provider = "http".into();
+        c.mail.endpoint = endpoint;
+        c.mail.api_key = "test-mail-key".into();
+        adjust(c);
+    })
+}
+
+/// The 6-digit code and the link out of a verification mail's text.
+pub fn code_and_link(mail_text: &str) -> (String, String) {
+    let code = mail_text
+        .split_whitespace()
+        .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))
+        .expect("a 6-digit code in the mail")
+        .to_string();
+    let link = mail_text
+        .split_whitespace()
+        .find(|w| w.starts_with("http") && w.contains("/api/email/verify/"))
+        .expect("a verification link in the mail")
+        .to_string();
+    (code, link)
+}
+
+/// `http://host/path?query` → `/path?query`.
+pub fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or("/".to_string(), |i| rest[i..].to_string())
 }

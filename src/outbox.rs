@@ -1,0 +1,219 @@
+//! The durable outbox: mail queued in the same transaction as the change
+//! that caused it, delivered by one worker thread with retries and
+//! exponential backoff, so a provider outage or a restart loses nothing.
+
+use crate::app::App;
+use crate::clock::{Micros, SECOND};
+use crate::error::Error;
+use crate::mail::{self, Mail};
+use rusqlite::{params, Connection, Row};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Tries before a mail is marked `failed` (about 85 minutes of backoff).
+pub const MAX_ATTEMPTS: u32 = 10;
+const FIRST_RETRY: Micros = 5 * SECOND;
+const LONGEST_RETRY: Micros = 3600 * SECOND;
+/// The worker looks at the table at least this often, so rows queued or
+/// retried by another process (the CLI) go out without a wake-up.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Delay before try `attempts + 1`: 5 s, 10 s, 20 s, … capped at an hour.
+pub fn backoff(attempts: u32) -> Micros {
+    FIRST_RETRY.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(LONGEST_RETRY)
+}
+
+/// Queues `mail` inside the caller's transaction.
+pub fn enqueue(conn: &Connection, mail: &Mail, now: Micros) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (channel, recipient, subject, body_text, body_html, next_attempt_at, created_at)
+         VALUES ('mail', ?1, ?2, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![mail.to, mail.subject, mail.text, mail.html, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: i64,
+    pub recipient: String,
+    pub subject: String,
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Micros,
+    pub last_error: Option<String>,
+    pub provider_response: Option<String>,
+    pub created_at: Micros,
+    pub sent_at: Option<Micros>,
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, recipient, subject, status, attempts, next_attempt_at, last_error, provider_response, created_at, sent_at";
+
+fn entry(r: &Row) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: r.get(0)?,
+        recipient: r.get(1)?,
+        subject: r.get(2)?,
+        status: r.get(3)?,
+        attempts: r.get(4)?,
+        next_attempt_at: r.get(5)?,
+        last_error: r.get(6)?,
+        provider_response: r.get(7)?,
+        created_at: r.get(8)?,
+        sent_at: r.get(9)?,
+    })
+}
+
+/// Entries, newest first, optionally of one status.
+pub fn list(conn: &Connection, status: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt =
+        conn.prepare(&format!("SELECT {ENTRY_COLUMNS} FROM outbox WHERE ?1 IS NULL OR status = ?1 ORDER BY id DESC"))?;
+    let rows = stmt.query_map([status], entry)?;
+    rows.collect()
+}
+
+/// Puts failed mails (all of them, or those in `ids`) back in the queue
+/// with a fresh set of tries. Returns how many.
+pub fn retry(conn: &Connection, ids: &[i64], now: Micros) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare(
+        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2, last_error = NULL
+         WHERE status = 'failed' AND (?1 IS NULL OR id = ?1)",
+    )?;
+    if ids.is_empty() {
+        return stmt.execute(params![None::<i64>, now]);
+    }
+    ids.iter().map(|id| stmt.execute(params![id, now])).sum()
+}
+
+/// Deletes delivered mail older than 30 days.
+pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?1", [now - 30 * 86_400 * SECOND])
+}
+
+/// Wakes the worker when something was queued, instead of waiting for its poll.
+#[derive(Debug, Default)]
+pub struct Wake {
+    pending: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let guard = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut pending, _) = self.cond.wait_timeout_while(guard, timeout, |p| !*p).unwrap_or_else(|e| e.into_inner());
+        *pending = false;
+    }
+}
+
+struct Due {
+    id: i64,
+    attempts: u32,
+    mail: Mail,
+}
+
+/// Sends every mail that is due, one at a time. Returns how many were sent.
+pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
+    let mut sent = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let now = app.clock.now();
+        let due: Vec<Due> = app.db.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, attempts, recipient, subject, body_text, body_html FROM outbox
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT 20",
+            )?;
+            let rows = stmt.query_map([now], |r| {
+                Ok(Due {
+                    id: r.get(0)?,
+                    attempts: r.get(1)?,
+                    mail: Mail { to: r.get(2)?, subject: r.get(3)?, text: r.get(4)?, html: r.get(5)? },
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        if due.is_empty() {
+            break;
+        }
+        for item in due {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let key = format!("apextrack-outbox-{}", item.id);
+            let outcome = mail::send(&app.config.mail, &app.log, &item.mail, &key);
+            let now = app.clock.now();
+            let attempts = item.attempts + 1;
+            match outcome {
+                Ok(delivery) => {
+                    sent += 1;
+                    let response = format!("{} {}", delivery.status, delivery.response);
+                    app.db.write(|tx| {
+                        // Delivered: the body (with its code) is no longer needed.
+                        tx.execute(
+                            "UPDATE outbox SET status = 'sent', attempts = ?2, sent_at = ?3, provider_response = ?4,
+                                 last_error = NULL, body_text = '', body_html = '' WHERE id = ?1",
+                            params![item.id, attempts, now, response],
+                        )?;
+                        Ok(())
+                    })?;
+                }
+                Err(reason) => {
+                    let status = if attempts >= MAX_ATTEMPTS { "failed" } else { "pending" };
+                    app.log.line(format!(
+                        "warning: mail {} to {} not delivered (try {attempts}/{MAX_ATTEMPTS}): {reason}",
+                        item.id, item.mail.to
+                    ));
+                    app.db.write(|tx| {
+                        tx.execute(
+                            "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
+                             WHERE id = ?1",
+                            params![item.id, status, attempts, now + backoff(attempts), reason],
+                        )?;
+                        Ok(())
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// The worker loop: deliver what is due, then sleep until the next retry
+/// is due, something is queued, or a second passes; until `stop`.
+pub fn run(app: &App, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = deliver_due(app, stop) {
+            app.log.line(format!("warning: outbox: {e}"));
+            app.outbox_wake.wait(POLL);
+            continue;
+        }
+        let next: Option<Micros> = app
+            .db
+            .read(|c| {
+                Ok(c.query_row("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))?)
+            })
+            .unwrap_or(None);
+        let wait = next
+            .map_or(POLL, |at| Duration::from_micros((at - app.clock.now()).clamp(0, POLL.as_micros() as i64) as u64));
+        if !wait.is_zero() {
+            app.outbox_wake.wait(wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_five_seconds_up_to_an_hour() {
+        let secs: Vec<i64> = (1..=11).map(|a| backoff(a) / SECOND).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600]);
+        assert_eq!(backoff(u32::MAX), LONGEST_RETRY);
+    }
+}

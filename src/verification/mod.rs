@@ -1,0 +1,172 @@
+//! Email verification, both flows of the seeds side by side: a 6-digit code
+//! (`POST /api/email/verify`) and a signed link
+//! (`GET /api/email/verify/{id}/{hash}?expires=&signature=`). One mail
+//! carries both; every send goes through the outbox.
+
+pub mod routes;
+pub mod store;
+
+use crate::accounts::{self, User};
+use crate::app::App;
+use crate::clock::{Micros, MINUTE, SECOND};
+use crate::crypto;
+use crate::error::Error;
+use crate::i18n::{Lang, Msg};
+use crate::mail;
+use crate::outbox;
+use crate::ratelimit::{self, Limit};
+use rusqlite::Connection;
+
+/// Wrong codes a code survives.
+pub const MAX_TRIES: u32 = 5;
+/// Links live 60 minutes (seed 003).
+pub const LINK_TTL: Micros = 60 * MINUTE;
+/// One verification mail per user per minute, whichever route asks.
+const RESEND: Limit = Limit { max: 1, window: MINUTE };
+
+fn resend_key(user_id: i64) -> String {
+    format!("verify-mail:{user_id}")
+}
+
+fn already_verified() -> Error {
+    Error::BadRequest(Msg::new("verify.already"))
+}
+
+/// A new random code, uniform over 000000–999999.
+fn new_code() -> String {
+    format!("{:06}", rand::random_range(0..1_000_000u32))
+}
+
+/// Codes are kept as an HMAC under the instance key, bound to the user, so
+/// the table alone does not give them away.
+fn code_hash(app: &App, user_id: i64, code: &str) -> String {
+    crypto::hex(&crypto::hmac_sha256(&app.signing_key, format!("email-code:{user_id}:{code}").as_bytes()))
+}
+
+/// The URL a link's signature covers: always built from `server.app_url`,
+/// so it checks out whichever host name the request came in on.
+fn signed_part(app: &App, user_id: i64, hash: &str, expires: i64) -> String {
+    format!("{}/api/email/verify/{user_id}/{hash}?expires={expires}", app.config.app_url())
+}
+
+fn signature(app: &App, user_id: i64, hash: &str, expires: i64) -> String {
+    crypto::hex(&crypto::hmac_sha256(&app.signing_key, signed_part(app, user_id, hash, expires).as_bytes()))
+}
+
+/// A verification link for `user`, valid for [`LINK_TTL`] from `now`.
+pub fn link(app: &App, user: &User, now: Micros) -> String {
+    let hash = crypto::sha1_hex(user.email.to_lowercase().as_bytes());
+    let expires = (now + LINK_TTL) / SECOND;
+    format!("{}&signature={}", signed_part(app, user.id, &hash, expires), signature(app, user.id, &hash, expires))
+}
+
+/// Issues a fresh code and link and queues the mail carrying both, inside
+/// the caller's transaction (so the code and its mail commit together).
+/// Returns the link.
+pub fn queue_mail(app: &App, tx: &Connection, user: &User, now: Micros) -> Result<String, Error> {
+    let code = new_code();
+    let ttl_minutes = app.config.security.code_ttl_minutes;
+    let expires_at = now + i64::from(ttl_minutes) * MINUTE;
+    store::put_code(tx, user.id, &code_hash(app, user.id, &code), expires_at, now)?;
+    let url = link(app, user, now);
+    let lang = Lang::parse(&user.language).unwrap_or(app.default_lang);
+    let mail = mail::verification(lang, &user.email, &user.name, &code, &url, ttl_minutes);
+    outbox::enqueue(tx, &mail, now)?;
+    ratelimit::hit(tx, &resend_key(user.id), RESEND, now)?;
+    Ok(url)
+}
+
+/// Sends a new verification mail (new code, new link), at most once a
+/// minute per user. Returns the link.
+pub fn resend(app: &App, user: &User) -> Result<String, Error> {
+    if user.email_verified_at.is_some() {
+        return Err(already_verified());
+    }
+    let now = app.clock.now();
+    let url = app.db.write(|tx| {
+        if let Some(retry_after) = ratelimit::blocked(tx, &resend_key(user.id), RESEND, now)? {
+            return Err(Error::TooManyRequests { message: Msg::new("verify.resend_wait"), retry_after });
+        }
+        queue_mail(app, tx, user, now)
+    })?;
+    app.outbox_wake.notify();
+    Ok(url)
+}
+
+/// Checks a code. Wrong, expired or exhausted codes all get the seed's one
+/// answer; every wrong try counts, and the fifth kills the code.
+pub fn verify_code(app: &App, user: &User, code: &str) -> Result<(), Error> {
+    if user.email_verified_at.is_some() {
+        return Err(already_verified());
+    }
+    let now = app.clock.now();
+    let hash = code_hash(app, user.id, code.trim());
+    let verified = app.db.write(|tx| {
+        let Some(stored) = store::find_code(tx, user.id)? else { return Ok(false) };
+        if stored.expires_at <= now || stored.attempts >= MAX_TRIES {
+            return Ok(false);
+        }
+        if !crypto::ct_eq(hash.as_bytes(), stored.code_hash.as_bytes()) {
+            store::count_attempt(tx, user.id)?;
+            return Ok(false);
+        }
+        accounts::store::mark_verified(tx, user.id, now)?;
+        store::delete_code(tx, user.id)?;
+        Ok(true)
+    })?;
+    if verified {
+        Ok(())
+    } else {
+        Err(Error::Unprocessable(Msg::new("verify.code_invalid")))
+    }
+}
+
+/// What a link check found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LinkOutcome {
+    Verified,
+    AlreadyVerified,
+    Invalid,
+    UnknownUser,
+}
+
+/// Checks a verification link: the user exists, `hash` is the SHA-1 of
+/// their email, the signature is ours over id, hash and expiry, and it has
+/// not expired. Any tampered part is `Invalid`.
+pub fn verify_link(
+    app: &App,
+    id: &str,
+    hash: &str,
+    expires: Option<&str>,
+    signature_hex: Option<&str>,
+) -> Result<LinkOutcome, Error> {
+    let Ok(user_id) = id.parse::<i64>() else { return Ok(LinkOutcome::UnknownUser) };
+    let Some(user) = app.db.read(|c| Ok(accounts::store::find_user(c, user_id)?))? else {
+        return Ok(LinkOutcome::UnknownUser);
+    };
+    if user.email_verified_at.is_some() {
+        return Ok(LinkOutcome::AlreadyVerified);
+    }
+    let (Some(expires), Some(given)) = (expires.and_then(|e| e.parse::<i64>().ok()), signature_hex) else {
+        return Ok(LinkOutcome::Invalid);
+    };
+    let expected = signature(app, user_id, hash, expires);
+    let email_hash = crypto::sha1_hex(user.email.to_lowercase().as_bytes());
+    let now = app.clock.now();
+    let genuine = crypto::ct_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+        & crypto::ct_eq(email_hash.as_bytes(), hash.to_ascii_lowercase().as_bytes());
+    if !genuine || expires.saturating_mul(SECOND) <= now {
+        return Ok(LinkOutcome::Invalid);
+    }
+    app.db.write(|tx| {
+        accounts::store::mark_verified(tx, user_id, now)?;
+        store::delete_code(tx, user_id)?;
+        Ok(())
+    })?;
+    Ok(LinkOutcome::Verified)
+}
+
+/// Deletes expired codes; run by the maintenance thread.
+pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
+    store::prune(conn, now)
+}
