@@ -78,3 +78,121 @@ CREATE TABLE outbox (
     sent_at           INTEGER
 );
 CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+
+-- version: 3
+-- Tracking. A user's postback secret is derived (HMAC of the instance key,
+-- the user id and this counter), never stored; rotating bumps the counter.
+ALTER TABLE users ADD COLUMN postback_secret_version INTEGER NOT NULL DEFAULT 1;
+-- IPs/CIDRs allowed to send this user's postbacks, comma-separated; '' = any.
+ALTER TABLE users ADD COLUMN postback_allowlist TEXT NOT NULL DEFAULT '';
+
+-- Links are never deleted (status 'deleted'), so their history stays.
+CREATE TABLE links (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id             INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name                TEXT NOT NULL,
+    url                 TEXT NOT NULL,
+    slug                TEXT NOT NULL UNIQUE,
+    payout_cents        INTEGER NOT NULL DEFAULT 0,
+    status              TEXT NOT NULL DEFAULT 'active',
+    source_postback_url TEXT NOT NULL DEFAULT '',
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL
+);
+CREATE INDEX links_user ON links(user_id, id);
+
+-- Every click, bots included. `day` is the local date (server.utc_offset)
+-- of the rollup rows it counts in.
+CREATE TABLE clicks (
+    id         INTEGER PRIMARY KEY,
+    clickid    TEXT NOT NULL UNIQUE,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    link_id    INTEGER NOT NULL,
+    sub1       TEXT NOT NULL DEFAULT '',
+    sub2       TEXT NOT NULL DEFAULT '',
+    sub3       TEXT NOT NULL DEFAULT '',
+    sub4       TEXT NOT NULL DEFAULT '',
+    sub5       TEXT NOT NULL DEFAULT '',
+    ext_id     TEXT NOT NULL DEFAULT '',
+    country    TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    ip         TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    is_unique  INTEGER NOT NULL,
+    day        TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX clicks_user_time ON clicks(user_id, created_at);
+
+-- Last click per link and visitor (hash of IP + User-Agent), for uniqueness.
+CREATE TABLE click_fingerprints (
+    link_id     INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
+    last_at     INTEGER NOT NULL,
+    PRIMARY KEY (link_id, fingerprint)
+) WITHOUT ROWID;
+
+-- One lead per user and transaction id; sub_id, country and device come from its click.
+CREATE TABLE leads (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    click_id     INTEGER NOT NULL,
+    link_id      INTEGER NOT NULL,
+    txid         TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    payout_cents INTEGER NOT NULL,
+    sub1         TEXT NOT NULL,
+    country      TEXT NOT NULL,
+    device       TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    UNIQUE (user_id, txid)
+);
+CREATE INDEX leads_user_time ON leads(user_id, created_at);
+
+-- Counters per user, dimension ('all', 'sub_id', 'country', 'device',
+-- 'link'), value and local day, bumped in the same transaction as each
+-- click and lead: reports read these, never the clicks table. Bot clicks
+-- count only in bot_clicks. payout_cents is approved payout.
+CREATE TABLE rollups (
+    user_id        INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    dim            TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    day            TEXT NOT NULL,
+    clicks         INTEGER NOT NULL DEFAULT 0,
+    unique_clicks  INTEGER NOT NULL DEFAULT 0,
+    bot_clicks     INTEGER NOT NULL DEFAULT 0,
+    leads          INTEGER NOT NULL DEFAULT 0,
+    approved_leads INTEGER NOT NULL DEFAULT 0,
+    pending_leads  INTEGER NOT NULL DEFAULT 0,
+    rejected_leads INTEGER NOT NULL DEFAULT 0,
+    payout_cents   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, dim, value, day)
+) WITHOUT ROWID;
+
+-- Every conversion postback received and what became of it.
+CREATE TABLE postback_log (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id     INTEGER REFERENCES users(id) ON DELETE CASCADE,
+    received_at INTEGER NOT NULL,
+    method      TEXT NOT NULL,
+    ip          TEXT NOT NULL,
+    params      TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    lead_id     INTEGER
+);
+CREATE INDEX postback_log_user ON postback_log(user_id, id);
+
+-- Payment notifications, one row per reference.
+CREATE TABLE payments (
+    reference    TEXT PRIMARY KEY,
+    user_id      INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    email        TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    currency     TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);

@@ -215,8 +215,12 @@ fn serve(config: Config) -> Result<(), Failure> {
     );
     let _ = signal_rx.recv();
     eprintln!("shutting down: finishing in-flight requests");
-    let drained = running.stop(&app);
+    let drained = running.stop();
+    // Background writes (the outbox's last status) land before the checkpoint.
     jobs.stop();
+    if let Err(e) = app.db.checkpoint() {
+        eprintln!("warning: WAL checkpoint at shutdown failed: {e}");
+    }
     if !drained {
         eprintln!("warning: some requests were still running after the drain limit");
     }

@@ -40,6 +40,27 @@ pub fn format(ts: Micros) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// The local date (`YYYY-MM-DD`) of `ts` at `offset_secs` east of UTC.
+pub fn local_date(ts: Micros, offset_secs: i32) -> String {
+    let days = (ts.div_euclid(SECOND) + i64::from(offset_secs)).div_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Whether `text` is a real calendar date written `YYYY-MM-DD`.
+pub fn is_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num =
+        |r: std::ops::Range<usize>| text.get(r).filter(|s| s.bytes().all(|c| c.is_ascii_digit()))?.parse::<i64>().ok();
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else { return false };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    (1..=12).contains(&m) && d >= 1 && d <= days_in_month[(m - 1) as usize]
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -65,6 +86,16 @@ mod tests {
         assert_eq!(format(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(format(951_782_400 * SECOND + 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(format(-SECOND), "1969-12-31T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn local_dates_follow_the_offset() {
+        let t = 1_723_939_200 * SECOND; // 2024-08-18T00:00:00Z
+        assert_eq!(local_date(t, 0), "2024-08-18");
+        assert_eq!(local_date(t - 1, 0), "2024-08-17");
+        assert_eq!(local_date(t - 1, 7 * 3600), "2024-08-18");
+        assert_eq!(local_date(t, -3600), "2024-08-17");
+        assert!(is_date("2024-02-29") && !is_date("2023-02-29") && !is_date("2024-13-01") && !is_date("24-01-01"));
     }
 
     #[test]

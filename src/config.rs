@@ -267,6 +267,7 @@ impl Config {
         if !SMS_PROVIDERS.contains(&self.sms.provider.as_str()) {
             return bad("sms.provider", &self.sms.provider, &format!("must be one of {}", SMS_PROVIDERS.join(", ")));
         }
+        check_range("security.token_ttl_days", self.security.token_ttl_days.into(), 0, 36_500)?;
         check_range("security.login_max_attempts", self.security.login_max_attempts.into(), 1, 1000)?;
         check_range("security.code_ttl_minutes", self.security.code_ttl_minutes.into(), 1, 10_080)?;
         check_range("backup.keep", self.backup.keep.into(), 1, 10_000)?;
@@ -466,6 +467,7 @@ mod tests {
             ("", &[("APEXTRACK_MAIL_PROVIDER", "mailgun"), ("APEXTRACK_MAIL_API_KEY", "k")], "mail.domain must be set"),
             ("", &[("APEXTRACK_MAIL_PROVIDER", "postmark")], "mail.api_key must be set"),
             ("", &[("APEXTRACK_MAIL_FROM", "nobody")], "mail.from = \"nobody\""),
+            ("", &[("APEXTRACK_SECURITY_TOKEN_TTL_DAYS", "99999999")], "security.token_ttl_days = 99999999"),
             ("[server\n", &[], "line 1: unclosed table"),
         ];
         for (text, env, needle) in cases {

@@ -90,6 +90,16 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Harap tunggu 1 menit sebelum mencoba mengirim ulang kode.",
         "Please wait 1 minute before requesting another code.",
     ),
+    (
+        "verify.daily_limit",
+        "Batas email verifikasi hari ini tercapai. Coba lagi dalam :seconds detik.",
+        "Today's limit of verification emails is reached. Try again in :seconds seconds.",
+    ),
+    (
+        "verify.too_many_tries",
+        "Terlalu banyak kode yang salah. Coba lagi dalam :seconds detik.",
+        "Too many wrong codes. Try again in :seconds seconds.",
+    ),
     ("verify.already", "Email sudah terverifikasi.", "Email is already verified."),
     ("verify.link_sent", "Link verifikasi email telah dikirim.", "The email verification link has been sent."),
     (

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// Tries before a mail is marked `failed` (about 85 minutes of backoff).
-pub const MAX_ATTEMPTS: u32 = 10;
+/// Tries before a mail is marked `failed`: backoff doubles from 5 s to an
+/// hour, so this keeps trying for about a day.
+pub const MAX_ATTEMPTS: u32 = 30;
 const FIRST_RETRY: Micros = 5 * SECOND;
 const LONGEST_RETRY: Micros = 3600 * SECOND;
 /// The worker looks at the table at least this often, so rows queued or
@@ -75,11 +76,12 @@ pub fn list(conn: &Connection, status: Option<&str>) -> rusqlite::Result<Vec<Ent
 }
 
 /// Puts failed mails (all of them, or those in `ids`) back in the queue
-/// with a fresh set of tries. Returns how many.
+/// with a fresh set of tries, unless their bodies were already wiped.
+/// Returns how many.
 pub fn retry(conn: &Connection, ids: &[i64], now: Micros) -> rusqlite::Result<usize> {
     let mut stmt = conn.prepare(
         "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2, last_error = NULL
-         WHERE status = 'failed' AND (?1 IS NULL OR id = ?1)",
+         WHERE status = 'failed' AND body_text != '' AND (?1 IS NULL OR id = ?1)",
     )?;
     if ids.is_empty() {
         return stmt.execute(params![None::<i64>, now]);
@@ -87,9 +89,15 @@ pub fn retry(conn: &Connection, ids: &[i64], now: Micros) -> rusqlite::Result<us
     ids.iter().map(|id| stmt.execute(params![id, now])).sum()
 }
 
-/// Deletes delivered mail older than 30 days.
+/// Deletes delivered mail older than 30 days, and wipes the bodies of
+/// mail that failed more than a day ago: their codes are long dead.
 pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?1", [now - 30 * 86_400 * SECOND])
+    let wiped = conn.execute(
+        "UPDATE outbox SET body_text = '', body_html = '' WHERE status = 'failed' AND body_text != '' AND created_at < ?1",
+        [now - 86_400 * SECOND],
+    )?;
+    Ok(wiped
+        + conn.execute("DELETE FROM outbox WHERE status = 'sent' AND sent_at < ?1", [now - 30 * 86_400 * SECOND])?)
 }
 
 /// Wakes the worker when something was queued, instead of waiting for its poll.
@@ -152,15 +160,14 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
                 Ok(delivery) => {
                     sent += 1;
                     let response = format!("{} {}", delivery.status, delivery.response);
-                    app.db.write(|tx| {
-                        // Delivered: the body (with its code) is no longer needed.
+                    // Delivered: the body (with its code) is no longer needed.
+                    record(app, stop, |tx| {
                         tx.execute(
                             "UPDATE outbox SET status = 'sent', attempts = ?2, sent_at = ?3, provider_response = ?4,
                                  last_error = NULL, body_text = '', body_html = '' WHERE id = ?1",
                             params![item.id, attempts, now, response],
-                        )?;
-                        Ok(())
-                    })?;
+                        )
+                    });
                 }
                 Err(reason) => {
                     let status = if attempts >= MAX_ATTEMPTS { "failed" } else { "pending" };
@@ -168,19 +175,37 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
                         "warning: mail {} to {} not delivered (try {attempts}/{MAX_ATTEMPTS}): {reason}",
                         item.id, item.mail.to
                     ));
-                    app.db.write(|tx| {
+                    record(app, stop, |tx| {
                         tx.execute(
                             "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
                              WHERE id = ?1",
                             params![item.id, status, attempts, now + backoff(attempts), reason],
-                        )?;
-                        Ok(())
-                    })?;
+                        )
+                    });
                 }
             }
         }
     }
     Ok(sent)
+}
+
+/// Writes the outcome of a send, retrying while the database is busy: a
+/// lost "sent" would send the mail again, a lost failure would retry it
+/// without backoff. Gives up only when the server stops (the mail is then
+/// sent again on the next start: delivery is at least once).
+fn record(app: &App, stop: &AtomicBool, write: impl Fn(&Connection) -> rusqlite::Result<usize>) {
+    loop {
+        match app.db.write(|tx| Ok(write(tx)?)) {
+            Ok(_) => return,
+            Err(e) => {
+                app.log.line(format!("warning: outbox: cannot record a delivery yet: {e}"));
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// The worker loop: deliver what is due, then sleep until the next retry
@@ -214,6 +239,8 @@ mod tests {
     fn backoff_doubles_from_five_seconds_up_to_an_hour() {
         let secs: Vec<i64> = (1..=11).map(|a| backoff(a) / SECOND).collect();
         assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600]);
+        let total: i64 = (1..MAX_ATTEMPTS).map(backoff).sum();
+        assert!((20 * 3600..30 * 3600).contains(&(total / SECOND)), "{total}");
         assert_eq!(backoff(u32::MAX), LONGEST_RETRY);
     }
 }

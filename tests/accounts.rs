@@ -292,6 +292,13 @@ fn forged_malformed_and_missing_tokens_are_401() {
     assert_eq!(s.get("/api/user", None).status, 401);
     let basic = request(s.addr(), "GET", "/api/user", &[("Authorization", &format!("Basic {token}"))], b"");
     assert_eq!(basic.status, 401);
+    // Another scheme in Authorization does not hide a valid X-Token.
+    let both =
+        request(s.addr(), "GET", "/api/user", &[("Authorization", "Basic Zm9vOmJhcg=="), ("X-Token", &token)], b"");
+    assert_eq!(both.status, 200);
+    let long = format!("{}@example.com", "a".repeat(300));
+    let r = s.post("/api/login", None, &json!({"email": long, "password": "x", "device_name": "x"}));
+    assert_eq!(r.json()["errors"]["email"], json!(["The email must not be greater than 255 characters."]));
 }
 
 #[test]

@@ -175,7 +175,10 @@ fn mail_that_keeps_failing_is_marked_failed_and_can_be_retried_from_the_cli() {
         s.app.clock.shift(HOUR);
         s.app.outbox_wake.notify();
     }
-    assert_eq!(outbox_rows(&s), [("fail@example.com".to_string(), "failed".to_string(), 10)]);
+    assert_eq!(
+        outbox_rows(&s),
+        [("fail@example.com".to_string(), "failed".to_string(), apextrack::outbox::MAX_ATTEMPTS)]
+    );
 
     // The CLI, on the same file.
     let dir = s.dir().to_path_buf();

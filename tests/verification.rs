@@ -88,6 +88,32 @@ fn five_wrong_codes_kill_the_code() {
 }
 
 #[test]
+fn wrong_codes_are_limited_per_user_across_resends() {
+    let recorder = Recorder::start();
+    let s = server_with_mail(&recorder, |_| {});
+    let (token, code, _) = registered(&s, &recorder, "guess@example.com");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for round in 0..2 {
+        for _ in 0..5 {
+            assert_eq!(s.post("/api/email/verify", Some(&token), &json!({"code": wrong})).status, 422);
+        }
+        s.app.clock.shift(MINUTE);
+        assert_eq!(s.post("/api/email/resend", Some(&token), &json!({})).status, 200, "round {round}");
+    }
+    let mails = recorder.wait_delivered(3);
+    let (fresh, _) = code_and_link(mails[2].json()["text"].as_str().unwrap());
+    let r = s.post("/api/email/verify", Some(&token), &json!({"code": fresh}));
+    assert_eq!(r.status, 429, "ten wrong codes in an hour block even a fresh right one: {}", r.body);
+    assert!(r.json()["retry_after"].as_u64().unwrap() > 60);
+    s.app.clock.shift(60 * MINUTE);
+    assert_eq!(
+        s.post("/api/email/verify", Some(&token), &json!({"code": fresh})).status,
+        422,
+        "code expired meanwhile"
+    );
+}
+
+#[test]
 fn codes_expire_after_the_configured_minutes() {
     let recorder = Recorder::start();
     let s = server_with_mail(&recorder, |c| c.security.code_ttl_minutes = 10);
@@ -210,6 +236,11 @@ fn every_tampered_link_part_is_refused() {
     assert_eq!(r.header("Location"), Some("http://localhost:8080/email-verification-error"));
     assert!(verified_at(&s, &token).is_null(), "no tampered link verified anything");
 
+    // A HEAD (a mail client's link scanner) verifies nothing.
+    assert_eq!(request(s.addr(), "HEAD", &path, &[], b"").status, 200);
+    assert!(verified_at(&s, &token).is_null());
+    // The email's hash never reaches the access log.
+    assert!(!s.log().contains(hash), "{}", s.log());
     // Expired: the genuine link, 61 minutes later.
     s.app.clock.shift(61 * MINUTE);
     assert_eq!(s.get(&path, None).status, 400);
@@ -238,6 +269,9 @@ fn verified_accounts_get_400_from_every_sending_and_verifying_route() {
     let r = s.get(&path_of(&link), None);
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["message"], "Email sudah terverifikasi.");
+    // Without a genuine signature nobody learns the account is verified.
+    let forged = path_of(&link).replace("signature=", "signature=0");
+    assert_eq!(s.get(&forged, None).json()["message"], "Invalid/Expired url provided.");
     assert_eq!(recorder.requests().len(), 1, "no mail was sent to a verified account");
 }
 

@@ -132,8 +132,14 @@ pub fn create_account(
 pub fn login(app: &App, email: &str, password: &str, device_name: &str, ip: IpAddr) -> Result<(User, String), Error> {
     let key = format!("login:{}|{ip}", email.to_lowercase());
     let limit = Limit { max: app.config.security.login_max_attempts, window: MINUTE };
+    // One address trying many accounts is limited too, ten times as loosely.
+    let ip_key = format!("login-ip:{ip}");
+    let ip_limit = Limit { max: limit.max.saturating_mul(10), window: MINUTE };
     let now = app.clock.now();
-    if let Some(retry_after) = app.db.read(|c| Ok(ratelimit::blocked(c, &key, limit, now)?))? {
+    let blocked = app
+        .db
+        .read(|c| Ok(ratelimit::blocked(c, &key, limit, now)?.max(ratelimit::blocked(c, &ip_key, ip_limit, now)?)))?;
+    if let Some(retry_after) = blocked {
         let message = Msg::new("auth.throttle").arg("seconds", retry_after);
         return Err(Error::TooManyRequests { message, retry_after });
     }
@@ -147,7 +153,10 @@ pub fn login(app: &App, email: &str, password: &str, device_name: &str, ip: IpAd
         }
     };
     let Some(user) = user else {
-        app.db.write(|tx| Ok(ratelimit::hit(tx, &key, limit, now)?))?;
+        app.db.write(|tx| {
+            ratelimit::hit(tx, &key, limit, now)?;
+            Ok(ratelimit::hit(tx, &ip_key, ip_limit, now)?)
+        })?;
         return Err(bad_credentials());
     };
     if user.account_status == "suspended" {

@@ -37,6 +37,9 @@ pub fn login(ctx: &Ctx) -> Result<Response, Error> {
     let email = input.string("email", &mut errors);
     let password = input.secret("password", &mut errors);
     let device_name = input.string("device_name", &mut errors);
+    if email.as_ref().is_some_and(|e| e.chars().count() > accounts::MAX_FIELD) {
+        errors.add("email", Msg::new("validation.max").arg("attribute", "email").arg("max", accounts::MAX_FIELD));
+    }
     if let Some(device_name) = &device_name {
         if device_name.chars().count() > accounts::MAX_FIELD {
             let msg = Msg::new("validation.max").arg("attribute", "device name").arg("max", accounts::MAX_FIELD);

@@ -16,11 +16,11 @@ pub enum Guard {
 
 /// The token sent with the request, if any.
 pub fn token(ctx: &Ctx) -> Option<String> {
-    if let Some(value) = ctx.req.header("Authorization") {
+    let bearer = ctx.req.header("Authorization").and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string());
-    }
-    ctx.req.header("X-Token").map(|t| t.trim().to_string())
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    });
+    bearer.or_else(|| ctx.req.header("X-Token").map(|t| t.trim().to_string()))
 }
 
 /// Runs `guard`, leaving the session in `ctx` for the handler.

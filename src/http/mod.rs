@@ -70,15 +70,11 @@ impl Running {
         self.addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to 30 s), and
-    /// checkpoints the WAL. Returns false if requests were still running.
-    pub fn stop(self, app: &App) -> bool {
+    /// Stops accepting and lets in-flight requests finish (up to 30 s).
+    /// Returns false if requests were still running.
+    pub fn stop(self) -> bool {
         let _ = self.stop.send(());
-        let drained = self.done.recv_timeout(DRAIN_LIMIT).is_ok();
-        if let Err(e) = app.db.checkpoint() {
-            app.log.line(format!("warning: WAL checkpoint at shutdown failed: {e}"));
-        }
-        drained
+        self.done.recv_timeout(DRAIN_LIMIT).is_ok()
     }
 }
 
@@ -119,16 +115,26 @@ pub fn handle(app: &App, req: &Request) -> Response {
     let response = guarded(&ctx, || router::dispatch(&ctx));
     let response = respond::with_security_headers(response);
     // The path only: query strings may carry signatures and secrets.
+    let path = loggable_path(input::raw_path(req));
     app.log.line(format!(
         "{} {} {} {} {} {:.1}ms",
         clock::format(app.clock.now()),
         ctx.ip,
         req.method(),
-        input::raw_path(req).escape_default(),
+        path.escape_default(),
         response.status_code,
         started.elapsed().as_secs_f64() * 1000.0
     ));
     response
+}
+
+/// The path as the access log shows it: the email hash of a verification
+/// link is personal data and is left out.
+fn loggable_path(path: &str) -> &str {
+    match path.strip_prefix("/api/email/verify/") {
+        Some(rest) if rest.contains('/') => "/api/email/verify/{id}/{hash}",
+        _ => path,
+    }
 }
 
 /// Runs a handler so that neither an error nor a panic escapes: both become

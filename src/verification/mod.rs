@@ -8,7 +8,7 @@ pub mod store;
 
 use crate::accounts::{self, User};
 use crate::app::App;
-use crate::clock::{Micros, MINUTE, SECOND};
+use crate::clock::{Micros, DAY, MINUTE, SECOND};
 use crate::crypto;
 use crate::error::Error;
 use crate::i18n::{Lang, Msg};
@@ -21,8 +21,13 @@ use rusqlite::Connection;
 pub const MAX_TRIES: u32 = 5;
 /// Links live 60 minutes (seed 003).
 pub const LINK_TTL: Micros = 60 * MINUTE;
-/// One verification mail per user per minute, whichever route asks.
+/// One verification mail per user per minute, whichever route asks...
 const RESEND: Limit = Limit { max: 1, window: MINUTE };
+/// ...and ten a day, so nobody can flood an address they registered.
+const DAILY_MAILS: Limit = Limit { max: 10, window: DAY };
+/// Wrong codes per user per hour, across resends (each new code starts
+/// its own five tries, this caps guessing overall).
+const WRONG_CODES: Limit = Limit { max: 10, window: 60 * MINUTE };
 
 fn resend_key(user_id: i64) -> String {
     format!("verify-mail:{user_id}")
@@ -73,6 +78,7 @@ pub fn queue_mail(app: &App, tx: &Connection, user: &User, now: Micros) -> Resul
     let mail = mail::verification(lang, &user.email, &user.name, &code, &url, ttl_minutes);
     outbox::enqueue(tx, &mail, now)?;
     ratelimit::hit(tx, &resend_key(user.id), RESEND, now)?;
+    ratelimit::hit(tx, &format!("verify-mail-day:{}", user.id), DAILY_MAILS, now)?;
     Ok(url)
 }
 
@@ -86,6 +92,11 @@ pub fn resend(app: &App, user: &User) -> Result<String, Error> {
     let url = app.db.write(|tx| {
         if let Some(retry_after) = ratelimit::blocked(tx, &resend_key(user.id), RESEND, now)? {
             return Err(Error::TooManyRequests { message: Msg::new("verify.resend_wait"), retry_after });
+        }
+        let daily_key = format!("verify-mail-day:{}", user.id);
+        if let Some(retry_after) = ratelimit::blocked(tx, &daily_key, DAILY_MAILS, now)? {
+            let message = Msg::new("verify.daily_limit").arg("seconds", retry_after);
+            return Err(Error::TooManyRequests { message, retry_after });
         }
         queue_mail(app, tx, user, now)
     })?;
@@ -101,13 +112,19 @@ pub fn verify_code(app: &App, user: &User, code: &str) -> Result<(), Error> {
     }
     let now = app.clock.now();
     let hash = code_hash(app, user.id, code.trim());
+    let wrong_key = format!("verify-code:{}", user.id);
     let verified = app.db.write(|tx| {
+        if let Some(retry_after) = ratelimit::blocked(tx, &wrong_key, WRONG_CODES, now)? {
+            let message = Msg::new("verify.too_many_tries").arg("seconds", retry_after);
+            return Err(Error::TooManyRequests { message, retry_after });
+        }
         let Some(stored) = store::find_code(tx, user.id)? else { return Ok(false) };
         if stored.expires_at <= now || stored.attempts >= MAX_TRIES {
             return Ok(false);
         }
         if !crypto::ct_eq(hash.as_bytes(), stored.code_hash.as_bytes()) {
             store::count_attempt(tx, user.id)?;
+            ratelimit::hit(tx, &wrong_key, WRONG_CODES, now)?;
             return Ok(false);
         }
         accounts::store::mark_verified(tx, user.id, now)?;
@@ -132,21 +149,20 @@ pub enum LinkOutcome {
 
 /// Checks a verification link: the user exists, `hash` is the SHA-1 of
 /// their email, the signature is ours over id, hash and expiry, and it has
-/// not expired. Any tampered part is `Invalid`.
+/// not expired. Any tampered part is `Invalid`. `check_only` (a HEAD
+/// request, as link scanners in mail clients send) verifies nothing.
 pub fn verify_link(
     app: &App,
     id: &str,
     hash: &str,
     expires: Option<&str>,
     signature_hex: Option<&str>,
+    check_only: bool,
 ) -> Result<LinkOutcome, Error> {
     let Ok(user_id) = id.parse::<i64>() else { return Ok(LinkOutcome::UnknownUser) };
     let Some(user) = app.db.read(|c| Ok(accounts::store::find_user(c, user_id)?))? else {
         return Ok(LinkOutcome::UnknownUser);
     };
-    if user.email_verified_at.is_some() {
-        return Ok(LinkOutcome::AlreadyVerified);
-    }
     let (Some(expires), Some(given)) = (expires.and_then(|e| e.parse::<i64>().ok()), signature_hex) else {
         return Ok(LinkOutcome::Invalid);
     };
@@ -157,6 +173,13 @@ pub fn verify_link(
         & crypto::ct_eq(email_hash.as_bytes(), hash.to_ascii_lowercase().as_bytes());
     if !genuine || expires.saturating_mul(SECOND) <= now {
         return Ok(LinkOutcome::Invalid);
+    }
+    // Only a genuine link learns whether the account is verified.
+    if user.email_verified_at.is_some() {
+        return Ok(LinkOutcome::AlreadyVerified);
+    }
+    if check_only {
+        return Ok(LinkOutcome::Verified);
     }
     app.db.write(|tx| {
         accounts::store::mark_verified(tx, user_id, now)?;

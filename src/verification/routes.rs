@@ -64,7 +64,8 @@ pub fn verify_link(ctx: &Ctx) -> Result<Response, Error> {
     let (id, hash) = (ctx.segment(3), ctx.segment(4));
     let expires = ctx.req.get_param("expires");
     let signature = ctx.req.get_param("signature");
-    let outcome = verification::verify_link(ctx.app, id, hash, expires.as_deref(), signature.as_deref())?;
+    let check_only = ctx.req.method() == "HEAD";
+    let outcome = verification::verify_link(ctx.app, id, hash, expires.as_deref(), signature.as_deref(), check_only)?;
     let (status, state, key, page) = match outcome {
         LinkOutcome::Verified => (200, "success", "verify.link_success", "/login"),
         LinkOutcome::AlreadyVerified => (400, "error", "verify.already", "/login"),

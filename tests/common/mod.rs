@@ -178,8 +178,9 @@ impl TestServer {
 
     fn shutdown(&mut self) {
         if let Some((running, jobs)) = self.running.take() {
-            running.stop(&self.app);
+            running.stop();
             jobs.stop();
+            let _ = self.app.db.checkpoint();
         }
     }
 

@@ -1,0 +1,260 @@
+//! Tracking links: the `links` table and its rules. Only the owner sees or
+//! changes a link; anyone else gets 404, as for a link that does not exist.
+
+use super::{clip, money, parse_money};
+use crate::app::App;
+use crate::clock::{self, Micros};
+use crate::crypto;
+use crate::error::{Error, FieldErrors};
+use crate::i18n::Msg;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde_json::{json, Map, Value};
+
+pub const STATUSES: &[&str] = &["active", "paused"];
+pub const MACROS: &[&str] =
+    &["{clickid}", "{sub_id}", "{sub1}", "{sub2}", "{sub3}", "{sub4}", "{sub5}", "{country_code}", "{device_type}", "{ext_id}"];
+const MAX_URL: usize = 2048;
+
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub url: String,
+    pub slug: String,
+    pub payout_cents: i64,
+    pub status: String,
+    pub source_postback_url: String,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+const COLUMNS: &str =
+    "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<Link> {
+    Ok(Link {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        name: r.get(2)?,
+        url: r.get(3)?,
+        slug: r.get(4)?,
+        payout_cents: r.get(5)?,
+        status: r.get(6)?,
+        source_postback_url: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+pub fn to_json(app: &App, link: &Link) -> Value {
+    json!({
+        "id": link.id,
+        "name": link.name,
+        "url": link.url,
+        "slug": link.slug,
+        "tracking_url": format!("{}/go/{}", app.config.app_url(), link.slug),
+        "payout": money(link.payout_cents),
+        "status": link.status,
+        "source_postback_url": link.source_postback_url,
+        "created_at": clock::format(link.created_at),
+        "updated_at": clock::format(link.updated_at),
+    })
+}
+
+/// The user's links, newest first; deleted ones are gone from view.
+pub fn list(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<Link>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM links WHERE user_id = ?1 AND status != 'deleted' ORDER BY id DESC"
+    ))?;
+    let rows = stmt.query_map([user_id], from_row)?;
+    rows.collect()
+}
+
+/// One link of this user, or 404: another user's link does not exist for them.
+pub fn find_owned(conn: &Connection, user_id: i64, id: &str) -> Result<Link, Error> {
+    let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM links WHERE id = ?1 AND user_id = ?2 AND status != 'deleted'"))?
+        .query_row(params![id, user_id], from_row)
+        .optional()?
+        .ok_or(Error::NotFound)
+}
+
+/// What the click path needs of a link, by its public slug.
+pub struct Target {
+    pub id: i64,
+    pub user_id: i64,
+    pub url: String,
+    pub active: bool,
+}
+
+pub fn find_by_slug(conn: &Connection, slug: &str) -> rusqlite::Result<Option<Target>> {
+    conn.prepare_cached("SELECT id, user_id, url, status FROM links WHERE slug = ?1")?
+        .query_row([slug], |r| {
+            Ok(Target { id: r.get(0)?, user_id: r.get(1)?, url: r.get(2)?, active: r.get::<_, String>(3)? == "active" })
+        })
+        .optional()
+}
+
+/// The fields of a create or update, each already checked.
+#[derive(Default)]
+pub struct Fields {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub payout_cents: Option<i64>,
+    pub status: Option<String>,
+    pub slug: Option<String>,
+    pub source_postback_url: Option<String>,
+}
+
+fn invalid(field: &str, key: &'static str) -> Msg {
+    Msg::new(key).arg("attribute", field.replace('_', " "))
+}
+
+/// An absolute http(s) URL without spaces or control characters.
+pub fn is_http_url(url: &str) -> bool {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && url.chars().all(|c| !c.is_whitespace() && !c.is_control())
+}
+
+/// Reads and checks link fields from a JSON body. `creating` makes name
+/// and url required.
+pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, Error> {
+    let mut errors = FieldErrors::default();
+    let mut fields = Fields::default();
+    let text = |field: &str, errors: &mut FieldErrors| -> Option<String> {
+        match body.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(_) => {
+                errors.add(field, invalid(field, "validation.string"));
+                None
+            }
+        }
+    };
+    fields.name = text("name", &mut errors);
+    match &fields.name {
+        Some(n) if n.is_empty() => errors.add("name", invalid("name", "validation.required")),
+        Some(n) if n.chars().count() > 255 => {
+            errors.add("name", invalid("name", "validation.max").arg("max", 255));
+        }
+        None if creating && !errors.has("name") => errors.add("name", invalid("name", "validation.required")),
+        _ => {}
+    }
+    fields.url = text("url", &mut errors);
+    match &fields.url {
+        Some(u) if u.len() > MAX_URL => errors.add("url", invalid("url", "validation.max").arg("max", MAX_URL)),
+        Some(u) if !is_http_url(u) => errors.add("url", invalid("url", "validation.url")),
+        None if creating && !errors.has("url") => errors.add("url", invalid("url", "validation.required")),
+        _ => {}
+    }
+    if let Some(v) = body.get("payout").filter(|v| !v.is_null()) {
+        match parse_money(v) {
+            Some(cents) => fields.payout_cents = Some(cents),
+            None => errors.add("payout", invalid("payout", "validation.money")),
+        }
+    }
+    fields.status = text("status", &mut errors);
+    if let Some(s) = &fields.status {
+        if !STATUSES.contains(&s.as_str()) {
+            errors.add("status", invalid("status", "validation.in").arg("values", STATUSES.join(", ")));
+        }
+    }
+    fields.slug = text("slug", &mut errors);
+    if let Some(s) = &fields.slug {
+        let ok = (3..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            errors.add("slug", invalid("slug", "validation.slug"));
+        }
+    }
+    fields.source_postback_url = text("source_postback_url", &mut errors);
+    if let Some(u) = &fields.source_postback_url {
+        if !u.is_empty() && (u.len() > MAX_URL || !is_http_url(u)) {
+            errors.add("source_postback_url", invalid("source_postback_url", "validation.url"));
+        }
+    }
+    errors.into_result()?;
+    Ok(fields)
+}
+
+fn slug_taken() -> Error {
+    FieldErrors::single("slug", invalid("slug", "validation.unique"))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+pub fn create(app: &App, user_id: i64, f: Fields) -> Result<Link, Error> {
+    let now = app.clock.now();
+    app.db.write(|tx| {
+        // A random slug collides about never; try a few before giving up.
+        for attempt in 0..5 {
+            let slug = match &f.slug {
+                Some(s) if attempt == 0 => s.clone(),
+                Some(_) => return Err(slug_taken()),
+                None => crypto::random_alphanumeric(8),
+            };
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO links (user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                )?
+                .execute(params![
+                    user_id,
+                    clip(f.name.as_deref().unwrap_or_default(), 255),
+                    f.url.as_deref().unwrap_or_default(),
+                    slug,
+                    f.payout_cents.unwrap_or(0),
+                    f.status.as_deref().unwrap_or("active"),
+                    f.source_postback_url.as_deref().unwrap_or_default(),
+                    now
+                ]);
+            match inserted {
+                Ok(_) => return find_owned(tx, user_id, &tx.last_insert_rowid().to_string()),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(slug_taken())
+    })
+}
+
+pub fn update(app: &App, user_id: i64, id: &str, f: Fields) -> Result<Link, Error> {
+    let now = app.clock.now();
+    app.db.write(|tx| {
+        let link = find_owned(tx, user_id, id)?;
+        let result = tx.execute(
+            "UPDATE links SET name = ?2, url = ?3, payout_cents = ?4, status = ?5, slug = ?6,
+                 source_postback_url = ?7, updated_at = ?8 WHERE id = ?1",
+            params![
+                link.id,
+                f.name.unwrap_or(link.name),
+                f.url.unwrap_or(link.url),
+                f.payout_cents.unwrap_or(link.payout_cents),
+                f.status.unwrap_or(link.status),
+                f.slug.unwrap_or(link.slug),
+                f.source_postback_url.unwrap_or(link.source_postback_url),
+                now
+            ],
+        );
+        match result {
+            Err(e) if is_unique_violation(&e) => Err(slug_taken()),
+            other => {
+                other?;
+                find_owned(tx, user_id, id)
+            }
+        }
+    })
+}
+
+/// Hides the link and stops its redirect; its clicks and leads stay counted.
+pub fn delete(app: &App, user_id: i64, id: &str) -> Result<(), Error> {
+    let now = app.clock.now();
+    app.db.write(|tx| {
+        let link = find_owned(tx, user_id, id)?;
+        tx.execute("UPDATE links SET status = 'deleted', updated_at = ?2 WHERE id = ?1", params![link.id, now])?;
+        Ok(())
+    })
+}
