@@ -22,6 +22,10 @@ pub struct App {
     /// Signs verification links and keys stored codes; kept in the database.
     pub signing_key: [u8; 32],
     pub outbox_wake: Wake,
+    /// `tracking.geoip_db`, loaded once.
+    pub geoip: Option<maxminddb::Reader<Vec<u8>>>,
+    /// `server.utc_offset` in seconds east of UTC: where "today" starts.
+    pub utc_offset: i32,
 }
 
 impl App {
@@ -32,6 +36,14 @@ impl App {
         let default_lang = Lang::parse(&config.server.default_language).unwrap_or(Lang::Id);
         let trusted_proxies = config.server.trusted_proxies.iter().filter_map(|p| config::parse_cidr(p)).collect();
         let signing_key = keys::load_or_create(&db, "signing")?;
+        let geoip =
+            match config.tracking.geoip_db.as_str() {
+                "" => None,
+                path => Some(maxminddb::Reader::open_readfile(path).map_err(|e| {
+                    Error::internal(format!("invalid configuration: tracking.geoip_db = {path:?}: {e}"))
+                })?),
+            };
+        let utc_offset = config::parse_utc_offset(&config.server.utc_offset).unwrap_or(0);
         Ok(App {
             config,
             db,
@@ -41,6 +53,8 @@ impl App {
             log: Log::default(),
             signing_key,
             outbox_wake: Wake::default(),
+            geoip,
+            utc_offset,
         })
     }
 }

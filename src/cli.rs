@@ -269,7 +269,7 @@ fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::List { json } => {
             let users = app.db.read(|c| Ok(accounts::store::list_users(c)?))?;
             if json {
-                print_json(&Value::Array(users.iter().map(accounts::user_json).collect()));
+                print_json(&Value::Array(users.iter().map(|u| accounts::user_json(app, u)).collect()));
             } else {
                 print_users(&users);
             }
@@ -277,7 +277,7 @@ fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::Show { user, json } => {
             let user = find_user(app, &user)?;
             if json {
-                print_json(&accounts::user_json(&user));
+                print_json(&accounts::user_json(app, &user));
             } else {
                 print_users(std::slice::from_ref(&user));
             }

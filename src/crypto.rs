@@ -53,6 +53,10 @@ pub fn sha1_hex(data: &[u8]) -> String {
     hex(&Sha1::digest(data))
 }
 
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }

@@ -148,6 +148,45 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "The :attribute must be at least :min characters.",
     ),
     ("validation.unique", "The :attribute has already been taken.", "The :attribute has already been taken."),
+    ("validation.url", "The :attribute format is invalid.", "The :attribute format is invalid."),
+    (
+        "validation.money",
+        "The :attribute must be a positive amount with at most two decimals.",
+        "The :attribute must be a positive amount with at most two decimals.",
+    ),
+    (
+        "validation.in",
+        "The selected :attribute is invalid. Use one of: :values.",
+        "The selected :attribute is invalid. Use one of: :values.",
+    ),
+    (
+        "validation.slug",
+        "The :attribute may only contain letters, numbers, dashes and underscores (3 to 64 characters).",
+        "The :attribute may only contain letters, numbers, dashes and underscores (3 to 64 characters).",
+    ),
+    (
+        "validation.date",
+        "The :attribute is not a valid date (YYYY-MM-DD).",
+        "The :attribute is not a valid date (YYYY-MM-DD).",
+    ),
+    (
+        "validation.between",
+        "The :attribute must be between :min and :max.",
+        "The :attribute must be between :min and :max.",
+    ),
+    ("validation.integer", "The :attribute must be an integer.", "The :attribute must be an integer."),
+    (
+        "validation.currency",
+        "The :attribute must be a 3-letter ISO 4217 code.",
+        "The :attribute must be a 3-letter ISO 4217 code.",
+    ),
+    (
+        "validation.allowlist",
+        "The :attribute must be a list of IP addresses or CIDR ranges (at most 100).",
+        "The :attribute must be a list of IP addresses or CIDR ranges (at most 100).",
+    ),
+    ("links.deleted", "Link berhasil dihapus.", "The link has been deleted."),
+    ("payment.bad_signature", "Invalid signature.", "Invalid signature."),
     (
         "validation.confirmed",
         "The :attribute confirmation does not match.",

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod mail;
 pub mod outbox;
 pub mod ratelimit;
+pub mod tracking;
 pub mod verification;
 
 pub use app::App;

@@ -7,8 +7,6 @@ use crate::config;
 use crate::crypto;
 use crate::i18n::{Lang, Msg};
 use serde_json::{json, Value};
-use std::sync::OnceLock;
-use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mail {
@@ -199,22 +197,6 @@ pub struct Delivery {
     pub response: String,
 }
 
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(15)))
-            .http_status_as_error(false)
-            // Mail is occasional: a fresh connection each time, never a
-            // pooled one the provider may have dropped meanwhile.
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            .user_agent(concat!("apextrack/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into()
-    })
-}
-
 /// Sends one mail now. `key` goes out as `Idempotency-Key`, so a provider
 /// that honours it drops a repeat after a crash between send and record.
 /// Err carries a one-line reason (transport error or non-2xx answer).
@@ -223,7 +205,7 @@ pub fn send(cfg: &config::Mail, log: &Log, mail: &Mail, key: &str) -> Result<Del
         log.line(format!("mail (log provider) to {}: {}\n{}", mail.to, mail.subject, mail.text));
         return Ok(Delivery { status: 200, response: "logged".into() });
     };
-    let mut req = agent().post(&out.url).header("Idempotency-Key", key);
+    let mut req = crate::outbox::http_agent().post(&out.url).header("Idempotency-Key", key);
     for (k, v) in &out.headers {
         req = req.header(k, v);
     }

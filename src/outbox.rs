@@ -25,6 +25,45 @@ pub fn backoff(attempts: u32) -> Micros {
     FIRST_RETRY.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(LONGEST_RETRY)
 }
 
+/// Queues a GET of `url` (a traffic source's postback) inside the caller's
+/// transaction; delivered like mail, with the same retries.
+pub fn enqueue_get(conn: &Connection, url: &str, now: Micros) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (channel, recipient, subject, next_attempt_at, created_at) VALUES ('get', ?1, 'postback', ?2, ?2)",
+    )?
+    .execute(params![url, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The one HTTP client for everything sent out: a timeout, non-2xx as a
+/// value rather than an error, and no pooled connections (deliveries are
+/// occasional, and a pooled connection the far end dropped would hang).
+pub fn http_agent() -> &'static ureq::Agent {
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(15)))
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            .user_agent(concat!("apextrack/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into()
+    })
+}
+
+/// GETs `url`; Ok with the status on 2xx, else a one-line reason.
+fn get(url: &str) -> Result<String, String> {
+    let response = http_agent().get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body: String = response.into_body().read_to_string().unwrap_or_default().chars().take(200).collect();
+    if (200..300).contains(&status) {
+        Ok(format!("{status} {body}"))
+    } else {
+        Err(format!("HTTP {status}: {body}"))
+    }
+}
+
 /// Queues `mail` inside the caller's transaction.
 pub fn enqueue(conn: &Connection, mail: &Mail, now: Micros) -> rusqlite::Result<i64> {
     conn.prepare_cached(
@@ -122,6 +161,7 @@ impl Wake {
 
 struct Due {
     id: i64,
+    channel: String,
     attempts: u32,
     mail: Mail,
 }
@@ -133,12 +173,13 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
         let now = app.clock.now();
         let due: Vec<Due> = app.db.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, attempts, recipient, subject, body_text, body_html FROM outbox
+                "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
                  WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY id LIMIT 20",
             )?;
             let rows = stmt.query_map([now], |r| {
                 Ok(Due {
                     id: r.get(0)?,
+                    channel: r.get(6)?,
                     attempts: r.get(1)?,
                     mail: Mail { to: r.get(2)?, subject: r.get(3)?, text: r.get(4)?, html: r.get(5)? },
                 })
@@ -153,13 +194,16 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
                 break;
             }
             let key = format!("apextrack-outbox-{}", item.id);
-            let outcome = mail::send(&app.config.mail, &app.log, &item.mail, &key);
+            let outcome = match item.channel.as_str() {
+                "get" => get(&item.mail.to),
+                _ => mail::send(&app.config.mail, &app.log, &item.mail, &key)
+                    .map(|delivery| format!("{} {}", delivery.status, delivery.response)),
+            };
             let now = app.clock.now();
             let attempts = item.attempts + 1;
             match outcome {
-                Ok(delivery) => {
+                Ok(response) => {
                     sent += 1;
-                    let response = format!("{} {}", delivery.status, delivery.response);
                     // Delivered: the body (with its code) is no longer needed.
                     record(app, stop, |tx| {
                         tx.execute(
@@ -172,7 +216,7 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
                 Err(reason) => {
                     let status = if attempts >= MAX_ATTEMPTS { "failed" } else { "pending" };
                     app.log.line(format!(
-                        "warning: mail {} to {} not delivered (try {attempts}/{MAX_ATTEMPTS}): {reason}",
+                        "warning: outbox {} to {} not delivered (try {attempts}/{MAX_ATTEMPTS}): {reason}",
                         item.id, item.mail.to
                     ));
                     record(app, stop, |tx| {

@@ -229,8 +229,9 @@ pub fn revoke_token(app: &App, token_id: i64) -> Result<bool, Error> {
     app.db.write(|tx| Ok(store::delete_token(tx, token_id)?))
 }
 
-/// `GET /api/user`: the seed's fields plus the account settings.
-pub fn user_json(user: &User) -> Value {
+/// `GET /api/user`: the seed's fields plus the account settings and the
+/// postback URL (with the user's secret) to paste into a network.
+pub fn user_json(app: &App, user: &User) -> Value {
     json!({
         "id": user.id,
         "name": user.name,
@@ -241,6 +242,8 @@ pub fn user_json(user: &User) -> Value {
         "currency": user.currency,
         "phone": user.phone,
         "two_factor_enabled": user.two_factor_enabled,
+        "postback_url": crate::tracking::postback::url(app, user.id, user.postback_secret_version),
+        "postback_allowlist": user.postback_allowlist.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
         "created_at": clock::format(user.created_at),
     })
 }
@@ -300,7 +303,8 @@ pub fn prune(app: &App) -> Result<usize, Error> {
         Ok(store::prune_expired_tokens(tx, now)?
             + ratelimit::prune(tx, now)?
             + verification::prune(tx, now)?
-            + crate::outbox::prune(tx, now)?)
+            + crate::outbox::prune(tx, now)?
+            + crate::tracking::clicks::prune(tx, now)?)
     })
 }
 

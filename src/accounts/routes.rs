@@ -69,5 +69,5 @@ pub fn logout(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `GET /api/user`.
 pub fn me(ctx: &Ctx) -> Result<Response, Error> {
-    Ok(respond::json(200, &accounts::user_json(&ctx.session()?.user)))
+    Ok(respond::json(200, &accounts::user_json(ctx.app, &ctx.session()?.user)))
 }

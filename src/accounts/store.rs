@@ -16,10 +16,13 @@ pub struct User {
     pub phone: Option<String>,
     pub two_factor_enabled: bool,
     pub created_at: Micros,
+    pub postback_secret_version: i64,
+    pub postback_allowlist: String,
 }
 
 const USER_COLUMNS: &str = "id, name, email, password_hash, email_verified_at, account_status, \
-                            language, currency, phone, two_factor_enabled, created_at";
+                            language, currency, phone, two_factor_enabled, created_at, \
+                            postback_secret_version, postback_allowlist";
 
 fn user_from_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -34,6 +37,8 @@ fn user_from_row(r: &Row) -> rusqlite::Result<User> {
         phone: r.get(8)?,
         two_factor_enabled: r.get(9)?,
         created_at: r.get(10)?,
+        postback_secret_version: r.get(11)?,
+        postback_allowlist: r.get(12)?,
     })
 }
 

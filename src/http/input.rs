@@ -185,7 +185,7 @@ fn is_trusted(ip: IpAddr, trusted: &[(IpAddr, u8)]) -> bool {
     trusted.iter().any(|&(net, len)| in_network(ip, net, len))
 }
 
-fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+pub fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);

@@ -6,6 +6,7 @@ use super::respond;
 use super::{input, Ctx};
 use crate::accounts::routes as accounts;
 use crate::error::Error;
+use crate::tracking::routes as tracking;
 use crate::verification::routes as verification;
 use rouille::Response;
 use serde_json::json;
@@ -27,6 +28,22 @@ fn routes(segments: &[&str]) -> Option<Methods> {
         ["api", "email", "verification-notification"] => &[("POST", Auth, verification::send_link)],
         ["api", "email", "verification-resend"] => &[("POST", Auth, verification::resend_link)],
         ["api", "email", "verify", _id, _hash] => &[("GET", Public, verification::verify_link)],
+        ["api", "links"] => &[("GET", Verified, tracking::list_links), ("POST", Verified, tracking::create_link)],
+        ["api", "links", _id] => &[
+            ("GET", Verified, tracking::show_link),
+            ("PUT", Verified, tracking::update_link),
+            ("DELETE", Verified, tracking::delete_link),
+        ],
+        ["go", _slug] => &[("GET", Public, tracking::click)],
+        ["api", "postback", "conversion"] => {
+            &[("GET", Public, tracking::conversion), ("POST", Public, tracking::conversion)]
+        }
+        ["api", "postbacks"] => &[("GET", Verified, tracking::postback_log)],
+        ["api", "payment", "notification"] => &[("POST", Public, tracking::payment_notification)],
+        ["api", "dashboard-data"] => &[("GET", Verified, tracking::dashboard_data)],
+        ["api", "reports"] => &[("GET", Verified, tracking::reports)],
+        ["api", "user", "postback-secret"] => &[("POST", Verified, tracking::rotate_secret)],
+        ["api", "user", "postback-allowlist"] => &[("PUT", Verified, tracking::set_allowlist)],
         _ => return None,
     })
 }

@@ -3,14 +3,35 @@
 //! phones (an iPad or an Android tablet also says "mobile" sometimes).
 
 const BOTS: &[&str] = &[
-    "bot", "crawl", "spider", "slurp", "curl/", "wget/", "python-requests", "python-urllib", "go-http-client",
-    "java/", "okhttp", "headlesschrome", "phantomjs", "facebookexternalhit", "facebookcatalog", "preview",
-    "scrapy", "httpclient", "libwww", "axios/", "node-fetch", "lighthouse", "pingdom", "uptime", "monitor",
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "headlesschrome",
+    "phantomjs",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "preview",
+    "scrapy",
+    "httpclient",
+    "libwww",
+    "axios/",
+    "node-fetch",
+    "lighthouse",
+    "pingdom",
+    "uptime",
+    "monitor",
 ];
 const TABLETS: &[&str] = &["ipad", "tablet", "kindle", "silk/", "playbook", "nexus 7", "nexus 10", "sm-t", "tab "];
-const PHONES: &[&str] = &[
-    "mobi", "iphone", "ipod", "android", "windows phone", "blackberry", "bb10", "opera mini", "iemobile", "kaios",
-];
+const PHONES: &[&str] =
+    &["mobi", "iphone", "ipod", "android", "windows phone", "blackberry", "bb10", "opera mini", "iemobile", "kaios"];
 
 pub fn detect(user_agent: &str) -> &'static str {
     let ua = user_agent.to_ascii_lowercase();

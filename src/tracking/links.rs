@@ -11,8 +11,18 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Map, Value};
 
 pub const STATUSES: &[&str] = &["active", "paused"];
-pub const MACROS: &[&str] =
-    &["{clickid}", "{sub_id}", "{sub1}", "{sub2}", "{sub3}", "{sub4}", "{sub5}", "{country_code}", "{device_type}", "{ext_id}"];
+pub const MACROS: &[&str] = &[
+    "{clickid}",
+    "{sub_id}",
+    "{sub1}",
+    "{sub2}",
+    "{sub3}",
+    "{sub4}",
+    "{sub5}",
+    "{country_code}",
+    "{device_type}",
+    "{ext_id}",
+];
 const MAX_URL: usize = 2048;
 
 #[derive(Debug, Clone)]
@@ -29,8 +39,7 @@ pub struct Link {
     pub updated_at: Micros,
 }
 
-const COLUMNS: &str =
-    "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at";
+const COLUMNS: &str = "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at";
 
 fn from_row(r: &Row) -> rusqlite::Result<Link> {
     Ok(Link {

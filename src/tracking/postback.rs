@@ -1,0 +1,295 @@
+//! Conversion postbacks, `GET|POST /api/postback/conversion`: a network
+//! tells us a click converted. Idempotent per user and transaction id;
+//! every postback and its outcome is logged for the user to read.
+
+use super::rollup::{self, Delta, Dims};
+use super::{clip, money, parse_money};
+use crate::app::App;
+use crate::clock::{self, Micros};
+use crate::config;
+use crate::crypto;
+use crate::error::Error;
+use crate::outbox;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+use std::net::IpAddr;
+
+pub const STATUSES: &[&str] = &["approved", "pending", "rejected"];
+
+/// The user's postback secret: `<user id>-<32 hex>`, derived from the
+/// instance key and a version the user can bump (rotate), never stored.
+pub fn secret(app: &App, user_id: i64, version: i64) -> String {
+    let mac = crypto::hmac_sha256(&app.signing_key, format!("postback:{user_id}:{version}").as_bytes());
+    format!("{user_id}-{}", &crypto::hex(&mac)[..32])
+}
+
+/// The URL a user pastes into their network, with the network's values as
+/// `{placeholders}` to replace in the network's own macro syntax.
+pub fn url(app: &App, user_id: i64, version: i64) -> String {
+    format!(
+        "{}/api/postback/conversion?clickid={{clickid}}&payout={{payout}}&status={{status}}&txid={{txid}}&secret={}",
+        app.config.app_url(),
+        secret(app, user_id, version)
+    )
+}
+
+/// The first of `names` present in the parameters.
+fn param<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str()))
+}
+
+/// A JSON body's scalar values as parameters.
+pub fn json_params(body: &Map<String, Value>) -> Vec<(String, String)> {
+    body.iter()
+        .filter_map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), text))
+        })
+        .collect()
+}
+
+/// What became of a postback: the HTTP status and body to answer with.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+fn answer(status: u16, message: &str, outcome: &str) -> Answer {
+    Answer { status, body: json!({"message": message, "outcome": outcome}) }
+}
+
+struct Click {
+    id: i64,
+    user_id: i64,
+    link_id: i64,
+    clickid: String,
+    sub1: String,
+    ext_id: String,
+    country: String,
+    device: String,
+    link_payout: i64,
+    source_postback_url: String,
+    secret_version: i64,
+    allowlist: String,
+}
+
+fn find_click(conn: &Connection, clickid: &str) -> rusqlite::Result<Option<Click>> {
+    conn.prepare_cached(
+        "SELECT c.id, c.user_id, c.link_id, c.clickid, c.sub1, c.ext_id, c.country, c.device,
+                l.payout_cents, l.source_postback_url, u.postback_secret_version, u.postback_allowlist
+         FROM clicks c JOIN links l ON l.id = c.link_id JOIN users u ON u.id = c.user_id
+         WHERE c.clickid = ?1",
+    )?
+    .query_row([clickid], |r| {
+        Ok(Click {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            link_id: r.get(2)?,
+            clickid: r.get(3)?,
+            sub1: r.get(4)?,
+            ext_id: r.get(5)?,
+            country: r.get(6)?,
+            device: r.get(7)?,
+            link_payout: r.get(8)?,
+            source_postback_url: r.get(9)?,
+            secret_version: r.get(10)?,
+            allowlist: r.get(11)?,
+        })
+    })
+    .optional()
+}
+
+/// Whether `ip` may post for a user with this allowlist ('' allows all).
+pub fn allowed(allowlist: &str, ip: IpAddr) -> bool {
+    let entries: Vec<&str> = allowlist.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    entries.is_empty()
+        || entries
+            .iter()
+            .filter_map(|e| config::parse_cidr(e))
+            .any(|(net, len)| crate::http::input::in_network(ip, net, len))
+}
+
+/// Handles one postback. Never fails outright: every outcome is an answer,
+/// and is logged (attributed to the user when the click or secret tells who).
+pub fn handle(app: &App, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
+    let now = app.clock.now();
+    let given_secret = param(params, &["secret"]).unwrap_or("");
+    // The log keeps what was sent, minus the secret.
+    let logged: Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| {
+            let v = if k.eq_ignore_ascii_case("secret") { "***".to_string() } else { clip(v, 255) };
+            (clip(k, 64), Value::String(v))
+        })
+        .collect();
+    let logged = Value::Object(logged).to_string();
+    let secret_user: Option<i64> = given_secret.split_once('-').and_then(|(id, _)| id.parse().ok());
+    let log = |conn: &Connection, user: Option<i64>, answer: &Answer, lead: Option<i64>| -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "INSERT INTO postback_log (user_id, received_at, method, ip, params, outcome, status, lead_id)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = ?1)",
+        )?
+        .execute(params![
+            user,
+            now,
+            method,
+            ip.to_string(),
+            logged,
+            answer.body["outcome"].as_str(),
+            answer.status,
+            lead
+        ])?;
+        Ok(())
+    };
+    let refuse = |user: Option<i64>, answer: Answer| -> Result<Answer, Error> {
+        app.db.write(|tx| Ok(log(tx, user, &answer, None)?))?;
+        Ok(answer)
+    };
+
+    let Some(clickid) = param(params, &["clickid", "cid", "subid"]).filter(|c| !c.is_empty()) else {
+        return refuse(secret_user, invalid("clickid", "The clickid field is required."));
+    };
+    let status = param(params, &["status"]).map_or("approved".to_string(), |s| s.trim().to_ascii_lowercase());
+    if !STATUSES.contains(&status.as_str()) {
+        return refuse(secret_user, invalid("status", "The status must be approved, pending or rejected."));
+    }
+    let payout = match param(params, &["payout", "sum", "amount"]).filter(|p| !p.trim().is_empty()) {
+        Some(text) => match parse_money(&Value::String(text.to_string())) {
+            Some(cents) => Some(cents),
+            None => return refuse(secret_user, invalid("payout", "The payout must be a positive number.")),
+        },
+        None => None,
+    };
+    let txid =
+        clip(param(params, &["txid", "tid", "transaction_id"]).filter(|t| !t.is_empty()).unwrap_or(clickid), 255);
+
+    let Some(click) = app.db.read(|c| Ok(find_click(c, clickid)?))? else {
+        return refuse(secret_user, answer(404, "Click not found.", "unknown_click"));
+    };
+    if app.config.tracking.require_postback_secret {
+        let expected = secret(app, click.user_id, click.secret_version);
+        if !crypto::ct_eq(expected.as_bytes(), given_secret.as_bytes()) {
+            // Logged under the secret's user only if it matches the click's.
+            let user = secret_user.filter(|u| *u == click.user_id);
+            return refuse(user, answer(403, "Invalid postback secret.", "bad_secret"));
+        }
+    }
+    if !allowed(&click.allowlist, ip) {
+        return refuse(
+            Some(click.user_id),
+            answer(403, "This IP address may not send postbacks for this account.", "ip_refused"),
+        );
+    }
+
+    app.db
+        .write(|tx| {
+            let (answer, lead_id, approved_now) = apply(tx, &click, &txid, &status, payout, now, app.utc_offset)?;
+            log(tx, Some(click.user_id), &answer, lead_id)?;
+            if approved_now && !click.source_postback_url.is_empty() {
+                let payout = lead_payout(tx, lead_id)?;
+                let target = source_postback(&click, &status, payout);
+                outbox::enqueue_get(tx, &target, now)?;
+            }
+            Ok(answer)
+        })
+        .inspect(|_| app.outbox_wake.notify())
+}
+
+fn invalid(field: &str, message: &str) -> Answer {
+    Answer {
+        status: 422,
+        body: json!({"message": "The given data was invalid.", "errors": {field: [message]}, "outcome": "invalid"}),
+    }
+}
+
+fn lead_payout(conn: &Connection, lead_id: Option<i64>) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT payout_cents FROM leads WHERE id = ?1", [lead_id], |r| r.get(0))
+}
+
+/// The traffic source's URL with this lead's values filled in.
+fn source_postback(click: &Click, status: &str, payout_cents: i64) -> String {
+    let payout = format!("{}.{:02}", payout_cents / 100, payout_cents % 100);
+    super::clicks::fill(&click.source_postback_url, |name| {
+        Some(match name {
+            "ext_id" => click.ext_id.clone(),
+            "clickid" => click.clickid.clone(),
+            "payout" => payout.clone(),
+            "status" => status.to_string(),
+            "sub_id" => click.sub1.clone(),
+            _ => return None,
+        })
+    })
+}
+
+/// Creates or moves the lead and its rollups (a new lead counts on today's
+/// local date; a later change goes to the same day's rows). Returns the
+/// answer, the lead id, and whether the lead just became approved.
+fn apply(
+    tx: &Connection,
+    click: &Click,
+    txid: &str,
+    status: &str,
+    payout: Option<i64>,
+    now: Micros,
+    utc_offset: i32,
+) -> Result<(Answer, Option<i64>, bool), Error> {
+    let existing: Option<(i64, String, i64, String)> = tx
+        .prepare_cached("SELECT id, status, payout_cents, day FROM leads WHERE user_id = ?1 AND txid = ?2")?
+        .query_row(params![click.user_id, txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    let dims = Dims { sub_id: &click.sub1, country: &click.country, device: &click.device, link_id: click.link_id };
+    let Some((lead_id, old_status, old_cents, day)) = existing else {
+        let cents = payout.unwrap_or(click.link_payout);
+        let day = clock::local_date(now, utc_offset);
+        tx.prepare_cached(
+            "INSERT INTO leads (user_id, click_id, link_id, txid, status, payout_cents, sub1, country, device, day,
+                                created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+        )?
+        .execute(params![
+            click.user_id,
+            click.id,
+            click.link_id,
+            txid,
+            status,
+            cents,
+            click.sub1,
+            click.country,
+            click.device,
+            day,
+            now
+        ])?;
+        let lead_id = tx.last_insert_rowid();
+        rollup::add(tx, click.user_id, &day, &dims, Delta::lead(status, cents), false)?;
+        let body = json!({"message": "Conversion recorded.", "outcome": "created",
+                          "lead": {"txid": txid, "status": status, "payout": money(cents)}});
+        return Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"));
+    };
+    if old_status == status {
+        let body = json!({"message": "Conversion already recorded; nothing changed.", "outcome": "unchanged",
+                          "lead": {"txid": txid, "status": status, "payout": money(old_cents)}});
+        return Ok((Answer { status: 200, body }, Some(lead_id), false));
+    }
+    let allowed = matches!(
+        (old_status.as_str(), status),
+        ("pending", "approved") | ("pending", "rejected") | ("approved", "rejected")
+    );
+    if !allowed {
+        let message = format!("A lead cannot go from {old_status} to {status}.");
+        let body = json!({"message": message, "outcome": "refused_transition",
+                          "lead": {"txid": txid, "status": old_status, "payout": money(old_cents)}});
+        return Ok((Answer { status: 422, body }, Some(lead_id), false));
+    }
+    let cents = payout.unwrap_or(old_cents);
+    tx.prepare_cached("UPDATE leads SET status = ?2, payout_cents = ?3, updated_at = ?4 WHERE id = ?1")?
+        .execute(params![lead_id, status, cents, now])?;
+    rollup::add(tx, click.user_id, &day, &dims, Delta::transition(&old_status, old_cents, status, cents), false)?;
+    let body = json!({"message": "Conversion updated.", "outcome": "updated",
+                      "lead": {"txid": txid, "status": status, "payout": money(cents)}});
+    Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"))
+}

@@ -1,0 +1,116 @@
+//! Rollup counters: one row per user, dimension, value and local day,
+//! bumped in the same transaction as the click or lead that changes them.
+//! Every report reads these; none scans `clicks`.
+
+use rusqlite::{params, Connection};
+
+/// What one event adds to (or, negative, takes from) its rollup rows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delta {
+    pub clicks: i64,
+    pub unique_clicks: i64,
+    pub bot_clicks: i64,
+    pub leads: i64,
+    pub approved_leads: i64,
+    pub pending_leads: i64,
+    pub rejected_leads: i64,
+    pub payout_cents: i64,
+}
+
+impl Delta {
+    /// One lead in `status` worth `payout_cents` (counted as payout only when approved).
+    pub fn lead(status: &str, payout_cents: i64) -> Delta {
+        let mut d = Delta { leads: 1, ..Delta::default() };
+        match status {
+            "approved" => {
+                d.approved_leads = 1;
+                d.payout_cents = payout_cents;
+            }
+            "pending" => d.pending_leads = 1,
+            _ => d.rejected_leads = 1,
+        }
+        d
+    }
+
+    /// A lead moving from one status (and payout) to another: the lead count stays.
+    pub fn transition(from: &str, from_cents: i64, to: &str, to_cents: i64) -> Delta {
+        let (old, new) = (Delta::lead(from, from_cents), Delta::lead(to, to_cents));
+        Delta {
+            approved_leads: new.approved_leads - old.approved_leads,
+            pending_leads: new.pending_leads - old.pending_leads,
+            rejected_leads: new.rejected_leads - old.rejected_leads,
+            payout_cents: new.payout_cents - old.payout_cents,
+            ..Delta::default()
+        }
+    }
+}
+
+/// The rows an event counts in: the user's total plus one per dimension.
+pub struct Dims<'a> {
+    pub sub_id: &'a str,
+    pub country: &'a str,
+    pub device: &'a str,
+    pub link_id: i64,
+}
+
+/// Adds `delta` to the user's total row and, unless `total_only`, to the
+/// sub_id, country, device and link rows of `day`.
+pub fn add(
+    conn: &Connection,
+    user_id: i64,
+    day: &str,
+    dims: &Dims,
+    delta: Delta,
+    total_only: bool,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO rollups (user_id, dim, value, day, clicks, unique_clicks, bot_clicks, leads,
+                              approved_leads, pending_leads, rejected_leads, payout_cents)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (user_id, dim, value, day) DO UPDATE SET
+             clicks = clicks + excluded.clicks,
+             unique_clicks = unique_clicks + excluded.unique_clicks,
+             bot_clicks = bot_clicks + excluded.bot_clicks,
+             leads = leads + excluded.leads,
+             approved_leads = approved_leads + excluded.approved_leads,
+             pending_leads = pending_leads + excluded.pending_leads,
+             rejected_leads = rejected_leads + excluded.rejected_leads,
+             payout_cents = payout_cents + excluded.payout_cents",
+    )?;
+    let link = dims.link_id.to_string();
+    let rows: &[(&str, &str)] =
+        &[("all", ""), ("sub_id", dims.sub_id), ("country", dims.country), ("device", dims.device), ("link", &link)];
+    let rows = if total_only { &rows[..1] } else { rows };
+    for (dim, value) in rows {
+        let d = delta;
+        stmt.execute(params![
+            user_id,
+            dim,
+            value,
+            day,
+            d.clicks,
+            d.unique_clicks,
+            d.bot_clicks,
+            d.leads,
+            d.approved_leads,
+            d.pending_leads,
+            d.rejected_leads,
+            d.payout_cents
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delta;
+
+    #[test]
+    fn transitions_move_counts_and_payout() {
+        let d = Delta::transition("pending", 500, "approved", 700);
+        assert_eq!((d.leads, d.pending_leads, d.approved_leads, d.payout_cents), (0, -1, 1, 700));
+        let d = Delta::transition("approved", 700, "rejected", 700);
+        assert_eq!((d.approved_leads, d.rejected_leads, d.payout_cents), (-1, 1, -700));
+        assert_eq!(Delta::lead("rejected", 900).payout_cents, 0);
+    }
+}

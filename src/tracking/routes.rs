@@ -1,0 +1,236 @@
+//! HTTP adapters for tracking.
+
+use super::dashboard::{self, Range};
+use super::{clicks, links, payment, postback};
+use crate::error::{Error, FieldErrors};
+use crate::http::input::{form_pairs, json_object, read_body};
+use crate::http::respond;
+use crate::http::Ctx;
+use crate::i18n::Msg;
+use rouille::Response;
+use serde_json::{json, Value};
+
+fn user_id(ctx: &Ctx) -> Result<i64, Error> {
+    Ok(ctx.session()?.user.id)
+}
+
+/// `GET /api/links`.
+pub fn list_links(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let rows = ctx.app.db.read(|c| Ok(links::list(c, user)?))?;
+    let data: Vec<Value> = rows.iter().map(|l| links::to_json(ctx.app, l)).collect();
+    Ok(respond::json(200, &json!({"data": data})))
+}
+
+/// `POST /api/links {name, url, payout?, slug?, status?, source_postback_url?}` → 201.
+pub fn create_link(ctx: &Ctx) -> Result<Response, Error> {
+    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let fields = links::read_fields(&input.0, true)?;
+    let link = links::create(ctx.app, user_id(ctx)?, fields)?;
+    Ok(respond::json(201, &json!({"data": links::to_json(ctx.app, &link)})))
+}
+
+/// `GET /api/links/{id}`.
+pub fn show_link(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let link = ctx.app.db.read(|c| links::find_owned(c, user, ctx.segment(2)))?;
+    Ok(respond::json(200, &json!({"data": links::to_json(ctx.app, &link)})))
+}
+
+/// `PUT /api/links/{id}`: changes the fields sent.
+pub fn update_link(ctx: &Ctx) -> Result<Response, Error> {
+    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let fields = links::read_fields(&input.0, false)?;
+    let link = links::update(ctx.app, user_id(ctx)?, ctx.segment(2), fields)?;
+    Ok(respond::json(200, &json!({"data": links::to_json(ctx.app, &link)})))
+}
+
+/// `DELETE /api/links/{id}`.
+pub fn delete_link(ctx: &Ctx) -> Result<Response, Error> {
+    links::delete(ctx.app, user_id(ctx)?, ctx.segment(2))?;
+    Ok(respond::message(200, &Msg::new("links.deleted"), ctx.lang.get()))
+}
+
+const NOT_FOUND_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Link not found</title></head>\
+<body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1d2733\">\
+<h1>Link not found</h1><p>This link does not exist or is paused.</p></body></html>";
+
+/// `GET /go/{slug}`: record, then 302. Unknown or paused: a 404 page.
+pub fn click(ctx: &Ctx) -> Result<Response, Error> {
+    let header_name = &ctx.app.config.tracking.country_header;
+    let visit = clicks::Visit {
+        slug: ctx.segment(1),
+        query: ctx.req.raw_query_string(),
+        user_agent: ctx.req.header("User-Agent").unwrap_or(""),
+        ip: ctx.ip,
+        country_header: if header_name.is_empty() { None } else { ctx.req.header(header_name) },
+    };
+    match clicks::record(ctx.app, &visit)? {
+        Some(location) => Ok(Response::redirect_302(location).with_unique_header("Cache-Control", "no-store")),
+        None => Ok(Response::html(NOT_FOUND_PAGE).with_status_code(404)),
+    }
+}
+
+/// `GET|POST /api/postback/conversion`: parameters from the query string
+/// and, for POST, a JSON or form body.
+pub fn conversion(ctx: &Ctx) -> Result<Response, Error> {
+    let mut params = form_pairs(ctx.req.raw_query_string());
+    if ctx.req.method() == "POST" {
+        let body = read_body(ctx.req, ctx.app.config.server.max_body_bytes)?;
+        let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
+            || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if is_json {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(map)) => params.extend(postback::json_params(&map)),
+                Ok(_) => return Err(Error::BadRequest(Msg::new("http.not_object"))),
+                Err(e) => return Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
+            }
+        } else {
+            params.extend(form_pairs(&String::from_utf8_lossy(&body)));
+        }
+    }
+    let answer = postback::handle(ctx.app, ctx.req.method(), ctx.ip, &params)?;
+    Ok(respond::json(answer.status, &answer.body))
+}
+
+/// `GET /api/postbacks?limit&offset`: the user's received postbacks, newest first.
+pub fn postback_log(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 50, 500)?;
+    let offset =
+        match ctx.req.get_param("offset") {
+            None => 0,
+            Some(o) => o.trim().parse::<i64>().ok().filter(|o| *o >= 0).ok_or_else(|| {
+                FieldErrors::single("offset", Msg::new("validation.integer").arg("attribute", "offset"))
+            })?,
+        };
+    let rows = ctx.app.db.read(|c| {
+        let mut stmt = c.prepare_cached(
+            "SELECT id, received_at, method, ip, params, outcome, status, lead_id FROM postback_log
+             WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![user, limit, offset], |r| {
+            let params: String = r.get(4)?;
+            Ok(json!({
+                "id": r.get::<_, i64>(0)?,
+                "received_at": crate::clock::format(r.get(1)?),
+                "method": r.get::<_, String>(2)?,
+                "ip": r.get::<_, String>(3)?,
+                "params": serde_json::from_str::<Value>(&params).unwrap_or(Value::Null),
+                "outcome": r.get::<_, String>(5)?,
+                "status": r.get::<_, i64>(6)?,
+                "lead_id": r.get::<_, Option<i64>>(7)?,
+            }))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    })?;
+    Ok(respond::json(200, &json!({"data": rows, "limit": limit, "offset": offset})))
+}
+
+/// `POST /api/payment/notification`, signed in `X-Callback-Signature`.
+pub fn payment_notification(ctx: &Ctx) -> Result<Response, Error> {
+    let body = read_body(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    if !payment::signature_ok(&ctx.app.config.payment.secret, &body, ctx.req.header("X-Callback-Signature")) {
+        return Err(Error::Forbidden(Msg::new("payment.bad_signature")));
+    }
+    let fields = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(Error::BadRequest(Msg::new("http.not_object"))),
+            Err(e) => return Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
+        }
+    } else {
+        form_pairs(&String::from_utf8_lossy(&body)).into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+    };
+    let answer = payment::handle(ctx.app, &fields)?;
+    Ok(respond::json(200, &answer))
+}
+
+fn range(ctx: &Ctx) -> Result<Range, Error> {
+    Range::parse(ctx.req.get_param("from"), ctx.req.get_param("to"))
+}
+
+/// `GET /api/dashboard-data?from&to&limit`.
+pub fn dashboard_data(ctx: &Ctx) -> Result<Response, Error> {
+    let range = range(ctx)?;
+    let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 100, 1000)?;
+    Ok(respond::json(200, &dashboard::dashboard(ctx.app, user_id(ctx)?, &range, limit)?))
+}
+
+/// `GET /api/reports?group_by=day|sub_id|country|device|link&from&to&limit&format=csv`.
+pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
+    let group_by = ctx.req.get_param("group_by").unwrap_or_else(|| "day".into());
+    if !dashboard::GROUPS.contains(&group_by.as_str()) {
+        let msg = Msg::new("validation.in").arg("attribute", "group by").arg("values", dashboard::GROUPS.join(", "));
+        return Err(FieldErrors::single("group_by", msg));
+    }
+    let range = range(ctx)?;
+    let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 1000, 10_000)?;
+    let rows = dashboard::report(ctx.app, user_id(ctx)?, &group_by, &range, limit)?;
+    match ctx.req.get_param("format").as_deref() {
+        None | Some("json") => {
+            Ok(respond::json(200, &json!({"group_by": group_by, "from": range.from, "to": range.to, "data": rows})))
+        }
+        Some("csv") => {
+            let mut columns = vec![group_by.as_str()];
+            if group_by == "link" {
+                columns.push("name");
+            }
+            columns.extend([
+                "clicks",
+                "unique_clicks",
+                "leads",
+                "approved_leads",
+                "pending_leads",
+                "rejected_leads",
+                "payout",
+                "cr",
+            ]);
+            let csv = dashboard::to_csv(&columns, &rows);
+            Ok(Response::from_data("text/csv; charset=utf-8", csv).with_unique_header(
+                "Content-Disposition",
+                format!("attachment; filename=\"apextrack-{group_by}.csv\""),
+            ))
+        }
+        Some(_) => {
+            let msg = Msg::new("validation.in").arg("attribute", "format").arg("values", "json, csv");
+            Err(FieldErrors::single("format", msg))
+        }
+    }
+}
+
+/// `POST /api/user/postback-secret`: a new secret; the old URL stops working.
+pub fn rotate_secret(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let version: i64 = ctx.app.db.write(|tx| {
+        Ok(tx.query_row(
+            "UPDATE users SET postback_secret_version = postback_secret_version + 1 WHERE id = ?1
+             RETURNING postback_secret_version",
+            [user],
+            |r| r.get(0),
+        )?)
+    })?;
+    Ok(respond::json(200, &json!({"postback_url": postback::url(ctx.app, user, version)})))
+}
+
+/// `PUT /api/user/postback-allowlist {"allowlist": ["203.0.113.7", "10.0.0.0/8"]}`; `[]` allows any address.
+pub fn set_allowlist(ctx: &Ctx) -> Result<Response, Error> {
+    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let invalid = || FieldErrors::single("allowlist", Msg::new("validation.allowlist").arg("attribute", "allowlist"));
+    let Some(Value::Array(items)) = input.0.get("allowlist") else { return Err(invalid()) };
+    let mut entries = Vec::new();
+    for item in items {
+        match item.as_str().map(str::trim) {
+            Some(e) if crate::config::parse_cidr(e).is_some() && entries.len() < 100 => entries.push(e.to_string()),
+            _ => return Err(invalid()),
+        }
+    }
+    let joined = entries.join(",");
+    let user = user_id(ctx)?;
+    ctx.app.db.write(|tx| {
+        tx.execute("UPDATE users SET postback_allowlist = ?2 WHERE id = ?1", rusqlite::params![user, joined])?;
+        Ok(())
+    })?;
+    Ok(respond::json(200, &json!({"allowlist": entries})))
+}
