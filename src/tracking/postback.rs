@@ -226,6 +226,17 @@ fn source_postback(click: &Click, status: &str, payout_cents: i64) -> String {
     })
 }
 
+struct Lead {
+    id: i64,
+    status: String,
+    cents: i64,
+    day: String,
+    sub1: String,
+    country: String,
+    device: String,
+    link_id: i64,
+}
+
 /// Creates or moves the lead and its rollups (a new lead counts on today's
 /// local date; a later change goes to the same day's rows). Returns the
 /// answer, the lead id, and whether the lead just became approved.
@@ -238,12 +249,25 @@ fn apply(
     now: Micros,
     utc_offset: i32,
 ) -> Result<(Answer, Option<i64>, bool), Error> {
-    let existing: Option<(i64, String, i64, String)> = tx
-        .prepare_cached("SELECT id, status, payout_cents, day FROM leads WHERE user_id = ?1 AND txid = ?2")?
-        .query_row(params![click.user_id, txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    let existing: Option<Lead> = tx
+        .prepare_cached(
+            "SELECT id, status, payout_cents, day, sub1, country, device, link_id FROM leads WHERE user_id = ?1 AND txid = ?2",
+        )?
+        .query_row(params![click.user_id, txid], |r| {
+            Ok(Lead {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                cents: r.get(2)?,
+                day: r.get(3)?,
+                sub1: r.get(4)?,
+                country: r.get(5)?,
+                device: r.get(6)?,
+                link_id: r.get(7)?,
+            })
+        })
         .optional()?;
-    let dims = Dims { sub_id: &click.sub1, country: &click.country, device: &click.device, link_id: click.link_id };
-    let Some((lead_id, old_status, old_cents, day)) = existing else {
+    let Some(lead) = existing else {
+        let dims = Dims { sub_id: &click.sub1, country: &click.country, device: &click.device, link_id: click.link_id };
         let cents = payout.unwrap_or(click.link_payout);
         let day = clock::local_date(now, utc_offset);
         tx.prepare_cached(
@@ -270,6 +294,10 @@ fn apply(
                           "lead": {"txid": txid, "status": status, "payout": money(cents)}});
         return Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"));
     };
+    // A known txid moves its own lead, counted where that lead counts,
+    // whichever click this postback names.
+    let (lead_id, old_status, old_cents, day) = (lead.id, lead.status, lead.cents, lead.day);
+    let dims = Dims { sub_id: &lead.sub1, country: &lead.country, device: &lead.device, link_id: lead.link_id };
     if old_status == status {
         let body = json!({"message": "Conversion already recorded; nothing changed.", "outcome": "unchanged",
                           "lead": {"txid": txid, "status": status, "payout": money(old_cents)}});

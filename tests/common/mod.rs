@@ -498,3 +498,101 @@ pub fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.find('/').map_or("/".to_string(), |i| rest[i..].to_string())
 }
+
+/// Registers `email`, marks it verified, logs in: (user id, token).
+pub fn verified_user(s: &TestServer, email: &str) -> (i64, String) {
+    let token = s.user_with_token(email);
+    let user = apextrack::accounts::find(&s.app, email).unwrap();
+    apextrack::accounts::mark_verified(&s.app, user.id).unwrap();
+    (user.id, token)
+}
+
+/// Writes a real MaxMind DB (format 2.0, IPv4, 24-bit records) mapping
+/// each network to `{"country": {"iso_code": code}}`, as GeoIP2 Country has.
+pub fn write_mmdb(path: &Path, networks: &[(&str, u8, &str)]) {
+    #[derive(Clone, Copy)]
+    enum Rec {
+        Empty,
+        Node(u32),
+        Data(u32),
+    }
+    fn string(out: &mut Vec<u8>, s: &str) {
+        assert!(s.len() < 29);
+        out.push(0x40 | s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn uint(out: &mut Vec<u8>, type_id: u8, value: u64) {
+        let bytes: Vec<u8> = value.to_be_bytes().iter().copied().skip_while(|b| *b == 0).collect();
+        if type_id <= 7 {
+            out.push((type_id << 5) | bytes.len() as u8);
+        } else {
+            out.push(bytes.len() as u8);
+            out.push(type_id - 7);
+        }
+        out.extend_from_slice(&bytes);
+    }
+    let mut data = Vec::new();
+    let mut nodes: Vec<[Rec; 2]> = vec![[Rec::Empty, Rec::Empty]];
+    for (net, len, code) in networks {
+        let offset = data.len() as u32;
+        data.push(0xE1);
+        string(&mut data, "country");
+        data.push(0xE1);
+        string(&mut data, "iso_code");
+        string(&mut data, code);
+        let ip = u32::from(net.parse::<std::net::Ipv4Addr>().unwrap());
+        let mut node = 0usize;
+        for i in 0..*len {
+            let bit = ((ip >> (31 - i)) & 1) as usize;
+            if i == len - 1 {
+                nodes[node][bit] = Rec::Data(offset);
+            } else {
+                node = match nodes[node][bit] {
+                    Rec::Node(n) => n as usize,
+                    _ => {
+                        nodes.push([Rec::Empty, Rec::Empty]);
+                        let n = nodes.len() - 1;
+                        nodes[node][bit] = Rec::Node(n as u32);
+                        n
+                    }
+                };
+            }
+        }
+    }
+    let count = nodes.len() as u32;
+    let mut file = Vec::new();
+    for pair in &nodes {
+        for rec in pair {
+            let v = match *rec {
+                Rec::Empty => count,
+                Rec::Node(n) => n,
+                Rec::Data(off) => count + 16 + off,
+            };
+            file.extend_from_slice(&v.to_be_bytes()[1..]);
+        }
+    }
+    file.extend_from_slice(&[0u8; 16]);
+    file.extend_from_slice(&data);
+    file.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
+    let mut meta = vec![0xE9];
+    string(&mut meta, "node_count");
+    uint(&mut meta, 6, u64::from(count));
+    string(&mut meta, "record_size");
+    uint(&mut meta, 5, 24);
+    string(&mut meta, "ip_version");
+    uint(&mut meta, 5, 4);
+    string(&mut meta, "database_type");
+    string(&mut meta, "GeoIP2-Country");
+    string(&mut meta, "languages");
+    meta.extend_from_slice(&[0x00, 0x04]); // empty array (extended type 11)
+    string(&mut meta, "binary_format_major_version");
+    uint(&mut meta, 5, 2);
+    string(&mut meta, "binary_format_minor_version");
+    uint(&mut meta, 5, 0);
+    string(&mut meta, "build_epoch");
+    uint(&mut meta, 9, 1_700_000_000);
+    string(&mut meta, "description");
+    meta.push(0xE0);
+    file.extend_from_slice(&meta);
+    std::fs::write(path, file).unwrap();
+}
