@@ -26,6 +26,10 @@ pub struct App {
     pub geoip: Option<maxminddb::Reader<Vec<u8>>>,
     /// `server.utc_offset` in seconds east of UTC: where "today" starts.
     pub utc_offset: i32,
+    /// Active links by slug, for the click path.
+    pub slugs: crate::tracking::links::SlugCache,
+    /// Group commit of clicks.
+    pub click_writer: crate::db::group::GroupCommit<crate::tracking::clicks::NewClick>,
 }
 
 impl App {
@@ -55,6 +59,8 @@ impl App {
             outbox_wake: Wake::default(),
             geoip,
             utc_offset,
+            slugs: Default::default(),
+            click_writer: Default::default(),
         })
     }
 }

@@ -49,6 +49,23 @@ enum Command {
     /// The queue of outgoing mail
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Fill the database with synthetic clicks and leads, for benchmarks
+    DevSeed {
+        /// The user that owns them (created, verified, if missing; password "seed-password")
+        #[arg(long, default_value = "seed@example.com")]
+        email: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        clicks: u64,
+        #[arg(long, default_value_t = 50_000)]
+        leads: u64,
+        /// Spread over this many days up to now
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 10)]
+        links: u32,
+        #[arg(long, default_value_t = 200)]
+        sub_ids: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +210,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Mail(MailCommand::Test { address, language }) => mail_test(&app, &address, language),
         Command::Outbox(cmd) => outbox(&app, cmd),
+        Command::DevSeed { email, clicks, leads, days, links, sub_ids } => {
+            let user = match accounts::find(&app, &email) {
+                Ok(user) => user,
+                Err(Error::NotFound) => {
+                    accounts::create_account(&app, "Seed", &email, "seed-password", app.default_lang, true)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let started = std::time::Instant::now();
+            let seed = crate::tracking::seed::Seed { user_id: user.id, clicks, leads, days, links, sub_ids };
+            let (c, l) = crate::tracking::seed::run(&app, &seed, |p| eprint!("\r{p}          "))?;
+            eprintln!();
+            println!("seeded {c} clicks and {l} leads for {} in {:.1?}", user.email, started.elapsed());
+            Ok(())
+        }
         Command::Init { .. } | Command::Serve => Ok(()),
     }
 }

@@ -141,7 +141,7 @@ fn the_redirect_fills_macros_safely_and_commits_the_click() {
         location,
         format!("https://shop.example/p?cid={clickid}&s=%27%22%26x%3D1%0D%0ALocation%3A%20evil&s2=a%20b&s5=%E2%9C%93&e=src-9&c=XX&d=mobile&k={{keep}}")
     );
-    assert_eq!(clickid.len(), 22);
+    assert_eq!(clickid.len(), 24);
     assert!(clickid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let (sub1, ext): (String, String) =
         t.s.sqlite().query_row("SELECT sub1, ext_id FROM clicks", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();

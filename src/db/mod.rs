@@ -2,6 +2,7 @@
 //! foreign keys and a busy timeout on every connection, and the schema
 //! brought up to date on open.
 
+pub mod group;
 pub mod migrate;
 
 use crate::config;
@@ -39,6 +40,10 @@ impl Db {
                 c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
                 if read_only {
                     c.execute_batch("PRAGMA query_only = ON;")?;
+                } else {
+                    // The writer touches the hot ends of the big indexes on
+                    // every click: give it room to keep them (16 MiB).
+                    c.execute_batch("PRAGMA cache_size = -16384;")?;
                 }
                 Ok(())
             });

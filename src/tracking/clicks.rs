@@ -3,7 +3,6 @@
 //! destination with the macros filled in.
 
 use super::device;
-use super::links;
 use super::rollup::{self, Delta, Dims};
 use crate::app::App;
 use crate::clock::{self, DAY};
@@ -86,11 +85,16 @@ pub fn country(app: &App, ip: IpAddr, header: Option<&str>) -> String {
     }
 }
 
-/// A new click id: 128 random bits, URL-safe base64 (22 characters).
-pub fn new_clickid() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = u128::from_le_bytes(crypto::random_bytes::<16>());
-    (0..22).map(|i| ALPHABET[((bytes >> (i * 6)) & 63) as usize] as char).collect()
+/// A new click id: 24 URL-safe characters, 6 of time (milliseconds) then
+/// 18 of randomness (108 bits, so unguessable). The time prefix keeps the
+/// unique index's inserts near its end, where its pages are in cache,
+/// instead of at random places in a table of millions.
+pub fn new_clickid(now: i64) -> String {
+    const ALPHABET: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+    let millis = (now / 1000) as u64;
+    let random = u128::from_le_bytes(crypto::random_bytes::<16>());
+    let time = (0..6).rev().map(|i| ALPHABET[((millis >> (i * 6)) & 63) as usize] as char);
+    time.chain((0..18).map(|i| ALPHABET[((random >> (i * 6)) & 63) as usize] as char)).collect()
 }
 
 /// Everything known about a visit before it is stored.
@@ -105,68 +109,36 @@ pub struct Visit<'a> {
 /// Records the click and returns where to send the visitor; None for an
 /// unknown, paused or deleted link.
 pub fn record(app: &App, visit: &Visit) -> Result<Option<String>, Error> {
-    let Some(target) = app.db.read(|c| Ok(links::find_by_slug(c, visit.slug)?))? else { return Ok(None) };
-    if !target.active {
-        return Ok(None);
-    }
+    let Some(target) = app.slugs.get(app, visit.slug)? else { return Ok(None) };
     let params = Params::parse(visit.query);
     let device = device::detect(visit.user_agent);
-    let is_bot = device == "bot";
     let country = country(app, visit.ip, visit.country_header);
-    let clickid = new_clickid();
     let now = app.clock.now();
+    let clickid = new_clickid(now);
     let day = clock::local_date(now, app.utc_offset);
     let ip = visit.ip.to_string();
     let user_agent = super::clip(visit.user_agent, MAX_USER_AGENT);
-    let fingerprint = &crypto::sha256(format!("{ip}\n{user_agent}").as_bytes())[..16];
+    let fingerprint: [u8; 16] =
+        crypto::sha256(format!("{ip}\n{user_agent}").as_bytes())[..16].try_into().unwrap_or_default();
 
-    app.db.write(|tx| {
-        // Unique: this visitor has not clicked this link in the last 24 hours.
-        let is_unique = !is_bot && {
-            let last: Option<i64> = tx
-                .prepare_cached("SELECT last_at FROM click_fingerprints WHERE link_id = ?1 AND fingerprint = ?2")?
-                .query_row(params![target.id, fingerprint], |r| r.get(0))
-                .optional()?;
-            tx.prepare_cached(
-                "INSERT INTO click_fingerprints (link_id, fingerprint, last_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (link_id, fingerprint) DO UPDATE SET last_at = excluded.last_at",
-            )?
-            .execute(params![target.id, fingerprint, now])?;
-            last.is_none_or(|t| t <= now - DAY)
-        };
-        let [s1, s2, s3, s4, s5] = &params.subs;
-        tx.prepare_cached(
-            "INSERT INTO clicks (clickid, user_id, link_id, sub1, sub2, sub3, sub4, sub5, ext_id, country, device,
-                                 ip, user_agent, is_unique, day, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )?
-        .execute(params![
-            clickid,
-            target.user_id,
-            target.id,
-            s1,
-            s2,
-            s3,
-            s4,
-            s5,
-            params.ext_id,
-            country,
-            device,
-            ip,
-            user_agent,
-            is_unique,
-            day,
-            now
-        ])?;
-        let delta = if is_bot {
-            Delta { bot_clicks: 1, ..Delta::default() }
-        } else {
-            Delta { clicks: 1, unique_clicks: i64::from(is_unique), ..Delta::default() }
-        };
-        let dims = Dims { sub_id: s1, country: &country, device, link_id: target.id };
-        rollup::add(tx, target.user_id, &day, &dims, delta, is_bot)?;
-        Ok(())
-    })?;
+    let click = NewClick {
+        clickid: clickid.clone(),
+        user_id: target.user_id,
+        link_id: target.id,
+        params: params.clone(),
+        country: country.clone(),
+        device,
+        ip,
+        user_agent,
+        fingerprint,
+        day,
+        now,
+    };
+    app.click_writer
+        .submit(&app.db, click, write_batch)
+        // The link or its owner may have been removed behind the cache's
+        // back (the CLI deleting a user): look it up afresh next time.
+        .inspect_err(|_| app.slugs.clear())?;
 
     let location = fill(&target.url, |name| {
         Some(match name {
@@ -183,6 +155,74 @@ pub fn record(app: &App, visit: &Visit) -> Result<Option<String>, Error> {
         })
     });
     Ok(Some(location))
+}
+
+/// A click waiting for its batch's transaction.
+pub struct NewClick {
+    clickid: String,
+    user_id: i64,
+    link_id: i64,
+    params: Params,
+    country: String,
+    device: &'static str,
+    ip: String,
+    user_agent: String,
+    fingerprint: [u8; 16],
+    day: String,
+    now: i64,
+}
+
+/// Stores a batch of clicks in one transaction: each click row and its
+/// uniqueness, then the batch's rollup deltas, merged per row.
+fn write_batch(tx: &rusqlite::Connection, batch: Vec<NewClick>) -> Result<(), Error> {
+    let mut rollups = rollup::Batch::default();
+    let mut last_seen =
+        tx.prepare_cached("SELECT last_at FROM click_fingerprints WHERE link_id = ?1 AND fingerprint = ?2")?;
+    let mut seen = tx.prepare_cached(
+        "INSERT INTO click_fingerprints (link_id, fingerprint, last_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (link_id, fingerprint) DO UPDATE SET last_at = excluded.last_at",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO clicks (clickid, user_id, link_id, sub1, sub2, sub3, sub4, sub5, ext_id, country, device,
+                             ip, user_agent, is_unique, day, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    for c in batch {
+        let is_bot = c.device == "bot";
+        // Unique: this visitor has not clicked this link in the last 24 hours.
+        let is_unique = !is_bot && {
+            let last: Option<i64> = last_seen.query_row(params![c.link_id, c.fingerprint], |r| r.get(0)).optional()?;
+            seen.execute(params![c.link_id, c.fingerprint, c.now])?;
+            last.is_none_or(|t| t <= c.now - DAY)
+        };
+        let [s1, s2, s3, s4, s5] = &c.params.subs;
+        insert.execute(params![
+            c.clickid,
+            c.user_id,
+            c.link_id,
+            s1,
+            s2,
+            s3,
+            s4,
+            s5,
+            c.params.ext_id,
+            c.country,
+            c.device,
+            c.ip,
+            c.user_agent,
+            is_unique,
+            c.day,
+            c.now
+        ])?;
+        let delta = if is_bot {
+            Delta { bot_clicks: 1, ..Delta::default() }
+        } else {
+            Delta { clicks: 1, unique_clicks: i64::from(is_unique), ..Delta::default() }
+        };
+        let dims = Dims { sub_id: s1, country: &c.country, device: c.device, link_id: c.link_id };
+        rollups.add(c.user_id, &c.day, &dims, delta, is_bot);
+    }
+    Ok(rollups.write(tx)?)
 }
 
 /// Forgets visitors last seen over a day ago; run by the maintenance thread.
@@ -216,10 +256,12 @@ mod tests {
     }
 
     #[test]
-    fn clickids_are_22_url_safe_characters_and_distinct() {
-        let a = new_clickid();
-        assert_eq!(a.len(), 22);
+    fn clickids_are_url_safe_distinct_and_ordered_by_time() {
+        let a = new_clickid(1_700_000_000_000_000);
+        assert_eq!(a.len(), 24);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_ne!(a, new_clickid());
+        assert_ne!(a, new_clickid(1_700_000_000_000_000));
+        let later = new_clickid(1_700_000_000_001_000);
+        assert!(later[..6] > a[..6], "{a} {later}");
     }
 }

@@ -9,6 +9,8 @@ use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 pub const STATUSES: &[&str] = &["active", "paused"];
 pub const MACROS: &[&str] = &[
@@ -90,11 +92,41 @@ pub fn find_owned(conn: &Connection, user_id: i64, id: &str) -> Result<Link, Err
 }
 
 /// What the click path needs of a link, by its public slug.
+#[derive(Debug, Clone)]
 pub struct Target {
     pub id: i64,
     pub user_id: i64,
     pub url: String,
     pub active: bool,
+}
+
+/// Active links by slug, kept in memory so a click costs no read query.
+/// Only this process changes links, and every change clears the cache;
+/// only hits are kept (a flood of made-up slugs cannot grow it), at most
+/// `MAX_CACHED` of them.
+#[derive(Debug, Default)]
+pub struct SlugCache(RwLock<HashMap<String, Arc<Target>>>);
+
+const MAX_CACHED: usize = 50_000;
+
+impl SlugCache {
+    pub fn get(&self, app: &App, slug: &str) -> Result<Option<Arc<Target>>, Error> {
+        if let Some(hit) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(slug) {
+            return Ok(Some(Arc::clone(hit)));
+        }
+        let Some(target) = app.db.read(|c| Ok(find_by_slug(c, slug)?))?.filter(|t| t.active) else { return Ok(None) };
+        let target = Arc::new(target);
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_CACHED {
+            map.clear();
+        }
+        map.insert(slug.to_string(), Arc::clone(&target));
+        Ok(Some(target))
+    }
+
+    pub fn clear(&self) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 pub fn find_by_slug(conn: &Connection, slug: &str) -> rusqlite::Result<Option<Target>> {
@@ -232,6 +264,7 @@ pub fn create(app: &App, user_id: i64, f: Fields) -> Result<Link, Error> {
 
 pub fn update(app: &App, user_id: i64, id: &str, f: Fields) -> Result<Link, Error> {
     let now = app.clock.now();
+    let _clear = ClearOnDrop(app);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
         let result = tx.execute(
@@ -258,9 +291,19 @@ pub fn update(app: &App, user_id: i64, id: &str, f: Fields) -> Result<Link, Erro
     })
 }
 
+/// Clears the slug cache when the change is over, committed or not.
+struct ClearOnDrop<'a>(&'a App);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.slugs.clear();
+    }
+}
+
 /// Hides the link and stops its redirect; its clicks and leads stay counted.
 pub fn delete(app: &App, user_id: i64, id: &str) -> Result<(), Error> {
     let now = app.clock.now();
+    let _clear = ClearOnDrop(app);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
         tx.execute("UPDATE links SET status = 'deleted', updated_at = ?2 WHERE id = ?1", params![link.id, now])?;

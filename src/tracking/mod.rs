@@ -10,6 +10,7 @@ pub mod payment;
 pub mod postback;
 pub mod rollup;
 pub mod routes;
+pub mod seed;
 
 use serde_json::Value;
 

@@ -53,6 +53,53 @@ pub struct Dims<'a> {
     pub link_id: i64,
 }
 
+impl std::ops::AddAssign for Delta {
+    fn add_assign(&mut self, o: Delta) {
+        self.clicks += o.clicks;
+        self.unique_clicks += o.unique_clicks;
+        self.bot_clicks += o.bot_clicks;
+        self.leads += o.leads;
+        self.approved_leads += o.approved_leads;
+        self.pending_leads += o.pending_leads;
+        self.rejected_leads += o.rejected_leads;
+        self.payout_cents += o.payout_cents;
+    }
+}
+
+impl Dims<'_> {
+    /// (dimension, value) of the rows an event counts in.
+    fn rows(&self, total_only: bool) -> Vec<(&'static str, String)> {
+        let mut rows = vec![("all", String::new())];
+        if !total_only {
+            rows.push(("sub_id", self.sub_id.to_string()));
+            rows.push(("country", self.country.to_string()));
+            rows.push(("device", self.device.to_string()));
+            rows.push(("link", self.link_id.to_string()));
+        }
+        rows
+    }
+}
+
+/// Deltas of a whole batch, merged per row before they are written: a
+/// batch of clicks on a busy sub_id updates its row once.
+#[derive(Default)]
+pub struct Batch(std::collections::HashMap<(i64, &'static str, String, String), Delta>);
+
+impl Batch {
+    pub fn add(&mut self, user_id: i64, day: &str, dims: &Dims, delta: Delta, total_only: bool) {
+        for (dim, value) in dims.rows(total_only) {
+            *self.0.entry((user_id, dim, value, day.to_string())).or_default() += delta;
+        }
+    }
+
+    pub fn write(self, conn: &Connection) -> rusqlite::Result<()> {
+        for ((user_id, dim, value, day), delta) in self.0 {
+            upsert(conn, user_id, dim, &value, &day, delta)?;
+        }
+        Ok(())
+    }
+}
+
 /// Adds `delta` to the user's total row and, unless `total_only`, to the
 /// sub_id, country, device and link rows of `day`.
 pub fn add(
@@ -63,7 +110,14 @@ pub fn add(
     delta: Delta,
     total_only: bool,
 ) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
+    for (dim, value) in dims.rows(total_only) {
+        upsert(conn, user_id, dim, &value, day, delta)?;
+    }
+    Ok(())
+}
+
+fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d: Delta) -> rusqlite::Result<()> {
+    conn.prepare_cached(
         "INSERT INTO rollups (user_id, dim, value, day, clicks, unique_clicks, bot_clicks, leads,
                               approved_leads, pending_leads, rejected_leads, payout_cents)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -76,28 +130,21 @@ pub fn add(
              pending_leads = pending_leads + excluded.pending_leads,
              rejected_leads = rejected_leads + excluded.rejected_leads,
              payout_cents = payout_cents + excluded.payout_cents",
-    )?;
-    let link = dims.link_id.to_string();
-    let rows: &[(&str, &str)] =
-        &[("all", ""), ("sub_id", dims.sub_id), ("country", dims.country), ("device", dims.device), ("link", &link)];
-    let rows = if total_only { &rows[..1] } else { rows };
-    for (dim, value) in rows {
-        let d = delta;
-        stmt.execute(params![
-            user_id,
-            dim,
-            value,
-            day,
-            d.clicks,
-            d.unique_clicks,
-            d.bot_clicks,
-            d.leads,
-            d.approved_leads,
-            d.pending_leads,
-            d.rejected_leads,
-            d.payout_cents
-        ])?;
-    }
+    )?
+    .execute(params![
+        user_id,
+        dim,
+        value,
+        day,
+        d.clicks,
+        d.unique_clicks,
+        d.bot_clicks,
+        d.leads,
+        d.approved_leads,
+        d.pending_leads,
+        d.rejected_leads,
+        d.payout_cents
+    ])?;
     Ok(())
 }
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The click redirect under load, side by side with nginx `return 302` (the
+# ceiling of this machine), with the same wrk settings, in two modes:
+# keep-alive, and one new connection per click. Each mode runs 3 times;
+# medians are reported, plus the server CPU time per click and a check that
+# every 302 left a committed click row.
+# Needs wrk, nginx, python3 (Debian: apt-get install wrk nginx-light python3).
+# Usage: bench/click.sh [seconds per run] [runs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-10}
+runs=${2:-3}
+for tool in wrk nginx python3; do
+    command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
+done
+cargo build --release --quiet
+bin=$PWD/target/release/apextrack
+work=$(mktemp -d)
+trap 'kill $apex_pid 2>/dev/null || true; nginx -p "$work/nginx" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$work"' EXIT
+
+apex_port=$((20000 + RANDOM % 10000)); nginx_port=$((apex_port + 1))
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / { return 302 https://shop.example/p?cid=x; }
+    }
+}
+NGINX
+nginx -p "$work/nginx" -c nginx.conf
+
+export APEXTRACK_SERVER_BIND=127.0.0.1:$apex_port APEXTRACK_DATABASE_PATH=$work/bench.db
+export APEXTRACK_SERVER_THREADS=${THREADS:-32}
+"$bin" user create --name Bench --email bench@example.com --password bench-password --verified >/dev/null
+"$bin" serve 2>/dev/null &
+apex_pid=$!
+base=http://127.0.0.1:$apex_port
+until curl -sf "$base/api/health" >/dev/null; do sleep 0.05; done
+token=$(curl -sf "$base/api/login" -H 'Content-Type: application/json' \
+    -d '{"email":"bench@example.com","password":"bench-password","device_name":"bench"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
+slug=$(curl -sf "$base/api/links" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    -d '{"name":"Bench","url":"https://shop.example/p?cid={clickid}&s={sub_id}","slug":"bench"}' | sed 's/.*"slug":"\([^"]*\)".*/\1/')
+apex_url="$base/go/$slug?sub_id=campaign-7"
+nginx_url="http://127.0.0.1:$nginx_port/go/bench?sub_id=campaign-7"
+ua='Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1'
+
+clicks() { sqlite3 "$work/bench.db" "SELECT count(*) FROM clicks" 2>/dev/null || echo 0; }
+cpu_ticks() { awk '{print $14 + $15}' /proc/$apex_pid/stat; }
+
+# run LABEL URL PORT [wrk args...] -> prints "rps p50 p99"
+run() {
+    local url=$1 port=$2; shift 2
+    python3 bench/warm.py 127.0.0.1 "$port" "/api/health" 40 2>/dev/null || true
+    wrk -t1 -c32 -d"${duration}s" --latency -H "User-Agent: $ua" "$@" "$url" > "$work/wrk.out"
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
+    p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
+    p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
+    echo "$rps $p50 $p99"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+for mode in keepalive close; do
+    extra=()
+    [ $mode = close ] && extra=(-H 'Connection: close')
+    for target in nginx apextrack; do
+        results=()
+        for _ in $(seq "$runs"); do
+            if [ $target = nginx ]; then
+                results+=("$(run "$nginx_url" "$nginx_port" "${extra[@]}")")
+            else
+                before_rows=$(clicks); before_cpu=$(cpu_ticks)
+                line=$(run "$apex_url" "$apex_port" "${extra[@]}")
+                after_cpu=$(cpu_ticks); after_rows=$(clicks)
+                total=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+                non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk.out"); non2xx=${non2xx:-0}
+                rows=$((after_rows - before_rows))
+                # wrk counts 302 as "Non-2xx or 3xx"? no: 3xx count as success. Rows must match responses.
+                cpu_us=$(awk -v t=$((after_cpu - before_cpu)) -v n=$rows -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print 0 }')
+                echo "  apextrack $mode run: $line req/s p50 p99; $rows click rows for $total responses; ${cpu_us} us CPU/click" >&2
+                results+=("$line $cpu_us")
+            fi
+        done
+        rps=$(printf '%s\n' "${results[@]}" | awk '{print $1}' | median)
+        p50=$(printf '%s\n' "${results[@]}" | awk '{print $2}' | median)
+        p99=$(printf '%s\n' "${results[@]}" | awk '{print $3}' | median)
+        cpu=$(printf '%s\n' "${results[@]}" | awk '{print $4}' | median)
+        echo "$mode $target rps=$rps p50=$p50 p99=$p99 ${cpu:+cpu_us_per_click=$cpu}"
+        eval "${target}_${mode}=$rps"
+    done
+    awk -v a="$(eval echo \$apextrack_$mode)" -v n="$(eval echo \$nginx_$mode)" -v m=$mode \
+        'BEGIN { printf "%s: apextrack at %.0f%% of nginx\n", m, 100 * a / n }'
+done
+echo "RSS of apextrack after the runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$apex_pid/status)"
