@@ -36,7 +36,7 @@ NGINX
 nginx -p "$work/nginx" -c nginx.conf
 
 export APEXTRACK_SERVER_BIND=127.0.0.1:$apex_port APEXTRACK_DATABASE_PATH=$work/bench.db
-export APEXTRACK_SERVER_THREADS=${THREADS:-32}
+[ -n "${THREADS:-}" ] && export APEXTRACK_SERVER_THREADS=$THREADS
 "$bin" user create --name Bench --email bench@example.com --password bench-password --verified >/dev/null
 "$bin" serve 2>/dev/null &
 apex_pid=$!
@@ -97,4 +97,20 @@ for mode in keepalive close; do
     awk -v a="$(eval echo \$apextrack_$mode)" -v n="$(eval echo \$nginx_$mode)" -v m=$mode \
         'BEGIN { printf "%s: apextrack at %.0f%% of nginx\n", m, 100 * a / n }'
 done
-echo "RSS of apextrack after the runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$apex_pid/status)"
+echo "RSS of apextrack after the click runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$apex_pid/status)"
+
+# Conversion postbacks, each with a new transaction id, on one click.
+clickid=$(sqlite3 "$work/bench.db" "SELECT clickid FROM clicks LIMIT 1")
+secret=$(curl -sf "$base/api/user" -H "Authorization: Bearer $token" | sed 's/.*secret=\([^"]*\)".*/\1/')
+cat > "$work/postback.lua" <<LUA
+counter = 0
+request = function()
+    counter = counter + 1
+    return wrk.format("GET", "/api/postback/conversion?clickid=$clickid&status=pending&payout=1.50&secret=$secret&txid=" .. counter)
+end
+LUA
+python3 bench/warm.py 127.0.0.1 "$apex_port" /api/health 40
+wrk -t1 -c32 -d"${duration}s" --latency -s "$work/postback.lua" "$base" > "$work/wrk.out"
+leads=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM leads")
+echo "postbacks: $(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") req/s, p50 $(awk '$1 == "50%" {print $2}' "$work/wrk.out"), p99 $(awk '$1 == "99%" {print $2}' "$work/wrk.out"); $leads leads stored"
+echo "RSS of apextrack at the end: $(awk '/VmRSS/ {print $2, $3}' /proc/$apex_pid/status)"

@@ -159,8 +159,9 @@ mod tests {
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| group.submit(&db, 2, |_, _| panic!("bad job"))));
         assert!(matches!(r, Ok(Err(_))), "a panic becomes an error, not a stuck leader");
         group.submit(&db, 3, |tx, b| Ok(tx.execute("INSERT INTO g VALUES (?1)", [b[0]]).map(|_| ())?)).unwrap();
-        let rows: (i64, i64) =
-            db.read(|c| Ok(c.query_row("SELECT count(*), sum(n) FROM g", [], |r| Ok((r.get(0)?, r.get(1)?)))?)).unwrap();
+        let rows: (i64, i64) = db
+            .read(|c| Ok(c.query_row("SELECT count(*), sum(n) FROM g", [], |r| Ok((r.get(0)?, r.get(1)?)))?))
+            .unwrap();
         assert_eq!(rows, (1, 3), "only the third, good batch was committed");
     }
 }

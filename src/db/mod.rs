@@ -43,7 +43,7 @@ impl Db {
                 } else {
                     // The writer touches the hot ends of the big indexes on
                     // every click: give it room to keep them (16 MiB).
-                    c.execute_batch("PRAGMA cache_size = -16384;")?;
+                    c.execute_batch("PRAGMA cache_size = -8192;")?;
                 }
                 Ok(())
             });
