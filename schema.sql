@@ -196,3 +196,53 @@ CREATE TABLE payments (
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );
+
+-- version: 4
+-- Account settings. The TOTP secret, like the postback secret, is derived
+-- from the instance key and a version (unbinding bumps it), never stored;
+-- twofa_last_step stops a code from being used twice.
+ALTER TABLE users ADD COLUMN twofa_secret_version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN twofa_last_step INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX users_phone ON users(phone) WHERE phone IS NOT NULL;
+
+-- Single-use 2FA recovery codes, as SHA-256.
+CREATE TABLE recovery_codes (
+    id        INTEGER PRIMARY KEY,
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code_hash TEXT NOT NULL,
+    used_at   INTEGER
+);
+CREATE INDEX recovery_codes_user ON recovery_codes(user_id);
+
+-- One live one-time code per user and purpose ('email', 'phone'), as an
+-- HMAC; `target` is the address or number it was sent to.
+CREATE TABLE otps (
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    code_hash  TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, purpose)
+) WITHOUT ROWID;
+
+-- Numbers refused for binding after repeated wrong codes.
+CREATE TABLE phone_blacklist (
+    phone      TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- API keys. The secret is derived from the instance key and the api_key,
+-- shown once, never stored.
+CREATE TABLE api_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    api_key      TEXT NOT NULL UNIQUE,
+    permissions  TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+CREATE INDEX api_keys_user ON api_keys(user_id, id);

@@ -30,6 +30,8 @@ pub struct App {
     pub slugs: crate::tracking::links::SlugCache,
     /// Group commit of clicks.
     pub click_writer: crate::db::group::GroupCommit<crate::tracking::clicks::NewClick>,
+    /// Signed API requests already seen (replays are refused).
+    pub seen_signatures: crate::settings::api_keys::SeenSignatures,
 }
 
 impl App {
@@ -61,6 +63,7 @@ impl App {
             utc_offset,
             slugs: Default::default(),
             click_writer: Default::default(),
+            seen_signatures: Default::default(),
         })
     }
 }

@@ -49,6 +49,9 @@ enum Command {
     /// The queue of outgoing mail
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Phone numbers refused for binding
+    #[command(subcommand)]
+    Blacklist(BlacklistCommand),
     /// Fill the database with synthetic clicks and leads, for benchmarks
     DevSeed {
         /// The user that owns them (created, verified, if missing; password "seed-password")
@@ -65,6 +68,22 @@ enum Command {
         links: u32,
         #[arg(long, default_value_t = 200)]
         sub_ids: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BlacklistCommand {
+    /// List blacklisted numbers
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one number (E.164, e.g. +628123456789), or all with --all
+    Clear {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        phone: Option<String>,
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -133,6 +152,8 @@ enum UserCommand {
     SetStatus { user: String, status: String },
     /// Delete a user and everything they own
     Delete { user: String },
+    /// Turn two-factor authentication off for a user who lost their device
+    TwofaOff { user: String },
 }
 
 #[derive(clap::Args, Debug)]
@@ -210,6 +231,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Mail(MailCommand::Test { address, language }) => mail_test(&app, &address, language),
         Command::Outbox(cmd) => outbox(&app, cmd),
+        Command::Blacklist(cmd) => blacklist(&app, cmd),
         Command::DevSeed { email, clicks, leads, days, links, sub_ids } => {
             let user = match accounts::find(&app, &email) {
                 Ok(user) => user,
@@ -339,6 +361,11 @@ fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
             accounts::set_status(app, user.id, &status)?;
             println!("{} is now {status}", user.email);
         }
+        UserCommand::TwofaOff { user } => {
+            let user = find_user(app, &user)?;
+            app.db.write(|tx| Ok(crate::settings::twofa::disable(tx, user.id)?))?;
+            println!("two-factor authentication is off for {}; they can bind it again", user.email);
+        }
         UserCommand::Delete { user } => {
             let user = find_user(app, &user)?;
             accounts::delete(app, user.id)?;
@@ -447,6 +474,39 @@ fn outbox(app: &App, cmd: OutboxCommand) -> Result<(), Failure> {
                 return Err(Failure(format!("queued {n} of {} mail(s): the others are not failed mail", ids.len())));
             }
             println!("queued {n} failed mail(s) again; a running server sends them within a second");
+        }
+    }
+    Ok(())
+}
+
+fn blacklist(app: &App, cmd: BlacklistCommand) -> Result<(), Failure> {
+    match cmd {
+        BlacklistCommand::List { json } => {
+            let rows: Vec<(String, String, i64)> = app.db.read(|c| {
+                let mut stmt =
+                    c.prepare("SELECT phone, reason, created_at FROM phone_blacklist ORDER BY created_at DESC")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })?;
+            if json {
+                let items =
+                    rows.iter().map(|(p, r, at)| json!({"phone": p, "reason": r, "created_at": clock::format(*at)}));
+                print_json(&Value::Array(items.collect()));
+            } else {
+                println!("{:<18} {:<28} REASON", "PHONE", "SINCE");
+                for (phone, reason, at) in &rows {
+                    println!("{phone:<18} {:<28} {reason}", clock::format(*at));
+                }
+            }
+        }
+        BlacklistCommand::Clear { phone, .. } => {
+            let n = app.db.write(|tx| {
+                Ok(tx.execute("DELETE FROM phone_blacklist WHERE ?1 IS NULL OR phone = ?1", [phone.as_deref()])?)
+            })?;
+            if n == 0 && phone.is_some() {
+                return Err(Failure(format!("{} is not blacklisted", phone.unwrap_or_default())));
+            }
+            println!("removed {n} number(s) from the blacklist");
         }
     }
     Ok(())

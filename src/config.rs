@@ -264,6 +264,18 @@ impl Config {
         if !crate::accounts::is_email(crate::mail::split_address(&m.from).1) {
             return bad("mail.from", &m.from, "must be an address like \"apextrack <noreply@example.com>\"");
         }
+        let sms = &self.sms;
+        match sms.provider.as_str() {
+            "http" if sms.endpoint.is_empty() => {
+                return err("sms.endpoint must be set when sms.provider = \"http\"".into())
+            }
+            "twilio" if sms.account_sid.is_empty() || sms.auth_token.is_empty() || sms.from.is_empty() => {
+                return err(
+                    "sms.account_sid, sms.auth_token and sms.from must be set when sms.provider = \"twilio\"".into()
+                )
+            }
+            _ => {}
+        }
         if !SMS_PROVIDERS.contains(&self.sms.provider.as_str()) {
             return bad("sms.provider", &self.sms.provider, &format!("must be one of {}", SMS_PROVIDERS.join(", ")));
         }

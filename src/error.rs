@@ -17,6 +17,11 @@ pub enum Error {
     Forbidden(Msg),
     /// 400 in seed 003's envelope: `{"success": false, "message"}`.
     Envelope { status: u16, msg: Msg },
+    /// A failure of a seed 004 route, in its envelope:
+    /// `{"success": false, "code": "<key>", "message"}`.
+    Settings { status: u16, msg: Msg },
+    /// 403 at login: the account has 2FA and no (or a wrong) `otp_code` came.
+    TwoFactorRequired,
     /// 404 `Not Found.`
     NotFound,
     /// 405: the path exists, the method does not; lists the methods it takes.
@@ -46,7 +51,8 @@ impl fmt::Display for Error {
         use crate::i18n::Lang;
         match self {
             Error::BadRequest(m) | Error::Forbidden(m) | Error::Unprocessable(m) => f.write_str(&m.render(Lang::En)),
-            Error::Envelope { msg, .. } => f.write_str(&msg.render(Lang::En)),
+            Error::Envelope { msg, .. } | Error::Settings { msg, .. } => f.write_str(&msg.render(Lang::En)),
+            Error::TwoFactorRequired => f.write_str("two-factor code required"),
             Error::TooManyRequests { message, .. } => f.write_str(&message.render(Lang::En)),
             Error::Unauthenticated => f.write_str("unauthenticated"),
             Error::Unverified => f.write_str("email address is not verified"),

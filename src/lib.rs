@@ -18,6 +18,8 @@ pub mod keys;
 pub mod mail;
 pub mod outbox;
 pub mod ratelimit;
+pub mod settings;
+pub mod sms;
 pub mod tracking;
 pub mod verification;
 

@@ -22,6 +22,10 @@ fn template(name: &str, lang: Lang, html: bool) -> &'static str {
         ("verification", Lang::Id, true) => include_str!("../static/mail/verification.id.html"),
         ("verification", Lang::En, false) => include_str!("../static/mail/verification.en.txt"),
         ("verification", Lang::En, true) => include_str!("../static/mail/verification.en.html"),
+        ("otp", Lang::Id, false) => include_str!("../static/mail/otp.id.txt"),
+        ("otp", Lang::Id, true) => include_str!("../static/mail/otp.id.html"),
+        ("otp", Lang::En, false) => include_str!("../static/mail/otp.en.txt"),
+        ("otp", Lang::En, true) => include_str!("../static/mail/otp.en.html"),
         ("test", Lang::Id, false) => include_str!("../static/mail/test.id.txt"),
         ("test", Lang::Id, true) => include_str!("../static/mail/test.id.html"),
         ("test", Lang::En, false) => include_str!("../static/mail/test.en.txt"),
@@ -72,6 +76,12 @@ pub fn verification(lang: Lang, to: &str, name: &str, code: &str, url: &str, min
     let minutes = minutes.to_string();
     let vars = [("name", name), ("code", code), ("url", url), ("minutes", minutes.as_str())];
     compose("verification", "mail.verification.subject", lang, to, &vars)
+}
+
+/// A one-time code for a sensitive action (creating an API key).
+pub fn otp(lang: Lang, to: &str, name: &str, code: &str, minutes: u32) -> Mail {
+    let minutes = minutes.to_string();
+    compose("otp", "mail.otp.subject", lang, to, &[("name", name), ("code", code), ("minutes", minutes.as_str())])
 }
 
 /// The mail of `apextrack mail test`.

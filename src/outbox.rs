@@ -35,6 +35,15 @@ pub fn enqueue_get(conn: &Connection, url: &str, now: Micros) -> rusqlite::Resul
     Ok(conn.last_insert_rowid())
 }
 
+/// Queues a text message inside the caller's transaction.
+pub fn enqueue_sms(conn: &Connection, to: &str, text: &str, now: Micros) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (channel, recipient, subject, body_text, next_attempt_at, created_at) VALUES ('sms', ?1, 'sms', ?2, ?3, ?3)",
+    )?
+    .execute(params![to, text, now])?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// The one HTTP client for everything sent out: a timeout, non-2xx as a
 /// value rather than an error, and no pooled connections (deliveries are
 /// occasional, and a pooled connection the far end dropped would hang).
@@ -196,6 +205,7 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
             let key = format!("apextrack-outbox-{}", item.id);
             let outcome = match item.channel.as_str() {
                 "get" => get(&item.mail.to),
+                "sms" => crate::sms::send(&app.config.sms, &app.log, &item.mail.to, &item.mail.text, &key),
                 _ => mail::send(&app.config.mail, &app.log, &item.mail, &key)
                     .map(|delivery| format!("{} {}", delivery.status, delivery.response)),
             };

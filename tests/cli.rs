@@ -39,7 +39,7 @@ fn create(dir: &Path, email: &str) {
 fn login_token(dir: &Path, email: &str) -> String {
     let config = apextrack::Config::load(Some(&dir.join("apextrack.toml")), Vec::new()).unwrap();
     let app = apextrack::App::open(config).unwrap();
-    apextrack::accounts::login(&app, email, PASSWORD, "cli-test", "127.0.0.1".parse().unwrap()).unwrap().1
+    apextrack::accounts::login(&app, email, PASSWORD, None, "cli-test", "127.0.0.1".parse().unwrap()).unwrap().1
 }
 
 #[test]

@@ -129,7 +129,14 @@ pub fn create_account(
 /// most the number of server threads, then is refused for the window); an unknown email costs the same time and gets the same
 /// answer as a wrong password. The suspension is told only to someone who
 /// knows the password.
-pub fn login(app: &App, email: &str, password: &str, device_name: &str, ip: IpAddr) -> Result<(User, String), Error> {
+pub fn login(
+    app: &App,
+    email: &str,
+    password: &str,
+    otp_code: Option<&str>,
+    device_name: &str,
+    ip: IpAddr,
+) -> Result<(User, String), Error> {
     let key = format!("login:{}|{ip}", email.to_lowercase());
     let limit = Limit { max: app.config.security.login_max_attempts, window: MINUTE };
     // One address trying many accounts is limited too, ten times as loosely.
@@ -162,10 +169,19 @@ pub fn login(app: &App, email: &str, password: &str, device_name: &str, ip: IpAd
     if user.account_status == "suspended" {
         return Err(suspended());
     }
+    // With 2FA, a TOTP (or a recovery code) is needed too; the password
+    // was right, so the failure counts against the code, not the login.
     let token = app.db.write(|tx| {
+        if user.two_factor_enabled {
+            let Some(code) = otp_code.filter(|c| !c.trim().is_empty()) else { return Ok(None) };
+            if !crate::settings::twofa::check_code(app, tx, user.id, code, true)? {
+                return Ok(None);
+            }
+        }
         ratelimit::clear(tx, &key)?;
-        issue_token(app, tx, user.id, device_name, now)
+        Ok(Some(issue_token(app, tx, user.id, device_name, now)?))
     })?;
+    let token = token.ok_or(Error::TwoFactorRequired)?;
     Ok((user, token))
 }
 
@@ -304,7 +320,8 @@ pub fn prune(app: &App) -> Result<usize, Error> {
             + ratelimit::prune(tx, now)?
             + verification::prune(tx, now)?
             + crate::outbox::prune(tx, now)?
-            + crate::tracking::clicks::prune(tx, now)?)
+            + crate::tracking::clicks::prune(tx, now)?
+            + crate::settings::otp::prune(tx, now)?)
     })
 }
 

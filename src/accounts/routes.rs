@@ -3,7 +3,6 @@
 use crate::accounts;
 use crate::error::Error;
 use crate::error::FieldErrors;
-use crate::http::input::json_object;
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
@@ -12,7 +11,7 @@ use serde_json::json;
 
 /// `POST /api/register {name, email, password, password_confirmation}` → 201.
 pub fn register(ctx: &Ctx) -> Result<Response, Error> {
-    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let input = ctx.json()?;
     let mut errors = FieldErrors::default();
     let name = input.string("name", &mut errors);
     let email = input.string("email", &mut errors);
@@ -32,11 +31,12 @@ pub fn register(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `POST /api/login {email, password, device_name}` → `{user, token}`.
 pub fn login(ctx: &Ctx) -> Result<Response, Error> {
-    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let input = ctx.json()?;
     let mut errors = FieldErrors::default();
     let email = input.string("email", &mut errors);
     let password = input.secret("password", &mut errors);
     let device_name = input.string("device_name", &mut errors);
+    let otp_code = input.optional_string("otp_code", &mut errors);
     if email.as_ref().is_some_and(|e| e.chars().count() > accounts::MAX_FIELD) {
         errors.add("email", Msg::new("validation.max").arg("attribute", "email").arg("max", accounts::MAX_FIELD));
     }
@@ -50,7 +50,7 @@ pub fn login(ctx: &Ctx) -> Result<Response, Error> {
     let (Some(email), Some(password), Some(device_name)) = (email, password, device_name) else {
         return Err(Error::internal("validated fields missing"));
     };
-    let (user, token) = accounts::login(ctx.app, &email, &password, &device_name, ctx.ip)?;
+    let (user, token) = accounts::login(ctx.app, &email, &password, otp_code.as_deref(), &device_name, ctx.ip)?;
     Ok(respond::json(
         200,
         &json!({

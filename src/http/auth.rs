@@ -12,6 +12,8 @@ pub enum Guard {
     Auth,
     /// A valid token of a user whose email is verified.
     Verified,
+    /// As `Verified`, or a request signed with an API key that has this permission.
+    Api(&'static str),
 }
 
 /// The token sent with the request, if any.
@@ -28,9 +30,16 @@ pub fn check(ctx: &Ctx, guard: Guard) -> Result<(), Error> {
     if guard == Guard::Public {
         return Ok(());
     }
+    if let (Guard::Api(permission), None) = (guard, token(ctx)) {
+        if ctx.req.header("X-API-KEY").is_some() {
+            let session = crate::settings::api_keys::authenticate(ctx, permission)?;
+            ctx.set_session(session);
+            return Ok(());
+        }
+    }
     let raw = token(ctx).ok_or(Error::Unauthenticated)?;
     let session = accounts::authenticate(ctx.app, &raw)?;
-    if guard == Guard::Verified {
+    if matches!(guard, Guard::Verified | Guard::Api(_)) {
         accounts::require_verified(&session.user)?;
     }
     ctx.set_session(session);

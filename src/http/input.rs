@@ -15,14 +15,13 @@ pub fn raw_path(req: &Request) -> &str {
     url.split_once('?').map_or(url, |(path, _)| path)
 }
 
-/// Reads the body as a JSON object. An empty body is an empty object, so
+/// Parses a body as a JSON object. An empty body is an empty object, so
 /// a missing body gets the field errors of the route, not a parse error.
-pub fn json_object(req: &Request, limit: u64) -> Result<Input, Error> {
-    let body = read_body(req, limit)?;
+pub fn json_object(body: &[u8]) -> Result<Input, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Input(Map::new()));
     }
-    match serde_json::from_slice::<Value>(&body) {
+    match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(Input(map)),
         Ok(_) => Err(Error::BadRequest(Msg::new("http.not_object"))),
         Err(e) => Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),

@@ -28,13 +28,38 @@ pub struct Ctx<'a> {
     pub ip: IpAddr,
     pub lang: Cell<Lang>,
     session: OnceCell<Session>,
+    body: OnceCell<Vec<u8>>,
+    /// A seed 004 route: errors answer in its envelope.
+    pub envelope: Cell<bool>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(app: &'a App, req: &'a Request) -> Ctx<'a> {
         let lang = Lang::negotiate(req.header("Accept-Language"), app.default_lang);
         let ip = input::client_ip(req, &app.trusted_proxies);
-        Ctx { app, req, ip, lang: Cell::new(lang), session: OnceCell::new() }
+        Ctx {
+            app,
+            req,
+            ip,
+            lang: Cell::new(lang),
+            session: OnceCell::new(),
+            body: OnceCell::new(),
+            envelope: Cell::new(false),
+        }
+    }
+
+    /// The request body, read once (at most `server.max_body_bytes`).
+    pub fn body(&self) -> Result<&[u8], Error> {
+        if let Some(body) = self.body.get() {
+            return Ok(body);
+        }
+        let body = input::read_body(self.req, self.app.config.server.max_body_bytes)?;
+        Ok(self.body.get_or_init(|| body))
+    }
+
+    /// The body as a JSON object.
+    pub fn json(&self) -> Result<input::Input, Error> {
+        input::json_object(self.body()?)
     }
 
     /// Path segment `n` (0-based, undecoded): `/api/email/verify/7/ab` → 3 is `7`.
@@ -47,7 +72,7 @@ impl<'a> Ctx<'a> {
         self.session.get().ok_or(Error::Unauthenticated)
     }
 
-    fn set_session(&self, session: Session) {
+    pub(crate) fn set_session(&self, session: Session) {
         if let Some(lang) = Lang::parse(&session.user.language) {
             self.lang.set(lang);
         }
@@ -176,7 +201,11 @@ pub fn guarded(ctx: &Ctx, f: impl FnOnce() -> Result<Response, Error>) -> Respon
         let path = input::raw_path(ctx.req).escape_default();
         ctx.app.log.line(format!("error: {} {path}: {detail}", ctx.req.method()));
     }
-    respond::error(&error, ctx.lang.get())
+    if ctx.envelope.get() {
+        respond::envelope_error(&error, ctx.lang.get())
+    } else {
+        respond::error(&error, ctx.lang.get())
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,12 @@ pub fn error(error: &Error, lang: Lang) -> Response {
         Error::Unauthenticated => json(401, &json!({ "message": text("http.unauthenticated") })),
         Error::Unverified => json(403, &json!({ "message": text("http.unverified") })),
         Error::Forbidden(msg) => message(403, msg, lang),
+        Error::Settings { status, msg } => {
+            json(*status, &json!({ "success": false, "code": msg.key, "message": msg.render(lang) }))
+        }
+        Error::TwoFactorRequired => {
+            json(403, &json!({ "message": text("auth.otp_failed"), "two_factor_required": true }))
+        }
         Error::Envelope { status, msg } => json(*status, &json!({ "success": false, "message": msg.render(lang) })),
         Error::Unprocessable(msg) => message(422, msg, lang),
         Error::NotFound => json(404, &json!({ "message": text("http.not_found") })),
@@ -51,6 +57,38 @@ pub fn error(error: &Error, lang: Lang) -> Response {
         }
         Error::Busy => json(503, &json!({ "message": text("http.busy") })).with_additional_header("Retry-After", "1"),
         Error::Internal(_) => json(500, &json!({ "message": text("http.server_error") })),
+    }
+}
+
+/// Renders an error of a seed 004 route: the failures a handler reports
+/// (validation, a wrong code, a refusal, a limit) in the envelope with
+/// their message key as `code`; the rest as on every other route.
+pub fn envelope_error(error: &Error, lang: Lang) -> Response {
+    let envelope = |status: u16, code: &str, message: String| {
+        json(status, &json!({ "success": false, "code": code, "message": message }))
+    };
+    match error {
+        Error::Validation(fields) => {
+            let errors: Map<String, Value> = fields
+                .0
+                .iter()
+                .map(|(field, msgs)| (field.clone(), msgs.iter().map(|m| Value::from(m.render(lang))).collect()))
+                .collect();
+            json(
+                422,
+                &json!({ "success": false, "code": "api.validation_error",
+                         "message": Msg::new("http.invalid").render(lang), "errors": errors }),
+            )
+        }
+        Error::Forbidden(msg) => envelope(403, msg.key, msg.render(lang)),
+        Error::Unprocessable(msg) => envelope(422, msg.key, msg.render(lang)),
+        Error::BadRequest(msg) => envelope(400, msg.key, msg.render(lang)),
+        Error::TooManyRequests { message, retry_after } => json(
+            429,
+            &json!({ "success": false, "code": message.key, "message": message.render(lang), "retry_after": retry_after }),
+        )
+        .with_additional_header("Retry-After", retry_after.to_string()),
+        other => self::error(other, lang),
     }
 }
 

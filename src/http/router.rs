@@ -6,6 +6,7 @@ use super::respond;
 use super::{input, Ctx};
 use crate::accounts::routes as accounts;
 use crate::error::Error;
+use crate::settings::{api_keys, phone, prefs, twofa};
 use crate::tracking::routes as tracking;
 use crate::verification::routes as verification;
 use rouille::Response;
@@ -28,11 +29,13 @@ fn routes(segments: &[&str]) -> Option<Methods> {
         ["api", "email", "verification-notification"] => &[("POST", Auth, verification::send_link)],
         ["api", "email", "verification-resend"] => &[("POST", Auth, verification::resend_link)],
         ["api", "email", "verify", _id, _hash] => &[("GET", Public, verification::verify_link)],
-        ["api", "links"] => &[("GET", Verified, tracking::list_links), ("POST", Verified, tracking::create_link)],
+        ["api", "links"] => {
+            &[("GET", Api("links:read"), tracking::list_links), ("POST", Api("links:write"), tracking::create_link)]
+        }
         ["api", "links", _id] => &[
-            ("GET", Verified, tracking::show_link),
-            ("PUT", Verified, tracking::update_link),
-            ("DELETE", Verified, tracking::delete_link),
+            ("GET", Api("links:read"), tracking::show_link),
+            ("PUT", Api("links:write"), tracking::update_link),
+            ("DELETE", Api("links:write"), tracking::delete_link),
         ],
         ["go", _slug] => &[("GET", Public, tracking::click)],
         ["api", "postback", "conversion"] => {
@@ -40,10 +43,26 @@ fn routes(segments: &[&str]) -> Option<Methods> {
         }
         ["api", "postbacks"] => &[("GET", Verified, tracking::postback_log)],
         ["api", "payment", "notification"] => &[("POST", Public, tracking::payment_notification)],
-        ["api", "dashboard-data"] => &[("GET", Verified, tracking::dashboard_data)],
-        ["api", "reports"] => &[("GET", Verified, tracking::reports)],
+        ["api", "dashboard-data"] => &[("GET", Api("dashboard:read"), tracking::dashboard_data)],
+        ["api", "reports"] => &[("GET", Api("reports:read"), tracking::reports)],
         ["api", "user", "postback-secret"] => &[("POST", Verified, tracking::rotate_secret)],
         ["api", "user", "postback-allowlist"] => &[("PUT", Verified, tracking::set_allowlist)],
+        // Seed 004: account settings, in its envelope; never reachable with an API key.
+        ["api", "users", "phone-otp"] => &[("POST", Verified, phone::send_code)],
+        ["api", "users", "phone-bind"] => &[("POST", Verified, phone::bind)],
+        ["api", "users", "twofa"] => &[("GET", Verified, twofa::status)],
+        ["api", "users", "twofa-bind"] => &[("POST", Verified, twofa::bind)],
+        ["api", "users", "twofa-unbind"] => &[("POST", Verified, twofa::unbind)],
+        ["api", "users", "twofa-recovery-codes"] => &[("POST", Verified, twofa::recovery_codes)],
+        ["api", "users", "language"] => &[("PATCH", Verified, prefs::language)],
+        ["api", "users", "currency"] => &[("PATCH", Verified, prefs::currency)],
+        ["api", "users", "email-otp"] => &[("POST", Verified, prefs::email_otp)],
+        ["api", "user", "api-key"] => &[
+            ("GET", Verified, api_keys::list),
+            ("POST", Verified, api_keys::create),
+            ("PUT", Verified, api_keys::regenerate),
+            ("DELETE", Verified, api_keys::delete),
+        ],
         _ => return None,
     })
 }
@@ -52,6 +71,7 @@ pub fn dispatch(ctx: &Ctx) -> Result<Response, Error> {
     let path = input::raw_path(ctx.req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let methods = routes(&segments).ok_or(Error::NotFound)?;
+    ctx.envelope.set(matches!(segments.as_slice(), ["api", "users", _] | ["api", "user", "api-key"]));
     let method = ctx.req.method();
     // HEAD is answered as GET; tiny_http leaves the body out.
     let wanted = if method == "HEAD" { "GET" } else { method };

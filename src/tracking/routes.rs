@@ -3,7 +3,7 @@
 use super::dashboard::{self, Range};
 use super::{clicks, links, payment, postback};
 use crate::error::{Error, FieldErrors};
-use crate::http::input::{form_pairs, json_object, read_body};
+use crate::http::input::form_pairs;
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
@@ -24,7 +24,7 @@ pub fn list_links(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `POST /api/links {name, url, payout?, slug?, status?, source_postback_url?}` → 201.
 pub fn create_link(ctx: &Ctx) -> Result<Response, Error> {
-    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let input = ctx.json()?;
     let fields = links::read_fields(&input.0, true)?;
     let link = links::create(ctx.app, user_id(ctx)?, fields)?;
     Ok(respond::json(201, &json!({"data": links::to_json(ctx.app, &link)})))
@@ -39,7 +39,7 @@ pub fn show_link(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `PUT /api/links/{id}`: changes the fields sent.
 pub fn update_link(ctx: &Ctx) -> Result<Response, Error> {
-    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let input = ctx.json()?;
     let fields = links::read_fields(&input.0, false)?;
     let link = links::update(ctx.app, user_id(ctx)?, ctx.segment(2), fields)?;
     Ok(respond::json(200, &json!({"data": links::to_json(ctx.app, &link)})))
@@ -77,17 +77,17 @@ pub fn click(ctx: &Ctx) -> Result<Response, Error> {
 pub fn conversion(ctx: &Ctx) -> Result<Response, Error> {
     let mut params = form_pairs(ctx.req.raw_query_string());
     if ctx.req.method() == "POST" {
-        let body = read_body(ctx.req, ctx.app.config.server.max_body_bytes)?;
+        let body = ctx.body()?;
         let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
             || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if is_json {
-            match serde_json::from_slice::<Value>(&body) {
+            match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(map)) => params.extend(postback::json_params(&map)),
                 Ok(_) => return Err(Error::BadRequest(Msg::new("http.not_object"))),
                 Err(e) => return Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
             }
         } else {
-            params.extend(form_pairs(&String::from_utf8_lossy(&body)));
+            params.extend(form_pairs(&String::from_utf8_lossy(body)));
         }
     }
     let answer = postback::handle(ctx.app, ctx.req.method(), ctx.ip, &params)?;
@@ -130,18 +130,18 @@ pub fn postback_log(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `POST /api/payment/notification`, signed in `X-Callback-Signature`.
 pub fn payment_notification(ctx: &Ctx) -> Result<Response, Error> {
-    let body = read_body(ctx.req, ctx.app.config.server.max_body_bytes)?;
-    if !payment::signature_ok(&ctx.app.config.payment.secret, &body, ctx.req.header("X-Callback-Signature")) {
+    let body = ctx.body()?;
+    if !payment::signature_ok(&ctx.app.config.payment.secret, body, ctx.req.header("X-Callback-Signature")) {
         return Err(Error::Forbidden(Msg::new("payment.bad_signature")));
     }
     let fields = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        match serde_json::from_slice::<Value>(&body) {
+        match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => map,
             Ok(_) => return Err(Error::BadRequest(Msg::new("http.not_object"))),
             Err(e) => return Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
         }
     } else {
-        form_pairs(&String::from_utf8_lossy(&body)).into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+        form_pairs(&String::from_utf8_lossy(body)).into_iter().map(|(k, v)| (k, Value::String(v))).collect()
     };
     let answer = payment::handle(ctx.app, &fields)?;
     Ok(respond::json(200, &answer))
@@ -216,7 +216,7 @@ pub fn rotate_secret(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `PUT /api/user/postback-allowlist {"allowlist": ["203.0.113.7", "10.0.0.0/8"]}`; `[]` allows any address.
 pub fn set_allowlist(ctx: &Ctx) -> Result<Response, Error> {
-    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let input = ctx.json()?;
     let invalid = || FieldErrors::single("allowlist", Msg::new("validation.allowlist").arg("attribute", "allowlist"));
     let Some(Value::Array(items)) = input.0.get("allowlist") else { return Err(invalid()) };
     let mut entries = Vec::new();

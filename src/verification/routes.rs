@@ -2,7 +2,6 @@
 
 use super::LinkOutcome;
 use crate::error::{Error, FieldErrors};
-use crate::http::input::json_object;
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
@@ -13,7 +12,7 @@ use serde_json::json;
 /// `POST /api/email/verify {code}`.
 pub fn verify_code(ctx: &Ctx) -> Result<Response, Error> {
     let session = ctx.session()?;
-    let input = json_object(ctx.req, ctx.app.config.server.max_body_bytes)?;
+    let input = ctx.json()?;
     let mut errors = FieldErrors::default();
     let code = input.string("code", &mut errors);
     if session.user.email_verified_at.is_some() {
