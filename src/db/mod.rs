@@ -39,11 +39,12 @@ impl Db {
                 c.busy_timeout(timeout)?;
                 c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
                 if read_only {
-                    c.execute_batch("PRAGMA query_only = ON;")?;
+                    // Readers mostly walk rollups and the newest rows: 1 MiB each.
+                    c.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -1024;")?;
                 } else {
                     // The writer touches the hot ends of the big indexes on
-                    // every click: give it room to keep them (16 MiB).
-                    c.execute_batch("PRAGMA cache_size = -8192;")?;
+                    // every click: give it room to keep them (4 MiB).
+                    c.execute_batch("PRAGMA cache_size = -4096;")?;
                 }
                 Ok(())
             });
