@@ -1,6 +1,7 @@
 //! The HTTP server: rouille on a thread pool, one access-log line per
 //! request, no panic ever reaching a client, and a graceful stop.
 
+pub mod assets;
 pub mod auth;
 pub mod input;
 pub mod respond;

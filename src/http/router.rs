@@ -1,6 +1,7 @@
 //! The route table: path, then method (a known path with another method is
 //! a 405), each with the guard it needs.
 
+use super::assets;
 use super::auth::{self, Guard};
 use super::respond;
 use super::{input, Ctx};
@@ -18,7 +19,8 @@ type Methods = &'static [(&'static str, Guard, Handler)];
 fn routes(segments: &[&str]) -> Option<Methods> {
     use Guard::*;
     Some(match segments {
-        [""] => &[("GET", Public, index)],
+        [page] if assets::PAGES.contains(page) => &[("GET", Public, assets::page)],
+        ["assets", _file] => &[("GET", Public, assets::asset)],
         ["api", "health"] => &[("GET", Public, health)],
         ["api", "register"] => &[("POST", Public, accounts::register)],
         ["api", "login"] => &[("POST", Public, accounts::login)],
@@ -94,14 +96,5 @@ fn health(ctx: &Ctx) -> Result<Response, Error> {
             "database": "ok",
             "schema_version": schema_version,
         }),
-    ))
-}
-
-const INDEX: &str = include_str!("../../static/index.html");
-
-fn index(_: &Ctx) -> Result<Response, Error> {
-    Ok(Response::html(INDEX).with_unique_header(
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
     ))
 }

@@ -1,0 +1,429 @@
+// apextrack's web UI: a small client-side app over the JSON API.
+import { t, setLang, lang } from "/assets/i18n.js";
+import { lineChart } from "/assets/chart.js";
+
+const TOKEN = "apextrack.token";
+const app = document.getElementById("app");
+let me = null;          // GET /api/user
+let timers = [];        // cleared on every page change
+
+// ---- helpers --------------------------------------------------------------
+
+/** Builds an element: h("p", {class: "x", onclick}, "text", child...). Text is never parsed as HTML. */
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "value") node.value = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+function toast(text) {
+  const box = document.getElementById("toast");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (box.hidden = true), 2500);
+}
+
+async function copy(text) {
+  try { await navigator.clipboard.writeText(text); toast(t("copied")); }
+  catch { toast(text); }
+}
+
+class ApiError extends Error {
+  constructor(status, body) { super(body?.message || t("error")); this.status = status; this.body = body || {}; }
+}
+
+/** Calls the API with the stored token; throws ApiError for non-2xx. */
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const token = localStorage.getItem(TOKEN);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = await res.json().catch(() => ({}));
+  if (res.status === 401 && path !== "/api/login") {
+    localStorage.removeItem(TOKEN);
+    me = null;
+    go("/login");
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+/** A form whose fields show the API's errors next to them (errors.*). */
+function form(fields, submitLabel, onSubmit, extra = []) {
+  const inputs = {};
+  const errors = {};
+  const general = h("div", { class: "error", role: "alert" });
+  const rows = fields.map((f) => {
+    const input = f.options
+      ? h("select", { id: `f-${f.name}`, name: f.name }, f.options.map(([v, label]) => h("option", { value: v, selected: v === f.value }, label)))
+      : h("input", { id: `f-${f.name}`, name: f.name, type: f.type || "text", value: f.value ?? "", autocomplete: f.autocomplete || "off",
+          inputmode: f.inputmode, placeholder: f.placeholder, required: f.required });
+    inputs[f.name] = input;
+    errors[f.name] = h("div", { class: "error", id: `e-${f.name}` });
+    return h("div", { class: "field" }, h("label", { for: `f-${f.name}` }, f.label), input, f.help ? h("div", { class: "muted" }, f.help) : null, errors[f.name]);
+  });
+  const button = h("button", { type: "submit" }, submitLabel);
+  const node = h("form", { novalidate: true }, rows, extra, general, button);
+  node.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    Object.values(errors).forEach((e) => (e.textContent = ""));
+    general.textContent = "";
+    const values = Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value]));
+    button.disabled = true;
+    try { await onSubmit(values); }
+    catch (e) { showError(e, errors, general); }
+    finally { button.disabled = false; }
+  });
+  return { node, inputs, general };
+}
+
+/** Puts an API error where it belongs: next to its field, else in `general`; 429 counts down. */
+function showError(e, errors, general) {
+  if (!(e instanceof ApiError)) { general.textContent = t("error"); return; }
+  const fieldErrors = e.body.errors || {};
+  let placed = false;
+  for (const [field, messages] of Object.entries(fieldErrors)) {
+    if (errors[field]) { errors[field].textContent = messages.join(" "); placed = true; }
+  }
+  if (e.status === 429 && e.body.retry_after) {
+    let left = e.body.retry_after;
+    const tick = () => { general.textContent = `${e.body.message} ${t("wait_s", { s: left })}`; left -= 1; if (left < 0) { clearInterval(id); general.textContent = ""; } };
+    const id = setInterval(tick, 1000);
+    timers.push(id);
+    tick();
+  } else if (!placed) {
+    general.textContent = e.body.message || t("error");
+  }
+}
+
+function money(value) {
+  try { return new Intl.NumberFormat(lang() === "id" ? "id-ID" : "en-US", { style: "currency", currency: me?.currency || "USD" }).format(value); }
+  catch { return value.toFixed(2); }
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString(lang() === "id" ? "id-ID" : "en-US") : "";
+}
+
+function table(columns, rows, { sortable = false, empty = "" } = {}) {
+  let sortKey = null, desc = true;
+  const body = h("tbody");
+  const render = () => {
+    const sorted = [...rows];
+    if (sortKey) sorted.sort((a, b) => (a[sortKey] > b[sortKey] ? 1 : a[sortKey] < b[sortKey] ? -1 : 0) * (desc ? -1 : 1));
+    body.replaceChildren(...(sorted.length ? sorted.map((r) => h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.show ? c.show(r) : r[c.key])))) :
+      [h("tr", {}, h("td", { class: "empty", colspan: columns.length }, empty))]));
+  };
+  const head = h("tr", {}, columns.map((c) => h("th", {
+    class: [c.num ? "num" : "", sortable ? "sortable" : ""].join(" "),
+    onclick: sortable ? () => { desc = sortKey === c.key ? !desc : true; sortKey = c.key; render(); } : undefined,
+  }, c.label)));
+  render();
+  return h("table", {}, h("thead", {}, head), body);
+}
+
+// ---- routing --------------------------------------------------------------
+
+const PAGES = { "/login": login, "/register": register, "/verify": verify, "/dashboard": dashboard, "/links": links,
+  "/settings": settings, "/email-verification-error": badLink };
+
+function go(path) {
+  if (location.pathname !== path) history.pushState({}, "", path);
+  render();
+}
+
+async function render() {
+  timers.forEach((id) => clearInterval(id));
+  timers = [];
+  const path = location.pathname === "/" ? "/dashboard" : location.pathname;
+  const token = localStorage.getItem(TOKEN);
+  const open = ["/login", "/register", "/email-verification-error"].includes(path);
+  if (!token && !open) return go("/login");
+  if (token && !me) {
+    try { me = await api("GET", "/api/user"); setLang(me.language); } catch { return; }
+  }
+  if (token && open && path !== "/email-verification-error") return go(me?.email_verified_at ? "/dashboard" : "/verify");
+  if (me && !me.email_verified_at && !open && path !== "/verify") return go("/verify");
+  nav(path);
+  app.replaceChildren();
+  await (PAGES[path] || dashboard)();
+}
+
+function nav(path) {
+  const top = document.getElementById("top");
+  top.hidden = !me;
+  if (!me) return;
+  const link = (to, label) => h("a", { href: to, "data-link": true, class: path === to ? "active" : "" }, label);
+  const logout = h("button", { class: "secondary", id: "logout", onclick: async () => {
+    try { await api("POST", "/api/logout"); } catch {}
+    localStorage.removeItem(TOKEN); me = null; go("/login");
+  } }, t("logout"));
+  document.getElementById("nav").replaceChildren(
+    ...(me.email_verified_at ? [link("/dashboard", t("dashboard")), link("/links", t("links")), link("/settings", t("settings"))] : []), logout);
+}
+
+document.addEventListener("click", (ev) => {
+  const a = ev.target.closest("a[data-link]");
+  if (a && a.origin === location.origin) { ev.preventDefault(); go(a.pathname); }
+});
+window.addEventListener("popstate", render);
+
+// ---- pages ----------------------------------------------------------------
+
+function login() {
+  const otpField = h("div", { class: "field", hidden: true },
+    h("label", { for: "f-otp_code" }, t("otp_code")), h("input", { id: "f-otp_code", inputmode: "numeric", autocomplete: "one-time-code" }),
+    h("div", { class: "muted" }, t("otp_needed")));
+  const f = form([
+    { name: "email", label: t("email"), type: "email", autocomplete: "username" },
+    { name: "password", label: t("password"), type: "password", autocomplete: "current-password" },
+  ], t("login"), async (v) => {
+    const body = { email: v.email, password: v.password, device_name: "web" };
+    const otp = otpField.querySelector("input").value.trim();
+    if (!otpField.hidden && otp) body.otp_code = otp;
+    try {
+      const res = await api("POST", "/api/login", body);
+      localStorage.setItem(TOKEN, res.token);
+      me = null;
+      go("/dashboard");
+    } catch (e) {
+      if (e instanceof ApiError && e.body.two_factor_required) {
+        otpField.hidden = false;
+        otpField.querySelector("input").focus();
+      }
+      throw e;
+    }
+  }, [otpField]);
+  app.append(h("div", { class: "card narrow" }, h("h1", {}, t("login")), f.node,
+    h("p", { class: "muted" }, t("no_account"), " ", h("a", { href: "/register", "data-link": true }, t("register")))));
+}
+
+function register() {
+  const f = form([
+    { name: "name", label: t("name"), autocomplete: "name" },
+    { name: "email", label: t("email"), type: "email", autocomplete: "email" },
+    { name: "password", label: t("password"), type: "password", autocomplete: "new-password" },
+    { name: "password_confirmation", label: t("password_confirmation"), type: "password", autocomplete: "new-password" },
+  ], t("register"), async (v) => {
+    await api("POST", "/api/register", v);
+    const res = await api("POST", "/api/login", { email: v.email, password: v.password, device_name: "web" });
+    localStorage.setItem(TOKEN, res.token);
+    me = null;
+    go("/verify");
+  });
+  app.append(h("div", { class: "card narrow" }, h("h1", {}, t("register")), f.node,
+    h("p", { class: "muted" }, t("have_account"), " ", h("a", { href: "/login", "data-link": true }, t("login")))));
+}
+
+function verify() {
+  const f = form([{ name: "code", label: t("code"), inputmode: "numeric", autocomplete: "one-time-code" }], t("verify"), async (v) => {
+    const res = await api("POST", "/api/email/verify", { code: v.code.trim() });
+    me = null;
+    go(res.redirect || "/dashboard");
+  });
+  const resend = h("button", { class: "secondary", type: "button", id: "resend" }, t("resend"));
+  const countdown = (seconds) => {
+    let left = seconds;
+    resend.disabled = true;
+    const tick = () => { resend.textContent = t("resend_in", { s: left }); if (--left < 0) { clearInterval(id); resend.disabled = false; resend.textContent = t("resend"); } };
+    const id = setInterval(tick, 1000);
+    timers.push(id);
+    tick();
+  };
+  resend.addEventListener("click", async () => {
+    try { const res = await api("POST", "/api/email/resend"); toast(res.message); countdown(60); }
+    catch (e) { if (e.status === 429) countdown(e.body.retry_after || 60); else f.general.textContent = e.message; }
+  });
+  app.append(h("div", { class: "card narrow" }, h("h1", {}, t("verify_title")), h("p", { class: "muted" }, t("verify_help"), " ", me?.email || ""),
+    f.node, h("p", {}, resend)));
+}
+
+function badLink() {
+  app.append(h("div", { class: "card narrow" }, h("h1", {}, t("bad_link")), h("p", {}, t("bad_link_help")),
+    h("p", {}, h("a", { href: "/login", "data-link": true }, t("login")))));
+}
+
+function isoDay(d) { return d.toISOString().slice(0, 10); }
+
+async function dashboard() {
+  const cards = h("div", { class: "cards" });
+  const chart = h("div", { class: "card chart" });
+  const report = h("div", { class: "card" });
+  const recent = h("div", { class: "grid2" });
+  const empty = h("div");
+  app.append(h("h1", {}, t("dashboard")), empty, cards, chart, report, recent);
+  const stat = (id, label, value) => h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value", id }, value));
+  const load = async () => {
+    const d = await api("GET", "/api/dashboard-data?limit=100");
+    const s = d.summary;
+    cards.replaceChildren(stat("live-clicks", t("live_clicks"), s.liveClicksLast30Seconds), stat("clicks-today", t("clicks_today"), s.clicksToday),
+      stat("total-leads", t("total_leads"), s.totalLeads), stat("total-payout", t("total_payout"), money(s.totalPayout)));
+    report.replaceChildren(h("h2", {}, t("sub_report")), table([
+      { key: "sub_id", label: "sub_id" }, { key: "clicks", label: t("clicks"), num: true }, { key: "leads", label: t("leads"), num: true },
+      { key: "approved_leads", label: t("approved"), num: true }, { key: "total_payout", label: t("payout"), num: true, show: (r) => money(r.total_payout) },
+      { key: "cr", label: t("cr"), num: true, show: (r) => r.cr.toFixed(2) }], d.report, { sortable: true, empty: t("empty_title") }));
+    recent.replaceChildren(
+      h("div", { class: "card", id: "recent-clicks" }, h("h2", {}, t("recent_clicks")), table([
+        { key: "created_at", label: t("time"), show: (r) => when(r.created_at) }, { key: "sub_id", label: "sub_id" },
+        { key: "country_code", label: t("country") }, { key: "device_type", label: t("device") }], d.recent_clicks, { empty: t("empty_title") })),
+      h("div", { class: "card", id: "recent-leads" }, h("h2", {}, t("recent_leads")), table([
+        { key: "created_at", label: t("time"), show: (r) => when(r.created_at) }, { key: "sub_id", label: "sub_id" },
+        { key: "status", label: t("status") }, { key: "payout", label: t("payout"), num: true, show: (r) => money(r.payout) }], d.recent_leads, { empty: t("empty_title") })));
+    const nothing = !d.recent_clicks.length && !d.recent_leads.length && s.totalLeads === 0;
+    empty.replaceChildren(...(nothing ? [h("div", { class: "notice" }, h("strong", {}, t("empty_title")), " ", t("empty_links"), " ",
+      h("a", { href: "/links", "data-link": true }, t("create_link")), h("br"), t("empty_postback"), " ", h("code", {}, me.postback_url))] : []));
+  };
+  const loadChart = async () => {
+    const days = [...Array(30)].map((_, i) => isoDay(new Date(Date.now() - (29 - i) * 86400000)));
+    const r = await api("GET", `/api/reports?group_by=day&from=${days[0]}&to=${days[29]}`);
+    const byDay = Object.fromEntries(r.data.map((row) => [row.day, row]));
+    chart.replaceChildren(h("h2", {}, t("per_day")), lineChart(days, [
+      { values: days.map((d) => byDay[d]?.clicks || 0), color: "#2456d6" },
+      { values: days.map((d) => byDay[d]?.leads || 0), color: "#e07b00" }]),
+      h("div", { class: "legend" }, h("span", { class: "clicks" }, t("clicks")), h("span", { class: "leads" }, t("leads"))));
+  };
+  await Promise.all([load(), loadChart()]);
+  // Live numbers without reloading the page (both read rollups: cheap).
+  timers.push(setInterval(() => Promise.all([load(), loadChart()]).catch(() => {}), 3000));
+}
+
+async function links() {
+  const list = h("div", { class: "card" });
+  const f = form([
+    { name: "name", label: t("link_name") },
+    { name: "url", label: t("destination"), type: "url", placeholder: "https://offer.example/?click={clickid}&s={sub_id}", help: t("macros_help") },
+    { name: "payout", label: t("default_payout"), inputmode: "decimal", placeholder: "0.00" },
+    { name: "source_postback_url", label: t("source_postback"), type: "url", placeholder: "https://source.example/pb?id={ext_id}&p={payout}" },
+  ], t("create_link"), async (v) => {
+    const body = { name: v.name, url: v.url };
+    if (v.payout.trim()) body.payout = v.payout.trim();
+    if (v.source_postback_url.trim()) body.source_postback_url = v.source_postback_url.trim();
+    await api("POST", "/api/links", body);
+    f.node.reset();
+    await load();
+  });
+  const load = async () => {
+    const res = await api("GET", "/api/links");
+    list.replaceChildren(h("h2", {}, t("links")), res.data.length ? h("div", {}, res.data.map(linkRow)) : h("p", { class: "empty" }, t("no_links")));
+  };
+  const linkRow = (l) => {
+    const row = h("div", { class: "card link", "data-slug": l.slug },
+      h("div", { class: "row" }, h("strong", {}, l.name), h("span", { class: "muted" }, `· ${t(l.status)} · ${money(l.payout)}`)),
+      h("div", { class: "mono muted" }, l.url),
+      h("div", { class: "row" }, h("code", { class: "tracking-url" }, l.tracking_url),
+        h("button", { class: "secondary", type: "button", onclick: () => copy(l.tracking_url) }, t("copy"))),
+      h("div", { class: "row" },
+        h("button", { class: "secondary", type: "button", onclick: () => editRow(row, l) }, t("edit")),
+        h("button", { class: "secondary", type: "button", onclick: async () => { await api("PUT", `/api/links/${l.id}`, { status: l.status === "active" ? "paused" : "active" }); load(); } },
+          l.status === "active" ? t("pause") : t("resume")),
+        h("button", { class: "danger", type: "button", onclick: async () => { if (confirm(t("confirm_delete"))) { await api("DELETE", `/api/links/${l.id}`); load(); } } }, t("delete"))));
+    return row;
+  };
+  const editRow = (row, l) => {
+    const e = form([
+      { name: "name", label: t("link_name"), value: l.name },
+      { name: "url", label: t("destination"), type: "url", value: l.url, help: t("macros_help") },
+      { name: "payout", label: t("default_payout"), value: String(l.payout) },
+    ], t("save"), async (v) => { await api("PUT", `/api/links/${l.id}`, v); load(); },
+    [h("button", { type: "button", class: "secondary", onclick: () => load() }, t("cancel"))]);
+    row.replaceChildren(e.node);
+  };
+  app.append(h("h1", {}, t("links")), h("div", { class: "card" }, h("h2", {}, t("create_link")), f.node), list);
+  await load();
+}
+
+async function settings() {
+  app.append(h("h1", {}, t("settings")));
+  const section = (title, ...body) => h("div", { class: "card" }, h("h2", {}, title), ...body);
+
+  // Profile, language, currency
+  const langForm = form([{ name: "language", label: t("language"), value: me.language, options: [["id", "Bahasa Indonesia"], ["en", "English"]] }],
+    t("save"), async (v) => { await api("PATCH", "/api/users/language", { language: v.language }); me = null; render(); });
+  const curForm = form([{ name: "currency", label: t("currency"), value: me.currency }], t("save"), async (v) => {
+    const res = await api("PATCH", "/api/users/currency", { currency: v.currency }); me.currency = res.data.currency; toast(res.message); });
+  app.append(section(t("profile"), h("p", {}, h("strong", {}, me.name), " · ", me.email), h("div", { class: "grid2" }, langForm.node, curForm.node)));
+
+  // Postback URL
+  const pb = h("code", { id: "postback-url" }, me.postback_url);
+  app.append(section(t("postback"), h("p", {}, pb), h("div", { class: "row" },
+    h("button", { class: "secondary", type: "button", onclick: () => copy(pb.textContent) }, t("copy")),
+    h("button", { class: "danger", type: "button", onclick: async () => { if (confirm(t("confirm_rotate"))) { const r = await api("POST", "/api/user/postback-secret"); pb.textContent = r.postback_url; me.postback_url = r.postback_url; } } }, t("rotate")))));
+
+  // Phone
+  const phoneBox = h("div");
+  const phoneForm = form([
+    { name: "phone", label: t("phone"), type: "tel", value: "" }, { name: "dialCode", label: t("dial_code"), value: "+62" },
+    { name: "countryCode", label: t("country_code"), value: "ID" }, { name: "otpCode", label: t("code"), inputmode: "numeric" },
+  ], t("bind"), async (v) => { const r = await api("POST", "/api/users/phone-bind", v); me = r.data; toast(r.message); render(); },
+  [h("p", {}, h("button", { class: "secondary", type: "button", id: "send-sms", onclick: async () => {
+    const v = Object.fromEntries(["phone", "dialCode", "countryCode"].map((k) => [k, phoneForm.inputs[k].value]));
+    try { const r = await api("POST", "/api/users/phone-otp", v); toast(r.message); } catch (e) { showError(e, {}, phoneForm.general); }
+  } }, t("send_code")))]);
+  phoneBox.append(me.phone ? h("p", {}, t("phone_bound", { p: me.phone })) : phoneForm.node);
+  app.append(section(t("phone"), phoneBox));
+
+  // 2FA
+  const tfa = h("div", { id: "twofa" });
+  app.append(section(t("twofa"), tfa));
+  const status = await api("GET", "/api/users/twofa");
+  if (status.data.bound) {
+    const off = form([{ name: "otpCode", label: t("code"), inputmode: "numeric" }], t("disable"), async (v) => {
+      const r = await api("POST", "/api/users/twofa-unbind", v); toast(r.message); me = null; render(); });
+    tfa.append(h("p", {}, t("twofa_on")), off.node);
+  } else {
+    const svg = `data:image/svg+xml;base64,${btoa(status.data.qr_svg)}`;
+    const on = form([{ name: "otpCode", label: t("code"), inputmode: "numeric" }], t("enable"), async (v) => {
+      const r = await api("POST", "/api/users/twofa-bind", v);
+      tfa.replaceChildren(h("p", {}, t("twofa_on")), h("p", {}, t("recovery_codes")),
+        h("ul", { class: "codes", id: "recovery-codes" }, r.data.recovery_codes.map((c) => h("li", {}, c))));
+      me.two_factor_enabled = true;
+    });
+    tfa.append(h("p", { class: "muted" }, t("twofa_off")), h("div", { class: "qr" }, h("img", { src: svg, alt: "QR" })),
+      h("p", {}, t("secret"), ": ", h("code", { id: "twofa-secret" }, status.data.secret)), on.node);
+  }
+
+  // API keys
+  const keys = h("div");
+  const shown = h("div");
+  const perms = ["dashboard:read", "reports:read", "links:read", "links:write"];
+  const checks = perms.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p.endsWith(":read") }), p));
+  const fields = [{ name: "apiName", label: t("api_name") }, { name: "emailOtpCode", label: t("email_code"), inputmode: "numeric" }];
+  if (me.phone) fields.push({ name: "phoneOtpCode", label: t("phone_code"), inputmode: "numeric" });
+  const keyForm = form(fields, t("create_key"), async (v) => {
+    const body = { ...v, permissions: checks.map((c) => c.querySelector("input")).filter((i) => i.checked).map((i) => i.value) };
+    if (!body.phoneOtpCode) delete body.phoneOtpCode;
+    const r = await api("POST", "/api/user/api-key", body);
+    showSecret(r.data);
+    keyForm.node.reset();
+    await loadKeys();
+  }, [h("div", { class: "field" }, h("label", {}, t("permissions")), checks),
+      h("p", {}, h("button", { class: "secondary", type: "button", id: "email-code", onclick: async () => {
+        try { const r = await api("POST", "/api/users/email-otp"); toast(r.message); } catch (e) { showError(e, {}, keyForm.general); } } }, t("request_email_code")))]);
+  const showSecret = (k) => shown.replaceChildren(h("div", { class: "notice", id: "new-secret" }, h("p", {}, t("secret_once")),
+    h("p", {}, "API key: ", h("code", {}, k.apiKey)), h("p", {}, "Secret: ", h("code", { id: "secret-key" }, k.secretKey),
+      " ", h("button", { class: "secondary", type: "button", onclick: () => copy(k.secretKey) }, t("copy")))));
+  const loadKeys = async () => {
+    const r = await api("GET", "/api/user/api-key?sortBy=createdAt&sort=desc");
+    keys.replaceChildren(table([
+      { key: "apiName", label: t("api_name") }, { key: "apiKey", label: "API key", show: (k) => h("code", {}, k.apiKey) },
+      { key: "permissions", label: t("permissions"), show: (k) => k.permissions.join(", ") },
+      { key: "createdAt", label: t("created"), show: (k) => when(k.createdAt) },
+      { key: "id", label: "", show: (k) => h("span", { class: "row" },
+        h("button", { class: "secondary", type: "button", onclick: async () => { const r = await api("PUT", "/api/user/api-key", { apiKeyId: k.id, apiKey: k.apiKey, permissions: k.permissions }); showSecret(r.data); loadKeys(); } }, t("regenerate")),
+        h("button", { class: "danger", type: "button", onclick: async () => { await api("DELETE", "/api/user/api-key", { apiKeyId: k.id, apiKey: k.apiKey }); loadKeys(); } }, t("delete"))) },
+    ], r.data.items, { empty: t("no_keys") }));
+  };
+  app.append(section(t("api_keys"), keyForm.node, shown, keys));
+  await loadKeys();
+}
+
+setLang((navigator.language || "id").toLowerCase().startsWith("en") ? "en" : "id");
+render();

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust unit and integration tests (real server, real
+# SQLite file), then the web UI in real headless Chromium. Installs what the
+# browser tests need on a fresh machine: Debian's chromium and, from npm,
+# playwright-core (pinned in tests/ui/package-lock.json).
+set -euo pipefail
+cd "$(dirname "$0")"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+cargo test --locked 2>&1 | tee "$log"
+rust_passed=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$log")
+
+if ! command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+export CHROMIUM=$(command -v "${CHROMIUM:-chromium}")
+cargo build --locked --quiet   # the binary the browser tests start
+(cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/ui && node --test) 2>&1 | tee "$log"
+ui_passed=$(awk '/^# pass/ {print $3}' "$log")
+echo "summary: $((rust_passed + ui_passed)) passed, 0 failed"

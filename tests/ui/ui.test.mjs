@@ -1,0 +1,248 @@
+// The web UI in real headless Chromium against the real server binary, a
+// real SQLite file, and a local HTTP server standing in for the mail
+// provider (and for the offer a tracking link sends visitors to).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const SHOTS = join(ROOT, "target", "ui-screenshots");
+const BINARY = process.env.APEXTRACK_BIN || join(ROOT, "target", "debug", "apextrack");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+
+let server, recorder, browser, page, base, landing;
+const received = []; // requests the recorder got: {path, body}
+
+function freePort() {
+  return new Promise((ok) => {
+    const s = createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
+  });
+}
+
+async function waitFor(what, check, timeout = 15000) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The newest mail to `to` whose text has a 6-digit code: that code. */
+async function mailedCode(to, after = 0) {
+  return waitFor(`a mail to ${to}`, () => {
+    const mails = received.filter((r) => r.path === "/mail" && r.body.to === to).slice(after);
+    const text = mails.at(-1)?.body.text || "";
+    return text.match(/\b\d{6}\b/)?.[0];
+  });
+}
+
+function mailsTo(to) {
+  return received.filter((r) => r.path === "/mail" && r.body.to === to).length;
+}
+
+function base32Decode(s) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, value = 0;
+  const out = [];
+  for (const c of s) { value = (value << 5) | alphabet.indexOf(c); bits += 5; if (bits >= 8) { out.push((value >>> (bits - 8)) & 255); bits -= 8; } }
+  return Buffer.from(out);
+}
+
+/** RFC 6238 TOTP (SHA-1, 6 digits, 30 s), `offset` steps from now. */
+function totp(secret, offset = 0) {
+  const step = Math.floor(Date.now() / 1000 / 30) + offset;
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(step));
+  const hash = createHmac("sha1", base32Decode(secret)).update(msg).digest();
+  const o = hash[19] & 15;
+  return String((hash.readUInt32BE(o) & 0x7fffffff) % 1000000).padStart(6, "0");
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  const recorderPort = await freePort();
+  recorder = createServer((req, res) => {
+    let data = "";
+    req.on("data", (c) => (data += c));
+    req.on("end", () => {
+      let body = data;
+      try { body = JSON.parse(data); } catch {}
+      received.push({ path: req.url.split("?")[0], url: req.url, body });
+      res.writeHead(200, { "Content-Type": req.url.startsWith("/landing") ? "text/html" : "application/json" });
+      res.end(req.url.startsWith("/landing") ? "<!doctype html><title>Offer</title><h1>The offer</h1>" : "{}");
+    });
+  }).listen(recorderPort, "127.0.0.1");
+  landing = `http://127.0.0.1:${recorderPort}/landing`;
+
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const dir = mkdtempSync(join(tmpdir(), "apextrack-ui-"));
+  server = spawn(BINARY, ["serve"], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      APEXTRACK_SERVER_BIND: `127.0.0.1:${port}`,
+      APEXTRACK_SERVER_APP_URL: base,
+      APEXTRACK_DATABASE_PATH: join(dir, "ui.db"),
+      APEXTRACK_MAIL_PROVIDER: "http",
+      APEXTRACK_MAIL_ENDPOINT: `http://127.0.0.1:${recorderPort}/mail`,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  server.stderr.on("data", () => {});
+  await waitFor("the server", () => fetch(`${base}/api/health`).then((r) => r.ok).catch(() => false));
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 }, locale: "id-ID" });
+  page.on("dialog", (d) => d.accept());
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  recorder?.close();
+});
+
+const EMAIL = "ui-user@example.com";
+const PASSWORD = "password123";
+
+test("a new user registers, verifies by the mailed code and sees what to do next", async () => {
+  await page.goto(`${base}/register`);
+  await page.fill("#f-name", "UI User");
+  await page.fill("#f-email", EMAIL);
+  await page.fill("#f-password", "short");
+  await page.fill("#f-password_confirmation", "short");
+  await page.click("button[type=submit]");
+  // The API's error sits next to its field.
+  await page.waitForSelector("#e-password:has-text('at least 8 characters')");
+  await page.fill("#f-password", PASSWORD);
+  await page.fill("#f-password_confirmation", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/verify`);
+  const code = await mailedCode(EMAIL);
+  await page.fill("#f-code", code);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/dashboard`);
+  const notice = await page.textContent(".notice");
+  assert.match(notice, /Belum ada data/);
+  assert.match(notice, /\/api\/postback\/conversion\?clickid=/);
+  const token = await page.evaluate(() => localStorage.getItem("apextrack.token"));
+  assert.ok(token && !(await page.content()).includes(token), "the token is kept, never shown");
+  await shot("1-dashboard-empty");
+});
+
+test("a link is created, followed, converted, and the dashboard updates without reloading", async () => {
+  await page.goto(`${base}/links`);
+  await page.fill("#f-name", "Summer offer");
+  await page.fill("#f-url", `${landing}?c={clickid}&s={sub_id}`);
+  await page.fill("#f-payout", "2.50");
+  await page.click("button[type=submit]");
+  const trackingUrl = (await page.waitForSelector(".tracking-url")).textContent();
+  const url = await trackingUrl;
+  assert.ok(url.startsWith(`${base}/go/`), url);
+  await shot("2-links");
+
+  await page.goto(`${base}/dashboard`);
+  await page.evaluate(() => (window.stillHere = true));
+  // A visitor follows the tracking link in a browser of their own.
+  const visitor = await browser.newPage({ userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148" });
+  await visitor.goto(`${url}?sub_id=fb-ads`);
+  assert.equal(await visitor.textContent("h1"), "The offer");
+  const clickid = new URL(visitor.url()).searchParams.get("c");
+  assert.equal(new URL(visitor.url()).searchParams.get("s"), "fb-ads");
+  await visitor.close();
+
+  const token = await page.evaluate(() => localStorage.getItem("apextrack.token"));
+  const me = await (await fetch(`${base}/api/user`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  const secret = new URL(me.postback_url).searchParams.get("secret");
+  const pb = await fetch(`${base}/api/postback/conversion?clickid=${clickid}&payout=2.50&status=approved&secret=${secret}`);
+  assert.equal(pb.status, 200);
+
+  await page.waitForSelector("#total-leads:text-is('1')", { timeout: 10000 });
+  await page.waitForSelector("#recent-leads td:has-text('fb-ads')");
+  await page.waitForSelector("#recent-clicks td:has-text('fb-ads')");
+  assert.equal(await page.textContent("#clicks-today"), "1");
+  assert.match(await page.textContent("#total-payout"), /2[.,]50/);
+  assert.equal(await page.evaluate(() => window.stillHere), true, "no reload happened");
+  await shot("3-dashboard-live");
+});
+
+test("2FA is bound with a code from the shown secret, and login then asks for it", async () => {
+  await page.goto(`${base}/settings`);
+  const secret = (await page.textContent("#twofa-secret")).trim();
+  assert.match(secret, /^[A-Z2-7]{32}$/);
+  await page.fill("#twofa #f-otpCode", totp(secret));
+  await page.click("#twofa button[type=submit]");
+  await page.waitForSelector("#recovery-codes li");
+  assert.equal(await page.locator("#recovery-codes li").count(), 8);
+  await shot("4-twofa-bound");
+
+  await page.click("#logout");
+  await page.waitForURL(`${base}/login`);
+  assert.equal(await page.evaluate(() => localStorage.getItem("apextrack.token")), null, "logout clears the token");
+  await page.fill("#f-email", EMAIL);
+  await page.fill("#f-password", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("#f-otp_code:visible");
+  // The next time step: the code used to bind cannot be replayed.
+  await page.fill("#f-otp_code", totp(secret, 1));
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/dashboard`);
+  await shot("5-logged-in-with-2fa");
+});
+
+test("switching the language switches the whole UI", async () => {
+  await page.goto(`${base}/settings`);
+  assert.equal(await page.textContent("nav a[href='/settings']"), "Pengaturan");
+  await page.selectOption("#f-language", "en");
+  await page.click("form:has(#f-language) button[type=submit]");
+  await page.waitForSelector("nav a[href='/settings']:text-is('Settings')");
+  await page.goto(`${base}/dashboard`);
+  await page.waitForSelector("text=Clicks today");
+  await shot("6-english");
+});
+
+test("an API key is created with the mailed code and its secret shown once", async () => {
+  await page.goto(`${base}/settings`);
+  const before = mailsTo(EMAIL);
+  await page.click("#email-code");
+  const code = await mailedCode(EMAIL, before);
+  await page.fill("#f-apiName", "Reporting");
+  await page.fill("#f-emailOtpCode", code);
+  await page.click("form:has(#f-apiName) button[type=submit]");
+  const secret = await (await page.waitForSelector("#secret-key")).textContent();
+  assert.match(secret, /^[0-9a-f]{64}$/);
+  await page.waitForSelector("td:has-text('Reporting')");
+  await shot("7-api-key");
+});
+
+test("the pages carry strict security headers and work on a phone-sized screen", async () => {
+  const res = await fetch(`${base}/dashboard`);
+  const csp = res.headers.get("content-security-policy");
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+  assert.equal(res.headers.get("x-frame-options"), "DENY");
+  assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.goto(`${base}/dashboard`);
+  await page.waitForSelector("#live-clicks");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
+  await shot("8-phone");
+});
