@@ -283,6 +283,10 @@ impl Config {
         check_range("security.login_max_attempts", self.security.login_max_attempts.into(), 1, 1000)?;
         check_range("security.code_ttl_minutes", self.security.code_ttl_minutes.into(), 1, 10_080)?;
         check_range("backup.keep", self.backup.keep.into(), 1, 10_000)?;
+        check_range("backup.interval_hours", self.backup.interval_hours.into(), 0, 8760)?;
+        if self.backup.interval_hours > 0 && self.backup.dir.is_empty() {
+            return err("backup.dir must be set when backup.interval_hours > 0".into());
+        }
         Ok(())
     }
 
@@ -480,6 +484,7 @@ mod tests {
             ("", &[("APEXTRACK_MAIL_PROVIDER", "postmark")], "mail.api_key must be set"),
             ("", &[("APEXTRACK_MAIL_FROM", "nobody")], "mail.from = \"nobody\""),
             ("", &[("APEXTRACK_SECURITY_TOKEN_TTL_DAYS", "99999999")], "security.token_ttl_days = 99999999"),
+            ("", &[("APEXTRACK_BACKUP_INTERVAL_HOURS", "24")], "backup.dir must be set"),
             ("[server\n", &[], "line 1: unclosed table"),
         ];
         for (text, env, needle) in cases {

@@ -1,5 +1,6 @@
-//! Background threads of `apextrack serve`: the outbox sender, and pruning
-//! of expired tokens, codes, rate-limit windows and old delivered mail.
+//! Background threads of `apextrack serve`: the outbox sender, pruning of
+//! expired tokens, codes, rate-limit windows and old delivered mail, and
+//! scheduled snapshots (`[backup]`).
 
 use crate::accounts;
 use crate::app::App;
@@ -43,7 +44,30 @@ impl Jobs {
             .name("outbox".into())
             .spawn(move || outbox::run(&sender_app, &sender_stop))
             .expect("spawning a thread at start-up");
-        Jobs { app, stop, stop_pruner, threads: vec![pruner, sender] }
+        let mut threads = vec![pruner, sender];
+        let hours = app.config.backup.interval_hours;
+        if hours > 0 && !app.config.backup.dir.is_empty() {
+            let (snap_app, snap_stop) = (Arc::clone(&app), Arc::clone(&stop));
+            let every = Duration::from_secs(u64::from(hours) * 3600);
+            let snapshots = thread::Builder::new()
+                .name("backup".into())
+                .spawn(move || {
+                    let mut next = std::time::Instant::now() + every;
+                    while !snap_stop.load(Ordering::Relaxed) {
+                        if std::time::Instant::now() >= next {
+                            next += every;
+                            match crate::backup::snapshot(&snap_app) {
+                                Ok(path) => snap_app.log.line(format!("backup: wrote {}", path.display())),
+                                Err(e) => snap_app.log.line(format!("warning: scheduled backup failed: {e}")),
+                            }
+                        }
+                        thread::sleep(Duration::from_millis(500));
+                    }
+                })
+                .expect("spawning a thread at start-up");
+            threads.push(snapshots);
+        }
+        Jobs { app, stop, stop_pruner, threads }
     }
 
     /// Stops the threads; a mail being sent finishes and is recorded first.
