@@ -135,11 +135,17 @@ pub struct Tracking {
     pub require_postback_secret: bool,
     pub geoip_db: String,
     pub country_header: String,
+    pub allow_private_targets: bool,
 }
 
 impl Default for Tracking {
     fn default() -> Self {
-        Tracking { require_postback_secret: true, geoip_db: String::new(), country_header: String::new() }
+        Tracking {
+            require_postback_secret: true,
+            geoip_db: String::new(),
+            country_header: String::new(),
+            allow_private_targets: false,
+        }
     }
 }
 

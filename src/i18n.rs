@@ -247,6 +247,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ("links.deleted", "Link berhasil dihapus.", "The link has been deleted."),
     ("payment.bad_signature", "Invalid signature.", "Invalid signature."),
     (
+        "payment.reference_taken",
+        "This reference belongs to a payment of another email address.",
+        "This reference belongs to a payment of another email address.",
+    ),
+    (
         "validation.confirmed",
         "The :attribute confirmation does not match.",
         "The :attribute confirmation does not match.",

@@ -55,14 +55,55 @@ pub fn http_agent() -> &'static ureq::Agent {
             .http_status_as_error(false)
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
+            // A redirect could lead a postback into a private network.
+            .max_redirects(0)
             .user_agent(concat!("apextrack/", env!("CARGO_PKG_VERSION")))
             .build()
             .into()
     })
 }
 
+/// Whether `ip` is on this machine or a private network: the addresses a
+/// user's postback URL must not make the server call.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]) // carrier-grade NAT
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(std::net::IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Refuses a URL whose host resolves to an internal address.
+fn check_target(url: &str) -> Result<(), String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default_port = if url.starts_with("https://") { 443 } else { 80 };
+    let has_port = if authority.starts_with('[') { authority.contains("]:") } else { authority.contains(':') };
+    let target = if has_port { authority.to_string() } else { format!("{authority}:{default_port}") };
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = target.to_socket_addrs().map_err(|e| format!("{url}: cannot resolve: {e}"))?.collect();
+    if addrs.iter().any(|a| is_internal(a.ip())) {
+        return Err(format!("{url}: refused, it points into a private network (tracking.allow_private_targets)"));
+    }
+    Ok(())
+}
+
 /// GETs `url`; Ok with the status on 2xx, else a one-line reason.
-fn get(url: &str) -> Result<String, String> {
+fn get(url: &str, allow_internal: bool) -> Result<String, String> {
+    if !allow_internal {
+        check_target(url)?;
+    }
     let response = http_agent().get(url).call().map_err(|e| format!("{url}: {e}"))?;
     let status = response.status().as_u16();
     let body: String = response.into_body().read_to_string().unwrap_or_default().chars().take(200).collect();
@@ -204,7 +245,7 @@ pub fn deliver_due(app: &App, stop: &AtomicBool) -> Result<usize, Error> {
             }
             let key = format!("apextrack-outbox-{}", item.id);
             let outcome = match item.channel.as_str() {
-                "get" => get(&item.mail.to),
+                "get" => get(&item.mail.to, app.config.tracking.allow_private_targets),
                 "sms" => crate::sms::send(&app.config.sms, &app.log, &item.mail.to, &item.mail.text, &key),
                 _ => mail::send(&app.config.mail, &app.log, &item.mail, &key)
                     .map(|delivery| format!("{} {}", delivery.status, delivery.response)),
@@ -288,6 +329,30 @@ pub fn run(app: &App, stop: &AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["203.0.113.7", "8.8.8.8", "2001:db8::1", "100.128.0.1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(check_target("http://127.0.0.1:9/x").unwrap_err().contains("private network"));
+        assert!(check_target("http://user@[::1]/x").unwrap_err().contains("private network"));
+    }
 
     #[test]
     fn backoff_doubles_from_five_seconds_up_to_an_hour() {

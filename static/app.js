@@ -281,9 +281,12 @@ async function dashboard() {
     empty.replaceChildren(...(nothing ? [h("div", { class: "notice" }, h("strong", {}, t("empty_title")), " ", t("empty_links"), " ",
       h("a", { href: "/links", "data-link": true }, t("create_link")), h("br"), t("empty_postback"), " ", h("code", {}, me.postback_url))] : []));
   };
+  let today = null; // the server's local date (server.utc_offset), learned from the first report
   const loadChart = async () => {
-    const days = [...Array(30)].map((_, i) => isoDay(new Date(Date.now() - (29 - i) * 86400000)));
+    const end = today ? new Date(`${today}T00:00:00Z`) : new Date();
+    const days = [...Array(30)].map((_, i) => isoDay(new Date(end.getTime() - (29 - i) * 86400000)));
     const r = await api("GET", `/api/reports?group_by=day&from=${days[0]}&to=${days[29]}`);
+    if (r.today !== today) { today = r.today; return loadChart(); }
     const byDay = Object.fromEntries(r.data.map((row) => [row.day, row]));
     chart.replaceChildren(h("h2", {}, t("per_day")), lineChart(days, [
       { values: days.map((d) => byDay[d]?.clicks || 0), color: "#2456d6" },
@@ -397,6 +400,9 @@ async function settings() {
   const checks = perms.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p.endsWith(":read") }), p));
   const fields = [{ name: "apiName", label: t("api_name") }, { name: "emailOtpCode", label: t("email_code"), inputmode: "numeric" }];
   if (me.phone) fields.push({ name: "phoneOtpCode", label: t("phone_code"), inputmode: "numeric" });
+  const smsButton = me.phone ? h("button", { class: "secondary", type: "button", id: "sms-code", onclick: async () => {
+    try { const r = await api("POST", "/api/users/phone-otp", { phone: me.phone, dialCode: me.phone.slice(0, 3), countryCode: "ID" }); toast(r.message); }
+    catch (e) { showError(e, {}, keyForm.general); } } }, t("send_code")) : null;
   const keyForm = form(fields, t("create_key"), async (v) => {
     const body = { ...v, permissions: checks.map((c) => c.querySelector("input")).filter((i) => i.checked).map((i) => i.value) };
     if (!body.phoneOtpCode) delete body.phoneOtpCode;
@@ -406,7 +412,7 @@ async function settings() {
     await loadKeys();
   }, [h("div", { class: "field" }, h("label", {}, t("permissions")), checks),
       h("p", {}, h("button", { class: "secondary", type: "button", id: "email-code", onclick: async () => {
-        try { const r = await api("POST", "/api/users/email-otp"); toast(r.message); } catch (e) { showError(e, {}, keyForm.general); } } }, t("request_email_code")))]);
+        try { const r = await api("POST", "/api/users/email-otp"); toast(r.message); } catch (e) { showError(e, {}, keyForm.general); } } }, t("request_email_code")), " ", smsButton)]);
   const showSecret = (k) => shown.replaceChildren(h("div", { class: "notice", id: "new-secret" }, h("p", {}, t("secret_once")),
     h("p", {}, "API key: ", h("code", {}, k.apiKey)), h("p", {}, "Secret: ", h("code", { id: "secret-key" }, k.secretKey),
       " ", h("button", { class: "secondary", type: "button", onclick: () => copy(k.secretKey) }, t("copy")))));

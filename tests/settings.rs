@@ -55,6 +55,7 @@ fn language_and_currency_are_validated_and_take_effect() {
     assert_envelope(&r, 200, "api.currency_updated_successfully");
     assert_eq!(s.get("/api/user", Some(&token)).json()["currency"], "IDR");
     for (path, body) in [
+        ("/api/users/currency", json!({"currency": "ABC"})),
         ("/api/users/language", json!({"language": "fr"})),
         ("/api/users/language", json!({})),
         ("/api/users/currency", json!({"currency": "rupiah"})),
@@ -253,6 +254,19 @@ fn five_wrong_codes_from_one_ip_blacklist_the_number() {
     assert_eq!(common::cli(s.dir(), &["blacklist", "clear", "+628111111111"]).status.code(), Some(1));
     s.app.clock.shift(61 * SECOND);
     assert_eq!(call(&s, "POST", "/api/users/phone-otp", &token, phone_body("08111111111", None)).status, 200);
+}
+
+#[test]
+fn naming_a_number_without_asking_for_its_code_cannot_blacklist_it() {
+    let recorder = Recorder::start();
+    let s = sms_server(&recorder);
+    let (_, token) = verified_user(&s, "mallory@example.com");
+    for _ in 0..8 {
+        let r = call(&s, "POST", "/api/users/phone-bind", &token, phone_body("08999999999", Some("000000")));
+        assert_envelope(&r, 422, "api.otp_verification_code_invalid");
+    }
+    let listed: i64 = s.sqlite().query_row("SELECT count(*) FROM phone_blacklist", [], |r| r.get(0)).unwrap();
+    assert_eq!(listed, 0, "a victim's number stays bindable");
 }
 
 #[test]
@@ -463,6 +477,9 @@ fn listing_is_paged_sorted_by_whitelist_and_private() {
     assert_eq!(names(list("?sortBy=apiName&sort=asc")), ["Reporting", "alpha", "beta"]);
     assert_eq!(names(list("?sortBy=createdAt&sort=desc&limit=1&offset=1")), ["beta"]);
     for bad in [
+        "?sort=ASC",
+        "?limit=",
+        "?sortBy=",
         "?sortBy=name%3B%20DROP%20TABLE%20api_keys",
         "?sort=desc%2C%20(SELECT%201)",
         "?limit=0",

@@ -86,8 +86,11 @@ fn links_crud_with_validation_and_ownership() {
     let r = t.s.post("/api/links", Some(&t.token), &json!({"name": "x", "url": "https://a.example/ x"}));
     assert_eq!(r.json()["errors"]["url"], json!(["The url format is invalid."]));
 
-    let custom = t.link(json!({"name": "Custom", "url": "https://b.example/", "slug": "my-offer"}));
+    let custom = t.link(json!({"name": "Custom", "url": "https://b.example/ü?q=ö", "slug": "my-offer"}));
     assert_eq!(custom["slug"], "my-offer");
+    assert_eq!(custom["url"], "https://b.example/%C3%BC?q=%C3%B6", "kept ASCII, fit for a Location header");
+    let r = t.s.get("/go/my-offer", None);
+    assert_eq!(r.header("Location"), Some("https://b.example/%C3%BC?q=%C3%B6"));
     let r = t.s.post(
         "/api/links",
         Some(&t.token),
@@ -154,6 +157,9 @@ fn the_redirect_fills_macros_safely_and_commits_the_click() {
     assert!(location.contains(&format!("&s={}&", "y".repeat(255))), "{location}");
     assert!(!location.contains(&"y".repeat(256)));
 
+    // A HEAD (a link checker) is answered but not counted.
+    let r = request(t.s.addr(), "HEAD", &format!("/go/{slug}?sub_id=x"), &[("User-Agent", PHONE)], b"");
+    assert_eq!(r.status, 302);
     let r = t.s.get("/go/nope", None);
     assert_eq!(r.status, 404);
     assert!(r.header("Content-Type").unwrap().starts_with("text/html"));
@@ -329,7 +335,12 @@ fn bad_postbacks_are_refused_with_the_reason_and_logged() {
     // The user reads their log (secrets masked); attributed by click or secret.
     let log = t.s.get("/api/postbacks", Some(&t.token)).json()["data"].clone();
     let outcomes: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes.len(), cases.len() - 1, "the secret-less one cannot be attributed to anyone: {outcomes:?}");
+    assert_eq!(outcomes.len(), cases.len(), "{outcomes:?}");
+    // A made-up secret cannot write into someone's log.
+    let before = outcomes.len();
+    t.postback(&format!("clickid=nope&secret={}-forged", t.user_id));
+    let after = t.s.get("/api/postbacks", Some(&t.token)).json()["data"].as_array().unwrap().len();
+    assert_eq!(after, before);
     assert!(!log.to_string().contains(&secret));
     let (_, other) = verified_user(&t.s, "other@example.com");
     assert!(t.s.get("/api/postbacks", Some(&other)).json()["data"].as_array().unwrap().is_empty());
@@ -391,7 +402,9 @@ fn concurrent_postbacks_for_one_txid_count_once() {
 #[test]
 fn an_approved_lead_calls_the_traffic_source_through_the_outbox() {
     let recorder = Recorder::start();
-    let t = setup(|_| {});
+    // The recorder is on loopback: let postbacks reach it, as the operator of
+    // a private deployment could.
+    let t = setup(|c| c.tracking.allow_private_targets = true);
     let source = format!("{}/pb?id={{ext_id}}&p={{payout}}&s={{status}}&sub={{sub_id}}&c={{clickid}}", recorder.url());
     let slug = t.link(json!({"name": "S", "url": "https://s.example/", "source_postback_url": source}))["slug"]
         .as_str()
@@ -410,6 +423,30 @@ fn an_approved_lead_calls_the_traffic_source_through_the_outbox() {
     t.postback(&format!("clickid={cid}&status=approved&secret={secret}"));
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(recorder.requests().len(), 1, "a repeat calls nobody");
+}
+
+#[test]
+fn source_postbacks_into_a_private_network_are_refused() {
+    let recorder = Recorder::start();
+    let t = setup(|_| {});
+    let source = format!("{}/pb?id={{ext_id}}", recorder.url());
+    let slug = t.link(json!({"name": "S", "url": "https://s.example/", "source_postback_url": source}))["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.click(&slug, "ext_id=1", PHONE);
+    t.postback(&format!("clickid={}&secret={}", t.last_clickid(), t.secret()));
+    let error = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            t.s.sqlite()
+                .query_row("SELECT last_error FROM outbox WHERE channel = 'get'", [], |r| r.get::<_, Option<String>>(0))
+                .ok()
+                .flatten()
+        })
+        .expect("the delivery was tried");
+    assert!(error.contains("private network"), "{error}");
+    assert!(recorder.requests().is_empty());
 }
 
 fn sign(secret: &str, body: &str) -> String {
@@ -440,6 +477,9 @@ fn payment_notifications_are_signed_idempotent_and_activate_the_account() {
         t.s.sqlite().query_row("SELECT account_status FROM users WHERE id = ?1", [t.user_id], |r| r.get(0)).unwrap();
     assert_eq!(status, "active");
     assert_eq!(post(&body, Some(&sign("pay-secret", &body))).json()["outcome"], "unchanged");
+    let other = body.replace("AFF@example.com", "someone@example.com");
+    let r = post(&other, Some(&sign("pay-secret", &other)));
+    assert_eq!(r.status, 422, "a reference stays with its first account: {}", r.body);
     let (amount, currency): (i64, String) =
         t.s.sqlite()
             .query_row("SELECT amount_cents, currency FROM payments WHERE reference = 'INV-1'", [], |r| {

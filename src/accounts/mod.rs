@@ -321,7 +321,8 @@ pub fn prune(app: &App) -> Result<usize, Error> {
             + verification::prune(tx, now)?
             + crate::outbox::prune(tx, now)?
             + crate::tracking::clicks::prune(tx, now)?
-            + crate::settings::otp::prune(tx, now)?)
+            + crate::settings::otp::prune(tx, now)?
+            + crate::tracking::postback::prune_log(tx, now)?)
     })
 }
 

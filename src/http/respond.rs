@@ -26,7 +26,7 @@ pub fn error(error: &Error, lang: Lang) -> Response {
         Error::Unverified => json(403, &json!({ "message": text("http.unverified") })),
         Error::Forbidden(msg) => message(403, msg, lang),
         Error::Settings { status, msg } => {
-            json(*status, &json!({ "success": false, "code": msg.key, "message": msg.render(lang) }))
+            json(*status, &json!({ "success": false, "code": msg.key, "message": msg.render(lang), "data": null }))
         }
         Error::TwoFactorRequired => {
             json(403, &json!({ "message": text("auth.otp_failed"), "two_factor_required": true }))
@@ -65,7 +65,7 @@ pub fn error(error: &Error, lang: Lang) -> Response {
 /// their message key as `code`; the rest as on every other route.
 pub fn envelope_error(error: &Error, lang: Lang) -> Response {
     let envelope = |status: u16, code: &str, message: String| {
-        json(status, &json!({ "success": false, "code": code, "message": message }))
+        json(status, &json!({ "success": false, "code": code, "message": message, "data": null }))
     };
     match error {
         Error::Validation(fields) => {
@@ -77,7 +77,7 @@ pub fn envelope_error(error: &Error, lang: Lang) -> Response {
             json(
                 422,
                 &json!({ "success": false, "code": "api.validation_error",
-                         "message": Msg::new("http.invalid").render(lang), "errors": errors }),
+                         "message": Msg::new("http.invalid").render(lang), "errors": errors, "data": null }),
             )
         }
         Error::Forbidden(msg) => envelope(403, msg.key, msg.render(lang)),
@@ -85,7 +85,7 @@ pub fn envelope_error(error: &Error, lang: Lang) -> Response {
         Error::BadRequest(msg) => envelope(400, msg.key, msg.render(lang)),
         Error::TooManyRequests { message, retry_after } => json(
             429,
-            &json!({ "success": false, "code": message.key, "message": message.render(lang), "retry_after": retry_after }),
+            &json!({ "success": false, "code": message.key, "message": message.render(lang), "retry_after": retry_after, "data": null }),
         )
         .with_additional_header("Retry-After", retry_after.to_string()),
         other => self::error(other, lang),

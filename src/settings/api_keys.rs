@@ -35,7 +35,6 @@ struct Key {
     api_key: String,
     permissions: Vec<String>,
     created_at: Micros,
-    last_used_at: Option<Micros>,
 }
 
 fn key_from_row(r: &Row) -> rusqlite::Result<Key> {
@@ -46,7 +45,6 @@ fn key_from_row(r: &Row) -> rusqlite::Result<Key> {
         api_key: r.get(2)?,
         permissions: perms.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
         created_at: r.get(4)?,
-        last_used_at: r.get(5)?,
     })
 }
 
@@ -57,7 +55,6 @@ fn key_json(key: &Key, secret: Option<String>) -> Value {
         "apiKey": key.api_key,
         "permissions": key.permissions,
         "createdAt": clock::format(key.created_at),
-        "lastUsedAt": key.last_used_at.map(clock::format),
     });
     if let Some(secret) = secret {
         v["secretKey"] = json!(secret);
@@ -124,15 +121,18 @@ pub fn create(ctx: &Ctx) -> Result<Response, Error> {
     let app = ctx.app;
     let now = app.clock.now();
     let created = app.db.write(|tx| {
-        if !otp::check(app, tx, user.id, "email", &user.email, email_code.as_deref().unwrap_or(""), now)? {
+        // Both codes are checked before either is used up.
+        if !otp::peek(app, tx, user.id, "email", &user.email, email_code.as_deref().unwrap_or(""), now)? {
             return Ok(Err(Error::Settings { status: 422, msg: Msg::new("api.email_otp_error") }));
         }
         if let Some(phone) = &user.phone {
             let code = phone_code.as_deref().unwrap_or("");
-            if !otp::check(app, tx, user.id, "phone", phone, code, now)? {
+            if !otp::peek(app, tx, user.id, "phone", phone, code, now)? {
                 return Ok(Err(Error::Settings { status: 422, msg: Msg::new("api.otp_verification_code_invalid") }));
             }
+            otp::consume(tx, user.id, "phone")?;
         }
+        otp::consume(tx, user.id, "email")?;
         let count: i64 = tx.query_row("SELECT count(*) FROM api_keys WHERE user_id = ?1", [user.id], |r| r.get(0))?;
         if count >= MAX_KEYS {
             return Ok(Err(Error::Settings { status: 422, msg: Msg::new("api.too_many_api_keys") }));
@@ -218,7 +218,7 @@ pub fn delete(ctx: &Ctx) -> Result<Response, Error> {
 /// a whitelist (never pasted into SQL as sent).
 pub fn list(ctx: &Ctx) -> Result<Response, Error> {
     let mut errors = FieldErrors::default();
-    let param = |name: &str| ctx.req.get_param(name).filter(|v| !v.is_empty());
+    let param = |name: &str| ctx.req.get_param(name);
     let limit = match param("limit").map(|v| v.trim().parse::<i64>()) {
         None => 20,
         Some(Ok(n)) if (1..=100).contains(&n) => n,
@@ -247,7 +247,7 @@ pub fn list(ctx: &Ctx) -> Result<Response, Error> {
             "id"
         }
     };
-    let direction = match param("sort").map(|s| s.to_ascii_lowercase()).as_deref() {
+    let direction = match param("sort").as_deref() {
         None | Some("desc") => "DESC",
         Some("asc") => "ASC",
         Some(_) => {
@@ -312,7 +312,7 @@ pub fn authenticate(ctx: &Ctx, permission: &str) -> Result<Session, Error> {
     };
     let ts: i64 = timestamp.parse().map_err(|_| Error::Unauthenticated)?;
     let now_ms = app.clock.now() / 1000;
-    if (now_ms - ts).abs() > WINDOW_MS {
+    if now_ms.abs_diff(ts) > WINDOW_MS as u64 {
         return Err(Error::Unauthenticated);
     }
     let found: Option<(i64, i64, String)> = app.db.read(|c| {

@@ -45,6 +45,23 @@ pub fn check(
     code: &str,
     now: Micros,
 ) -> rusqlite::Result<bool> {
+    let right = peek(app, tx, user_id, purpose, target, code, now)?;
+    if right {
+        consume(tx, user_id, purpose)?;
+    }
+    Ok(right)
+}
+
+/// As [`check`], but a right code stays usable until [`consume`]d.
+pub fn peek(
+    app: &App,
+    tx: &Connection,
+    user_id: i64,
+    purpose: &str,
+    target: &str,
+    code: &str,
+    now: Micros,
+) -> rusqlite::Result<bool> {
     let row: Option<(String, String, u32, i64)> = tx
         .query_row(
             "SELECT target, code_hash, attempts, expires_at FROM otps WHERE user_id = ?1 AND purpose = ?2",
@@ -64,8 +81,25 @@ pub fn check(
         )?;
         return Ok(false);
     }
-    tx.execute("DELETE FROM otps WHERE user_id = ?1 AND purpose = ?2", params![user_id, purpose])?;
     Ok(true)
+}
+
+/// Whether a live code for `purpose` was sent to `target`.
+pub fn pending_for(tx: &Connection, user_id: i64, purpose: &str, target: &str, now: Micros) -> rusqlite::Result<bool> {
+    Ok(tx
+        .query_row(
+            "SELECT 1 FROM otps WHERE user_id = ?1 AND purpose = ?2 AND target = ?3 AND expires_at > ?4 AND attempts < ?5",
+            params![user_id, purpose, target, now, MAX_TRIES],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Consumes a code that `check` with `consume = false` accepted.
+pub fn consume(tx: &Connection, user_id: i64, purpose: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM otps WHERE user_id = ?1 AND purpose = ?2", params![user_id, purpose])?;
+    Ok(())
 }
 
 pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {

@@ -17,7 +17,9 @@ use serde_json::json;
 /// One code per user per minute, five per number per hour.
 const PER_USER: Limit = Limit { max: 1, window: MINUTE };
 const PER_NUMBER: Limit = Limit { max: 5, window: 60 * MINUTE };
-/// Wrong codes from one IP within an hour that blacklist the number.
+/// And twenty per IP address per hour, against SMS pumping from many accounts.
+const PER_IP: Limit = Limit { max: 20, window: 60 * MINUTE };
+/// Wrong codes for one number from one IP within an hour that blacklist it.
 const WRONG_PER_IP: Limit = Limit { max: 5, window: 60 * MINUTE };
 
 /// The number in E.164 (`+628123456789`) from the seed's three fields, or
@@ -41,13 +43,18 @@ pub fn normalize(
     let raw = phone?;
     let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
     let ok_chars = raw.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
-    let national = digits.strip_prefix(&dial_digits).filter(|_| raw.trim_start().starts_with('+')).unwrap_or(&digits);
-    let national = national.trim_start_matches('0');
-    if !ok_chars || !(4..=14).contains(&national.len()) {
+    // A number written in full (`+62 812…`) stands as it is; a national
+    // one (`0812…`) gets the dial code in front.
+    let full = if raw.trim_start().starts_with('+') {
+        digits.clone()
+    } else {
+        format!("{dial_digits}{}", digits.trim_start_matches('0'))
+    };
+    if !ok_chars || !(8..=15).contains(&full.len()) {
         errors.add("phone", Msg::new("validation.phone").arg("attribute", "phone"));
         return None;
     }
-    Some(format!("+{dial_digits}{national}"))
+    Some(format!("+{full}"))
 }
 
 fn fields(ctx: &Ctx, with_code: bool) -> Result<(String, String), Error> {
@@ -95,7 +102,8 @@ pub fn send_code(ctx: &Ctx) -> Result<Response, Error> {
             return Err(refuse(422, "api.phone_number_taken"));
         }
         let (user_key, number_key) = (format!("phone-otp:{}", user.id), format!("phone-otp-number:{number}"));
-        for (key, limit) in [(&user_key, PER_USER), (&number_key, PER_NUMBER)] {
+        let ip_key = format!("phone-otp-ip:{}", ctx.ip);
+        for (key, limit) in [(&user_key, PER_USER), (&number_key, PER_NUMBER), (&ip_key, PER_IP)] {
             if let Some(retry) = ratelimit::blocked(tx, key, limit, now)? {
                 return Err(too_many(retry));
             }
@@ -106,6 +114,7 @@ pub fn send_code(ctx: &Ctx) -> Result<Response, Error> {
         outbox::enqueue_sms(tx, &number, &text.render(lang), now)?;
         ratelimit::hit(tx, &user_key, PER_USER, now)?;
         ratelimit::hit(tx, &number_key, PER_NUMBER, now)?;
+        ratelimit::hit(tx, &ip_key, PER_IP, now)?;
         Ok(())
     })?;
     app.outbox_wake.notify();
@@ -118,7 +127,7 @@ pub fn bind(ctx: &Ctx) -> Result<Response, Error> {
     let user = &ctx.session()?.user;
     let app = ctx.app;
     let now = app.clock.now();
-    let ip_key = format!("phone-bind-ip:{}", ctx.ip);
+    let ip_key = format!("phone-bind-ip:{}:{number}", ctx.ip);
     let outcome = app.db.write(|tx| {
         if taken_by_other(tx, &number, user.id)? {
             return Ok(Err(refuse(422, "api.phone_number_taken")));
@@ -126,9 +135,15 @@ pub fn bind(ctx: &Ctx) -> Result<Response, Error> {
         if blacklisted(tx, &number)? {
             return Ok(Err(refuse(403, "api.phone_number_blacklisted")));
         }
+        // Only guesses at a code really sent to this number count towards
+        // its blacklisting: nobody can block a number by naming it.
+        let code_sent = otp::pending_for(tx, user.id, "phone", &number, now)?;
         if otp::check(app, tx, user.id, "phone", &number, &code, now)? {
             tx.execute("UPDATE users SET phone = ?2 WHERE id = ?1", params![user.id, number])?;
             return Ok(Ok(()));
+        }
+        if !code_sent {
+            return Ok(Err(refuse(422, "api.otp_verification_code_invalid")));
         }
         ratelimit::hit(tx, &ip_key, WRONG_PER_IP, now)?;
         if ratelimit::blocked(tx, &ip_key, WRONG_PER_IP, now)?.is_some() {

@@ -70,7 +70,7 @@ pub fn check_code(app: &App, tx: &Connection, user_id: i64, code: &str, allow_re
             return Ok(true);
         }
     } else if allow_recovery {
-        let hash = crypto::sha256_hex(normalize_recovery(code).as_bytes());
+        let hash = recovery_hash(app, user_id, &normalize_recovery(code));
         let used = tx.execute(
             "UPDATE recovery_codes SET used_at = ?3 WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL",
             params![user_id, hash, now],
@@ -83,19 +83,24 @@ pub fn check_code(app: &App, tx: &Connection, user_id: i64, code: &str, allow_re
     Ok(false)
 }
 
+/// Recovery codes are kept as an HMAC under the instance key, bound to the user.
+fn recovery_hash(app: &App, user_id: i64, code: &str) -> String {
+    crypto::hex(&crypto::hmac_sha256(&app.signing_key, format!("recovery:{user_id}:{code}").as_bytes()))
+}
+
 fn normalize_recovery(code: &str) -> String {
     code.trim().to_ascii_lowercase().replace('-', "")
 }
 
 /// Replaces the user's recovery codes; returns them in clear, once.
-fn new_recovery_codes(tx: &Connection, user_id: i64) -> rusqlite::Result<Vec<String>> {
+fn new_recovery_codes(app: &App, tx: &Connection, user_id: i64) -> rusqlite::Result<Vec<String>> {
     tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
     let mut codes = Vec::new();
     for _ in 0..RECOVERY_CODES {
         let raw = crypto::random_alphanumeric(10).to_ascii_lowercase();
         tx.execute(
             "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
-            params![user_id, crypto::sha256_hex(raw.as_bytes())],
+            params![user_id, recovery_hash(app, user_id, &raw)],
         )?;
         codes.push(format!("{}-{}", &raw[..5], &raw[5..]));
     }
@@ -146,7 +151,7 @@ pub fn bind(ctx: &Ctx) -> Result<Response, Error> {
             return Ok(None);
         }
         tx.execute("UPDATE users SET two_factor_enabled = 1 WHERE id = ?1", [user.id])?;
-        Ok(Some(new_recovery_codes(tx, user.id)?))
+        Ok(Some(new_recovery_codes(app, tx, user.id)?))
     })?;
     let codes = codes.ok_or_else(otp_failed)?;
     Ok(ok(ctx, "api.twofa_binded_successfully", json!({"recovery_codes": codes})))
@@ -199,7 +204,7 @@ pub fn recovery_codes(ctx: &Ctx) -> Result<Response, Error> {
         if !check_code(app, tx, user.id, &code, false)? {
             return Ok(None);
         }
-        Ok(Some(new_recovery_codes(tx, user.id)?))
+        Ok(Some(new_recovery_codes(app, tx, user.id)?))
     })?;
     let codes: Vec<String> = codes.ok_or_else(otp_failed)?;
     Ok(ok(ctx, "api.recovery_codes_regenerated", json!({"recovery_codes": codes})))

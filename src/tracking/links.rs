@@ -105,27 +105,37 @@ pub struct Target {
 /// only hits are kept (a flood of made-up slugs cannot grow it), at most
 /// `MAX_CACHED` of them.
 #[derive(Debug, Default)]
-pub struct SlugCache(RwLock<HashMap<String, Arc<Target>>>);
+pub struct SlugCache {
+    map: RwLock<HashMap<String, Arc<Target>>>,
+    /// Bumped by every clear: a lookup that raced a change is not cached.
+    generation: std::sync::atomic::AtomicU64,
+}
 
 const MAX_CACHED: usize = 50_000;
 
 impl SlugCache {
     pub fn get(&self, app: &App, slug: &str) -> Result<Option<Arc<Target>>, Error> {
-        if let Some(hit) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(slug) {
+        use std::sync::atomic::Ordering;
+        if let Some(hit) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(slug) {
             return Ok(Some(Arc::clone(hit)));
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let Some(target) = app.db.read(|c| Ok(find_by_slug(c, slug)?))?.filter(|t| t.active) else { return Ok(None) };
         let target = Arc::new(target);
-        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_CACHED {
-            map.clear();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if map.len() >= MAX_CACHED {
+                map.clear();
+            }
+            map.insert(slug.to_string(), Arc::clone(&target));
         }
-        map.insert(slug.to_string(), Arc::clone(&target));
         Ok(Some(target))
     }
 
     pub fn clear(&self) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.clear();
     }
 }
 
@@ -150,6 +160,23 @@ pub struct Fields {
 
 fn invalid(field: &str, key: &'static str) -> Msg {
     Msg::new(key).arg("attribute", field.replace('_', " "))
+}
+
+/// Percent-encodes every non-ASCII byte, so the URL is valid in a
+/// `Location` header (which must be ASCII).
+pub fn ascii_url(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for c in url.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }
 
 /// An absolute http(s) URL without spaces or control characters.
@@ -183,7 +210,7 @@ pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, 
         None if creating && !errors.has("name") => errors.add("name", invalid("name", "validation.required")),
         _ => {}
     }
-    fields.url = text("url", &mut errors);
+    fields.url = text("url", &mut errors).map(|u| ascii_url(&u));
     match &fields.url {
         Some(u) if u.len() > MAX_URL => errors.add("url", invalid("url", "validation.max").arg("max", MAX_URL)),
         Some(u) if !is_http_url(u) => errors.add("url", invalid("url", "validation.url")),
@@ -209,7 +236,7 @@ pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, 
             errors.add("slug", invalid("slug", "validation.slug"));
         }
     }
-    fields.source_postback_url = text("source_postback_url", &mut errors);
+    fields.source_postback_url = text("source_postback_url", &mut errors).map(|u| ascii_url(&u));
     if let Some(u) = &fields.source_postback_url {
         if !u.is_empty() && (u.len() > MAX_URL || !is_http_url(u)) {
             errors.add("source_postback_url", invalid("source_postback_url", "validation.url"));

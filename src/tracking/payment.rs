@@ -65,9 +65,14 @@ pub fn handle(app: &App, body: &Map<String, Value>) -> Result<Value, Error> {
     app.db.write(|tx| {
         let user_id: Option<i64> =
             tx.query_row("SELECT id FROM users WHERE email = ?1", [email], |r| r.get(0)).optional()?;
-        let previous: Option<String> =
-            tx.query_row("SELECT status FROM payments WHERE reference = ?1", [reference], |r| r.get(0)).optional()?;
-        let outcome = match previous.as_deref() {
+        let previous: Option<(String, String)> = tx
+            .query_row("SELECT status, email FROM payments WHERE reference = ?1", [reference], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        // A reference belongs to the account it was first reported for.
+        if previous.as_ref().is_some_and(|(_, first)| !first.eq_ignore_ascii_case(email)) {
+            return Err(FieldErrors::single("reference", Msg::new("payment.reference_taken")));
+        }
+        let outcome = match previous.map(|(s, _)| s).as_deref() {
             Some(s) if s == status => "unchanged",
             Some(_) => {
                 tx.execute(

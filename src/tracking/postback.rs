@@ -33,6 +33,11 @@ pub fn url(app: &App, user_id: i64, version: i64) -> String {
     )
 }
 
+/// Deletes log entries older than 30 days; run by the maintenance thread.
+pub fn prune_log(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM postback_log WHERE received_at < ?1", [now - 30 * crate::clock::DAY])
+}
+
 /// The first of `names` present in the parameters.
 fn param<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
     names.iter().find_map(|n| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.as_str()))
@@ -122,17 +127,33 @@ pub fn handle(app: &App, method: &str, ip: IpAddr, params: &[(String, String)]) 
     // The log keeps what was sent, minus the secret.
     let logged: Map<String, Value> = params
         .iter()
+        .take(30)
         .map(|(k, v)| {
             let v = if k.eq_ignore_ascii_case("secret") { "***".to_string() } else { clip(v, 255) };
             (clip(k, 64), Value::String(v))
         })
         .collect();
     let logged = Value::Object(logged).to_string();
-    let secret_user: Option<i64> = given_secret.split_once('-').and_then(|(id, _)| id.parse().ok());
+    // A refusal is logged for the user whose secret came with it, and only
+    // if the secret is genuine: nobody can write into someone else's log.
+    let secret_user: Option<i64> =
+        given_secret.split_once('-').and_then(|(id, _)| id.parse::<i64>().ok()).filter(|&id| {
+            let version: Option<i64> = app
+                .db
+                .read(|c| {
+                    Ok(c.query_row("SELECT postback_secret_version FROM users WHERE id = ?1", [id], |r| r.get(0))
+                        .optional()?)
+                })
+                .ok()
+                .flatten();
+            version.is_some_and(|v| crypto::ct_eq(secret(app, id, v).as_bytes(), given_secret.as_bytes()))
+        });
     let log = |conn: &Connection, user: Option<i64>, answer: &Answer, lead: Option<i64>| -> rusqlite::Result<()> {
+        // Postbacks nobody can be told about are not kept.
+        let Some(user) = user else { return Ok(()) };
         conn.prepare_cached(
             "INSERT INTO postback_log (user_id, received_at, method, ip, params, outcome, status, lead_id)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE ?1 IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = ?1)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             user,
@@ -175,8 +196,9 @@ pub fn handle(app: &App, method: &str, ip: IpAddr, params: &[(String, String)]) 
         let expected = secret(app, click.user_id, click.secret_version);
         if !crypto::ct_eq(expected.as_bytes(), given_secret.as_bytes()) {
             // Logged under the secret's user only if it matches the click's.
-            let user = secret_user.filter(|u| *u == click.user_id);
-            return refuse(user, answer(403, "Invalid postback secret.", "bad_secret"));
+            // Logged for the click's owner: a network still using an old
+            // secret shows up in their log (the clickid is unguessable).
+            return refuse(Some(click.user_id), answer(403, "Invalid postback secret.", "bad_secret"));
         }
     }
     if !allowed(&click.allowlist, ip) {

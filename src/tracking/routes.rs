@@ -66,6 +66,13 @@ pub fn click(ctx: &Ctx) -> Result<Response, Error> {
         ip: ctx.ip,
         country_header: if header_name.is_empty() { None } else { ctx.req.header(header_name) },
     };
+    // Link checkers and previews send HEAD: answer, but count nothing.
+    if ctx.req.method() == "HEAD" {
+        return Ok(match ctx.app.slugs.get(ctx.app, visit.slug)? {
+            Some(target) => Response::redirect_302(clicks::fill(&target.url, |_| Some(String::new()))),
+            None => Response::html(NOT_FOUND_PAGE).with_status_code(404),
+        });
+    }
     match clicks::record(ctx.app, &visit)? {
         Some(location) => Ok(Response::redirect_302(location).with_unique_header("Cache-Control", "no-store")),
         None => Ok(Response::html(NOT_FOUND_PAGE).with_status_code(404)),
@@ -170,7 +177,11 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
     let rows = dashboard::report(ctx.app, user_id(ctx)?, &group_by, &range, limit)?;
     match ctx.req.get_param("format").as_deref() {
         None | Some("json") => {
-            Ok(respond::json(200, &json!({"group_by": group_by, "from": range.from, "to": range.to, "data": rows})))
+            let today = crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset);
+            Ok(respond::json(
+                200,
+                &json!({"group_by": group_by, "from": range.from, "to": range.to, "today": today, "data": rows}),
+            ))
         }
         Some("csv") => {
             let mut columns = vec![group_by.as_str()];
