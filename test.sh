@@ -21,4 +21,6 @@ cargo build --locked --quiet   # the binary the browser tests start
 (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/ui && node --test) 2>&1 | tee "$log"
 ui_passed=$(awk '/^# pass/ {print $3}' "$log")
-echo "summary: $((rust_passed + ui_passed)) passed, 0 failed"
+# Crash durability: SIGKILL under concurrent writes, then every acknowledged row must be there.
+python3 tests/crash/crash.py target/debug/apextrack "${CRASH_CYCLES:-3}"
+echo "summary: $((rust_passed + ui_passed + 1)) passed, 0 failed"
