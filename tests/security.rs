@@ -28,8 +28,18 @@ fn protected(link_id: i64) -> Vec<(&'static str, String, Value, Option<&'static 
         ("GET", "/api/reports?group_by=day".into(), json!(null), Some("reports:read")),
         ("POST", "/api/user/postback-secret".into(), json!({}), None),
         ("PUT", "/api/user/postback-allowlist".into(), json!({"allowlist": []}), None),
-        ("POST", "/api/users/phone-otp".into(), json!({"phone": "0812345678", "countryCode": "ID", "dialCode": "+62"}), None),
-        ("POST", "/api/users/phone-bind".into(), json!({"phone": "0812345678", "countryCode": "ID", "dialCode": "+62", "otpCode": "1"}), None),
+        (
+            "POST",
+            "/api/users/phone-otp".into(),
+            json!({"phone": "0812345678", "countryCode": "ID", "dialCode": "+62"}),
+            None,
+        ),
+        (
+            "POST",
+            "/api/users/phone-bind".into(),
+            json!({"phone": "0812345678", "countryCode": "ID", "dialCode": "+62", "otpCode": "1"}),
+            None,
+        ),
         ("GET", "/api/users/twofa".into(), json!(null), None),
         ("POST", "/api/users/twofa-bind".into(), json!({"otpCode": "1"}), None),
         ("POST", "/api/users/twofa-unbind".into(), json!({"otpCode": "1"}), None),
@@ -38,21 +48,32 @@ fn protected(link_id: i64) -> Vec<(&'static str, String, Value, Option<&'static 
         ("PATCH", "/api/users/currency".into(), json!({"currency": "EUR"}), None),
         ("POST", "/api/users/email-otp".into(), json!({}), None),
         ("GET", "/api/user/api-key".into(), json!(null), None),
-        ("POST", "/api/user/api-key".into(), json!({"apiName": "x", "emailOtpCode": "1", "permissions": ["links:read"]}), None),
+        (
+            "POST",
+            "/api/user/api-key".into(),
+            json!({"apiName": "x", "emailOtpCode": "1", "permissions": ["links:read"]}),
+            None,
+        ),
         ("PUT", "/api/user/api-key".into(), json!({"apiKeyId": 1, "apiKey": "x", "permissions": ["links:read"]}), None),
         ("DELETE", "/api/user/api-key".into(), json!({"apiKeyId": 1, "apiKey": "x"}), None),
     ]
 }
 
 fn body_of(v: &Value) -> String {
-    if v.is_null() { String::new() } else { v.to_string() }
+    if v.is_null() {
+        String::new()
+    } else {
+        v.to_string()
+    }
 }
 
 #[test]
 fn every_protected_route_refuses_strangers() {
     let s = TestServer::start();
     let (owner_id, owner) = verified_user(&s, "owner@example.com");
-    let link = s.post("/api/links", Some(&owner), &json!({"name": "Mine", "url": "https://mine.example/"})).json()["data"].clone();
+    let link = s.post("/api/links", Some(&owner), &json!({"name": "Mine", "url": "https://mine.example/"})).json()
+        ["data"]
+        .clone();
     let link_id = link["id"].as_i64().unwrap();
     // A key of the owner's with one permission only, made directly.
     let api_key = "ak_matrix_test_key_000000000000000";
@@ -75,9 +96,18 @@ fn every_protected_route_refuses_strangers() {
         // A signed request with a key that lacks the permission, or any key on a route keys never reach.
         let ts = (s.app.clock.now() / 1000).to_string();
         let sig = crypto::hex(&crypto::hmac_sha256(secret.as_bytes(), format!("{ts}{method}{path}{body}").as_bytes()));
-        let r = request(s.addr(), method, &path,
-            &[("X-API-KEY", api_key), ("X-API-TIMESTAMP", &ts), ("X-API-SIGNATURE", &sig), ("Content-Type", "application/json")],
-            body.as_bytes());
+        let r = request(
+            s.addr(),
+            method,
+            &path,
+            &[
+                ("X-API-KEY", api_key),
+                ("X-API-TIMESTAMP", &ts),
+                ("X-API-SIGNATURE", &sig),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
         let expected = match permission {
             None => 401,
             Some("links:read") => r.status, // this key may; checked below
@@ -103,4 +133,131 @@ fn every_protected_route_refuses_strangers() {
     let r = s.call("DELETE", "/api/user/api-key", Some(&stranger), Some(&json!({"apiKeyId": 1, "apiKey": api_key})));
     assert_eq!(r.status, 404);
     assert_eq!(s.get("/api/user", Some(&stranger)).json()["email"], "stranger@example.com");
+}
+
+/// Hostile values for any field: wrong types, extremes, SQL, control
+/// characters, non-ASCII, a long string.
+fn hostile_values() -> Vec<Value> {
+    vec![
+        json!(null),
+        json!(0),
+        json!(-1),
+        json!(1e308),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!([1, "a"]),
+        json!(""),
+        json!(" "),
+        json!("x".repeat(5000)),
+        json!("' OR 1=1 --"),
+        json!("\u{0000}\r\n"),
+        json!("😀ü"),
+        json!("-9223372036854775808"),
+        json!("99999999999999999999"),
+        json!("1.005"),
+        json!("%00%ff"),
+    ]
+}
+
+#[test]
+fn no_input_makes_any_route_fail_with_a_5xx_or_a_non_json_answer() {
+    let s = TestServer::start();
+    let (_, token) = verified_user(&s, "fuzz@example.com");
+    let link =
+        s.post("/api/links", Some(&token), &json!({"name": "F", "url": "https://f.example/"})).json()["data"].clone();
+    let link_id = link["id"].as_i64().unwrap();
+    let mut routes = protected(link_id);
+    routes.retain(|(_, path, _, _)| path != "/api/logout");
+    routes.extend([
+        (
+            "POST",
+            "/api/register".to_string(),
+            json!({"name": "n", "email": "e@x.co", "password": "p", "password_confirmation": "p"}),
+            None,
+        ),
+        (
+            "POST",
+            "/api/login".to_string(),
+            json!({"email": "e@x.co", "password": "p", "device_name": "d", "otp_code": "1"}),
+            None,
+        ),
+        (
+            "POST",
+            "/api/postback/conversion".to_string(),
+            json!({"clickid": "c", "payout": "1", "status": "approved", "txid": "t", "secret": "s"}),
+            None,
+        ),
+        (
+            "POST",
+            "/api/payment/notification".to_string(),
+            json!({"reference": "r", "email": "e@x.co", "amount": "1", "currency": "IDR", "status": "paid"}),
+            None,
+        ),
+    ]);
+    let mut checked = 0;
+    for (method, path, template, _) in &routes {
+        let mut bodies: Vec<String> = vec!["{".into(), "[]".into(), "\"x\"".into(), "null".into(), "{\"a\":".into()];
+        if let Value::Object(fields) = template {
+            for field in fields.keys() {
+                for value in hostile_values() {
+                    let mut body = template.clone();
+                    body[field] = value;
+                    bodies.push(body.to_string());
+                }
+            }
+        }
+        for body in bodies {
+            let r = request(
+                s.addr(),
+                method,
+                path,
+                &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")],
+                body.as_bytes(),
+            );
+            assert!(r.status < 500, "{method} {path} {body:.200}: {} {}", r.status, r.body);
+            if r.status != 302 {
+                let parsed: Result<Value, _> = serde_json::from_str(&r.body);
+                assert!(parsed.is_ok(), "{method} {path} {body:.200}: not JSON: {}", r.body);
+            }
+            checked += 1;
+        }
+    }
+    // Query strings too.
+    for query in [
+        "group_by=%00",
+        "group_by=day&from=%FF",
+        "limit=-1&offset=1e9",
+        "sortBy[]=x",
+        "sort=%27",
+        "format=csv&group_by=link&limit=99999999999999999999",
+    ] {
+        for path in ["/api/reports", "/api/dashboard-data", "/api/user/api-key", "/api/postbacks"] {
+            let r = request(
+                s.addr(),
+                "GET",
+                &format!("{path}?{query}"),
+                &[("Authorization", &format!("Bearer {token}"))],
+                b"",
+            );
+            assert!(r.status < 500, "{path}?{query}: {} {}", r.status, r.body);
+            checked += 1;
+        }
+    }
+    for path in [
+        "/go/%00",
+        "/go/x%27%20OR%201=1",
+        "/go/..%2f..",
+        "/api/email/verify/-1/x?expires=99999999999999999999&signature=%00",
+        "/api/email/verify/9223372036854775807/h?expires=-9223372036854775808&signature=a",
+        "/api/links/%00",
+        "/api/links/-1",
+    ] {
+        let r = request(s.addr(), "GET", path, &[("Authorization", &format!("Bearer {token}"))], b"");
+        assert!(r.status < 500, "{path}: {} {}", r.status, r.body);
+        checked += 1;
+    }
+    assert!(checked > 900, "{checked}");
+    let ok: String = s.sqlite().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok");
 }
