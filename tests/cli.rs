@@ -174,6 +174,30 @@ fn token_list_and_revoke() {
     assert_eq!(json_out(&cli(d, &["token", "list", "--json"])).as_array().unwrap().len(), 1);
 }
 
+/// The README's restore drill: back up while running, stop, put the
+/// snapshot in place of the file, start again: the data is back.
+#[test]
+fn the_restore_drill_brings_the_data_back() {
+    let dir = setup();
+    let d = dir.path();
+    let mut server = Proc::spawn(d, &[]);
+    assert_eq!(server.register("before@example.com").status, 201);
+    ok(&cli(d, &["backup", "snapshot.db"]));
+    assert_eq!(server.register("after@example.com").status, 201);
+    server.signal("TERM");
+    assert_eq!(server.wait(), Some(0));
+    // Disaster: the live file is lost.
+    std::fs::remove_file(d.join("apextrack.db")).unwrap();
+    let _ = std::fs::remove_file(d.join("apextrack.db-wal"));
+    let _ = std::fs::remove_file(d.join("apextrack.db-shm"));
+    std::fs::copy(d.join("snapshot.db"), d.join("apextrack.db")).unwrap();
+    let server = Proc::spawn(d, &[]);
+    assert_eq!(server.login("before@example.com", PASSWORD).status, 200, "the snapshot's account is back");
+    assert_eq!(server.login("after@example.com", PASSWORD).status, 422, "what came after the snapshot is not");
+    let listed = json_out(&cli(d, &["user", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn backup_while_the_server_is_writing_is_consistent_and_complete() {
     let dir = setup();
