@@ -175,3 +175,62 @@ fn raw_requests_with_garbage_never_crash_the_server() {
     let r = request(s.addr(), "GET", "/api/health", &[], b"");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn sigterm_under_load_answers_commits_and_checkpoints() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "");
+    let mut server = Proc::spawn(dir.path(), &[]);
+    let addr = server.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let email = format!("load{c}-{i}@example.com");
+                    // A refused connection (the server is stopping) is simply not acknowledged.
+                    let Ok(mut stream) = TcpStream::connect(addr) else { break };
+                    let body =
+                        json!({"name": "L", "email": email, "password": PASSWORD, "password_confirmation": PASSWORD})
+                            .to_string();
+                    let head = format!(
+                        "POST /api/register HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes())).is_err() {
+                        break;
+                    }
+                    let mut raw = Vec::new();
+                    let _ = std::io::Read::read_to_end(&mut stream, &mut raw);
+                    if raw.starts_with(b"HTTP/1.1 201") {
+                        acked.lock().unwrap().push(email);
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    server.signal("TERM");
+    assert_eq!(server.wait(), Some(0));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 4, "the clients got going: {}", acked.len());
+    let wal = dir.path().join("apextrack.db-wal");
+    assert!(std::fs::metadata(&wal).map_or(true, |m| m.len() == 0), "the WAL was checkpointed");
+    let conn = rusqlite::Connection::open(dir.path().join("apextrack.db")).unwrap();
+    for email in &acked {
+        let n: i64 = conn.query_row("SELECT count(*) FROM users WHERE email = ?1", [email], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "{email} was answered 201 but is missing");
+    }
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}

@@ -16,6 +16,7 @@ use rouille::{Request, Response};
 use std::cell::{Cell, OnceCell};
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -86,6 +87,35 @@ pub struct Running {
     addr: SocketAddr,
     stop: mpsc::Sender<()>,
     done: mpsc::Receiver<()>,
+    gate: Arc<Gate>,
+}
+
+/// Requests being handled, and whether new ones are still taken.
+///
+/// rouille's loop (`poll_timeout`) returns only after a quiet moment, so
+/// under steady traffic it never gets to notice a stop. The stop therefore
+/// happens here: once `closed`, new requests get a quick 503 without
+/// touching anything, and the stop waits for the requests already inside.
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    inside: AtomicUsize,
+}
+
+impl Gate {
+    /// Counts a request in, unless closed.
+    fn enter(&self) -> bool {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How long a stop waits for in-flight requests before giving up on them.
@@ -96,11 +126,22 @@ impl Running {
         self.addr
     }
 
-    /// Stops accepting and lets in-flight requests finish (up to 30 s).
-    /// Returns false if requests were still running.
+    /// Stops taking requests and lets those in flight finish (up to 30 s).
+    /// Returns false if requests were still running. The listener closes
+    /// when rouille's loop next goes quiet, or when the process exits.
     pub fn stop(self) -> bool {
+        self.gate.closed.store(true, Ordering::SeqCst);
         let _ = self.stop.send(());
-        self.done.recv_timeout(DRAIN_LIMIT).is_ok()
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        while self.gate.inside.load(Ordering::SeqCst) > 0 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Give an idle loop the chance to close the listener right away.
+        let _ = self.done.recv_timeout(Duration::from_millis(200));
+        true
     }
 }
 
@@ -110,9 +151,25 @@ pub fn start(app: Arc<App>) -> Result<Running, Error> {
     let bind = app.config.server.bind.clone();
     let threads = app.config.server.threads as usize;
     let handler_app = Arc::clone(&app);
-    let server = rouille::Server::new(&bind, move |req| handle(&handler_app, req))
-        .map_err(|e| Error::internal(format!("cannot listen on {bind}: {e}")))?
-        .pool_size(threads);
+    let gate = Arc::new(Gate::default());
+    let handler_gate = Arc::clone(&gate);
+    let server = rouille::Server::new(&bind, move |req| {
+        if !handler_gate.enter() {
+            let busy = respond::error(&Error::Busy, handler_app.default_lang);
+            return respond::with_security_headers(busy);
+        }
+        // Left even if something unwinds past `handle`'s own guard.
+        struct Inside<'a>(&'a Gate);
+        impl Drop for Inside<'_> {
+            fn drop(&mut self) {
+                self.0.leave();
+            }
+        }
+        let _inside = Inside(&handler_gate);
+        handle(&handler_app, req)
+    })
+    .map_err(|e| Error::internal(format!("cannot listen on {bind}: {e}")))?
+    .pool_size(threads);
     let addr = server.server_addr();
     set_nodelay_on_listener(addr);
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -123,15 +180,12 @@ pub fn start(app: Arc<App>) -> Result<Running, Error> {
             while stop_rx.try_recv().is_err() {
                 server.poll_timeout(Duration::from_millis(50));
             }
-            // Hand out what was already accepted, then wait for every
-            // handler; dropping the server afterwards closes the listener.
-            server.poll_timeout(Duration::from_millis(10));
             server.join();
             drop(server);
             let _ = done_tx.send(());
         })
         .map_err(Error::internal)?;
-    Ok(Running { addr, stop: stop_tx, done: done_rx })
+    Ok(Running { addr, stop: stop_tx, done: done_rx, gate })
 }
 
 /// Turns Nagle's algorithm off for every connection the server accepts.
