@@ -234,3 +234,28 @@ fn sigterm_under_load_answers_commits_and_checkpoints() {
     let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(check, "ok");
 }
+
+#[test]
+fn idle_and_half_sent_connections_do_not_stop_the_server() {
+    let s = TestServer::start();
+    // 200 connections that never send anything, 200 that stop mid-request,
+    // and 200 that made one request and now idle on keep-alive.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        held.push(TcpStream::connect(s.addr()).unwrap());
+    }
+    for _ in 0..200 {
+        let mut c = TcpStream::connect(s.addr()).unwrap();
+        c.write_all(b"POST /api/register HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"na").unwrap();
+        held.push(c);
+    }
+    for _ in 0..200 {
+        let mut c = TcpStream::connect(s.addr()).unwrap();
+        c.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        held.push(c);
+    }
+    let r = request(s.addr(), "GET", "/api/health", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    drop(held);
+}
