@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests (real server, real
-# SQLite file), then the web UI in real headless Chromium. Installs what the
-# browser tests need on a fresh machine: Debian's chromium and, from npm,
-# playwright-core (pinned in tests/ui/package-lock.json).
+# SQLite file), the web UI in real headless Chromium, crash durability, and
+# schemathesis against the OpenAPI document. Installs what they need on a
+# fresh machine: Debian's chromium, from npm playwright-core (pinned in
+# tests/ui/package-lock.json), from PyPI schemathesis and openapi-spec-validator.
 set -euo pipefail
 cd "$(dirname "$0")"
 log=$(mktemp)
@@ -23,4 +24,6 @@ cargo build --locked --quiet   # the binary the browser tests start
 ui_passed=$(awk '/^# pass/ {print $3}' "$log")
 # Crash durability: SIGKILL under concurrent writes, then every acknowledged row must be there.
 python3 tests/crash/crash.py target/debug/apextrack "${CRASH_CYCLES:-3}"
-echo "summary: $((rust_passed + ui_passed + 1)) passed, 0 failed"
+# The OpenAPI document: valid, and schemathesis finds no 5xx and nothing undocumented.
+tests/api/schemathesis.sh target/debug/apextrack "${SCHEMATHESIS_EXAMPLES:-60}"
+echo "summary: $((rust_passed + ui_passed + 2)) passed, 0 failed"

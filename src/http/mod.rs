@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod auth;
 pub mod input;
+pub mod openapi;
 pub mod respond;
 pub mod router;
 

@@ -22,6 +22,7 @@ fn routes(segments: &[&str]) -> Option<Methods> {
         [page] if assets::PAGES.contains(page) => &[("GET", Public, assets::page)],
         ["assets", _file] => &[("GET", Public, assets::asset)],
         ["api", "health"] => &[("GET", Public, health)],
+        ["api", "openapi.json"] => &[("GET", Public, super::openapi::serve)],
         ["api", "register"] => &[("POST", Public, accounts::register)],
         ["api", "login"] => &[("POST", Public, accounts::login)],
         ["api", "logout"] => &[("POST", Auth, accounts::logout)],
