@@ -1,0 +1,196 @@
+//! The command line: `serve`, `init`, `backup`, `dev-seed` here, the admin
+//! commands in `accounts` (users, tokens) and `ops` (mail, outbox, phone
+//! blacklist). Each command calls the same domain functions as the HTTP API.
+
+mod accounts;
+mod ops;
+
+use self::accounts::{token, user, TokenCommand, UserCommand};
+use self::ops::{blacklist, mail_test, outbox, BlacklistCommand, MailCommand, OutboxCommand};
+use crate::app::App;
+use crate::config::{self, Config};
+use crate::error::Error;
+use crate::i18n::Lang;
+use crate::{backup, http, jobs};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+
+#[derive(Parser, Debug)]
+#[command(name = "apextrack", version, about = "Self-hosted affiliate click and conversion tracker")]
+pub struct Cli {
+    /// Configuration file [default: ./apextrack.toml when it exists]
+    #[arg(long, global = true, env = "APEXTRACK_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server until SIGINT or SIGTERM
+    Serve,
+    /// Write a commented config file and create the database
+    Init {
+        /// Overwrite an existing config file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Manage user accounts
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage login tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Copy the live database to FILE, consistently, while the server runs
+    Backup { file: PathBuf },
+    /// Mail delivery
+    #[command(subcommand)]
+    Mail(MailCommand),
+    /// The queue of outgoing mail
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Phone numbers refused for binding
+    #[command(subcommand)]
+    Blacklist(BlacklistCommand),
+    /// Fill the database with synthetic clicks and leads, for benchmarks
+    DevSeed {
+        /// The user that owns them (created, verified, if missing; password "seed-password")
+        #[arg(long, default_value = "seed@example.com")]
+        email: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        clicks: u64,
+        #[arg(long, default_value_t = 50_000)]
+        leads: u64,
+        /// Spread over this many days up to now
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 10)]
+        links: u32,
+        #[arg(long, default_value_t = 200)]
+        sub_ids: u32,
+    },
+}
+
+/// What a failed command prints after `error: `.
+pub(super) struct Failure(pub(super) String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+/// The top-level entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Init { force } => return init(config_path, force),
+        Command::Serve => return serve(Config::from_process(config_path)?),
+        _ => {}
+    }
+    let app = App::open(Config::from_process(config_path)?)?;
+    match cli.command {
+        Command::User(cmd) => user(&app, cmd),
+        Command::Token(cmd) => token(&app, cmd),
+        Command::Backup { file } => {
+            let started = std::time::Instant::now();
+            let bytes = backup::run(&app.db, &file)?;
+            println!("backed up {bytes} bytes to {} in {:.2?}", file.display(), started.elapsed());
+            Ok(())
+        }
+        Command::Mail(MailCommand::Test { address, language }) => mail_test(&app, &address, language),
+        Command::Outbox(cmd) => outbox(&app, cmd),
+        Command::Blacklist(cmd) => blacklist(&app, cmd),
+        Command::DevSeed { email, clicks, leads, days, links, sub_ids } => {
+            let user = match crate::accounts::find(&app, &email) {
+                Ok(user) => user,
+                Err(Error::NotFound) => {
+                    crate::accounts::create_account(&app, "Seed", &email, "seed-password", app.default_lang, true)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let started = std::time::Instant::now();
+            let seed = crate::tracking::seed::Seed { user_id: user.id, clicks, leads, days, links, sub_ids };
+            let (c, l) = crate::tracking::seed::run(&app, &seed, |p| eprint!("\r{p}          "))?;
+            eprintln!();
+            println!("seeded {c} clicks and {l} leads for {} in {:.1?}", user.email, started.elapsed());
+            Ok(())
+        }
+        Command::Init { .. } | Command::Serve => Ok(()),
+    }
+}
+
+fn serve(config: Config) -> Result<(), Failure> {
+    let app = Arc::new(App::open(config)?);
+    let (signal_tx, signal_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.send(());
+    })
+    .map_err(|e| Failure(format!("cannot install the signal handler: {e}")))?;
+    let running = http::start(Arc::clone(&app))?;
+    let jobs = jobs::Jobs::start(Arc::clone(&app));
+    eprintln!(
+        "apextrack {} listening on http://{} (database {}, schema version {})",
+        env!("CARGO_PKG_VERSION"),
+        running.addr(),
+        app.db.path().display(),
+        app.db.schema_version()?
+    );
+    let _ = signal_rx.recv();
+    eprintln!("shutting down: finishing in-flight requests");
+    let drained = running.stop();
+    // Background writes (the outbox's last status) land before the checkpoint.
+    jobs.stop();
+    if let Err(e) = app.db.checkpoint() {
+        eprintln!("warning: WAL checkpoint at shutdown failed: {e}");
+    }
+    if !drained {
+        eprintln!("warning: some requests were still running after the drain limit");
+    }
+    eprintln!("stopped");
+    Ok(())
+}
+
+fn init(config_path: Option<&Path>, force: bool) -> Result<(), Failure> {
+    let path = config_path.unwrap_or(Path::new("apextrack.toml"));
+    if path.exists() && !force {
+        return Err(Failure(format!("{} already exists (use --force to overwrite it)", path.display())));
+    }
+    std::fs::write(path, config::EXAMPLE).map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    let app = App::open(Config::from_process(Some(path))?)?;
+    println!("wrote {}", path.display());
+    println!("created {} (schema version {})", app.db.path().display(), app.db.schema_version()?);
+    println!("next: apextrack --config {} serve", path.display());
+    Ok(())
+}
+
+pub(super) fn parse_language(app: &App, code: Option<String>) -> Result<Lang, Failure> {
+    match code {
+        Some(code) => Lang::parse(&code).ok_or_else(|| Failure(format!("unknown language {code:?}: use id or en"))),
+        None => Ok(app.default_lang),
+    }
+}
+
+pub(super) fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
