@@ -39,6 +39,7 @@ pub struct Server {
     pub max_body_bytes: u64,
     pub default_language: String,
     pub utc_offset: String,
+    pub static_dir: String,
 }
 
 impl Default for Server {
@@ -51,6 +52,7 @@ impl Default for Server {
             max_body_bytes: 1024 * 1024,
             default_language: "id".into(),
             utc_offset: "+00:00".into(),
+            static_dir: String::new(),
         }
     }
 }
@@ -238,6 +240,9 @@ impl Config {
         }
         if parse_utc_offset(&s.utc_offset).is_none() {
             return bad("server.utc_offset", &s.utc_offset, "must look like +07:00 or -05:30");
+        }
+        if !s.static_dir.is_empty() && !Path::new(&s.static_dir).join("index.html").is_file() {
+            return bad("server.static_dir", &s.static_dir, "must be a folder with an index.html (like static/)");
         }
         let d = &self.database;
         if d.path.as_os_str().is_empty() {

@@ -409,6 +409,7 @@ fn every_error_class_has_its_json_shape() {
     let index = s.get("/", None);
     assert_eq!(index.status, 200);
     assert!(index.header("Content-Security-Policy").is_some());
+    assert_eq!(s.get("/assets/../../Cargo.toml", None).status, 404);
 }
 
 #[test]

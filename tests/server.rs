@@ -259,3 +259,23 @@ fn idle_and_half_sent_connections_do_not_stop_the_server() {
     assert_eq!(r.json()["status"], "ok");
     drop(held);
 }
+
+#[test]
+fn the_ui_can_be_served_from_a_folder_instead_of_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let ui = dir.path().join("ui");
+    std::fs::create_dir(&ui).unwrap();
+    std::fs::write(ui.join("index.html"), "<!doctype html><title>Custom</title><h1>My tracker</h1>").unwrap();
+    std::fs::write(ui.join("style.css"), "body { color: red }").unwrap();
+    let ui_path = ui.display().to_string();
+    let s = TestServer::with(|c| c.server.static_dir = ui_path);
+    assert!(s.get("/dashboard", None).body.contains("My tracker"));
+    assert_eq!(s.get("/assets/style.css", None).body, "body { color: red }");
+    // A file the folder lacks comes from the binary; nothing outside it is served.
+    assert!(s.get("/assets/app.js", None).body.contains("apextrack"));
+    assert_eq!(s.get("/assets/..%2Fui%2Findex.html", None).status, 404);
+    // A folder without index.html is a start-up error naming the key.
+    let mut config = apextrack::Config::default();
+    config.server.static_dir = dir.path().join("missing").display().to_string();
+    assert!(config.validate().unwrap_err().to_string().contains("server.static_dir"));
+}

@@ -25,16 +25,27 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub fn page(_: &Ctx) -> Result<Response, Error> {
-    Ok(Response::html(SHELL)
+/// A file of `server.static_dir` when it is set (only the known names, so
+/// no path reaches outside it), else the embedded copy.
+fn load(ctx: &Ctx, name: &str, embedded: &'static [u8]) -> Vec<u8> {
+    let dir = &ctx.app.config.server.static_dir;
+    if dir.is_empty() {
+        return embedded.to_vec();
+    }
+    std::fs::read(std::path::Path::new(dir).join(name)).unwrap_or_else(|_| embedded.to_vec())
+}
+
+pub fn page(ctx: &Ctx) -> Result<Response, Error> {
+    let shell = load(ctx, "index.html", SHELL.as_bytes());
+    Ok(Response::from_data("text/html; charset=utf-8", shell)
         .with_unique_header("Content-Security-Policy", CSP)
         .with_unique_header("Cache-Control", "no-cache"))
 }
 
 pub fn asset(ctx: &Ctx) -> Result<Response, Error> {
     let name = ctx.segment(1);
-    let (_, content_type, bytes) = ASSETS.iter().find(|(n, _, _)| *n == name).ok_or(Error::NotFound)?;
-    Ok(Response::from_data(*content_type, *bytes)
+    let (name, content_type, bytes) = ASSETS.iter().find(|(n, _, _)| *n == name).ok_or(Error::NotFound)?;
+    Ok(Response::from_data(*content_type, load(ctx, name, bytes))
         .with_unique_header("Content-Security-Policy", CSP)
         .with_unique_header("Cache-Control", "public, max-age=300"))
 }
