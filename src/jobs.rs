@@ -22,52 +22,44 @@ pub struct Jobs {
 }
 
 impl Jobs {
-    pub fn start(app: Arc<App>) -> Jobs {
+    pub fn start(app: Arc<App>) -> std::io::Result<Jobs> {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_pruner, stopped) = mpsc::channel::<()>();
         let pruner_app = Arc::clone(&app);
-        let pruner = thread::Builder::new()
-            .name("prune".into())
-            .spawn(move || loop {
-                if let Err(e) = accounts::prune(&pruner_app) {
-                    pruner_app.log.line(format!("warning: pruning expired rows failed: {e}"));
-                }
-                // Sleeps until the next round, or returns when stopped.
-                match stopped.recv_timeout(PRUNE_EVERY) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                    _ => return,
-                }
-            })
-            .expect("spawning a thread at start-up");
+        let pruner = thread::Builder::new().name("prune".into()).spawn(move || loop {
+            if let Err(e) = accounts::prune(&pruner_app) {
+                pruner_app.log.line(format!("warning: pruning expired rows failed: {e}"));
+            }
+            // Sleeps until the next round, or returns when stopped.
+            match stopped.recv_timeout(PRUNE_EVERY) {
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                _ => return,
+            }
+        })?;
         let (sender_app, sender_stop) = (Arc::clone(&app), Arc::clone(&stop));
-        let sender = thread::Builder::new()
-            .name("outbox".into())
-            .spawn(move || outbox::run(&sender_app, &sender_stop))
-            .expect("spawning a thread at start-up");
+        let sender =
+            thread::Builder::new().name("outbox".into()).spawn(move || outbox::run(&sender_app, &sender_stop))?;
         let mut threads = vec![pruner, sender];
         let hours = app.config.backup.interval_hours;
         if hours > 0 && !app.config.backup.dir.is_empty() {
             let (snap_app, snap_stop) = (Arc::clone(&app), Arc::clone(&stop));
             let every = Duration::from_secs(u64::from(hours) * 3600);
-            let snapshots = thread::Builder::new()
-                .name("backup".into())
-                .spawn(move || {
-                    let mut next = std::time::Instant::now() + every;
-                    while !snap_stop.load(Ordering::Relaxed) {
-                        if std::time::Instant::now() >= next {
-                            next += every;
-                            match crate::backup::snapshot(&snap_app) {
-                                Ok(path) => snap_app.log.line(format!("backup: wrote {}", path.display())),
-                                Err(e) => snap_app.log.line(format!("warning: scheduled backup failed: {e}")),
-                            }
+            let snapshots = thread::Builder::new().name("backup".into()).spawn(move || {
+                let mut next = std::time::Instant::now() + every;
+                while !snap_stop.load(Ordering::Relaxed) {
+                    if std::time::Instant::now() >= next {
+                        next += every;
+                        match crate::backup::snapshot(&snap_app) {
+                            Ok(path) => snap_app.log.line(format!("backup: wrote {}", path.display())),
+                            Err(e) => snap_app.log.line(format!("warning: scheduled backup failed: {e}")),
                         }
-                        thread::sleep(Duration::from_millis(500));
                     }
-                })
-                .expect("spawning a thread at start-up");
+                    thread::sleep(Duration::from_millis(500));
+                }
+            })?;
             threads.push(snapshots);
         }
-        Jobs { app, stop, stop_pruner, threads }
+        Ok(Jobs { app, stop, stop_pruner, threads })
     }
 
     /// Stops the threads; a mail being sent finishes and is recorded first.

@@ -182,8 +182,7 @@ fn phone_body(phone: &str, code: Option<&str>) -> Value {
 
 fn sms_code(recorder: &Recorder, n: usize) -> String {
     let got = recorder.wait_delivered(n);
-    let text = got[n - 1].json()["text"].as_str().unwrap().to_string();
-    text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_string()
+    common::six_digit_code(got[n - 1].json()["text"].as_str().unwrap())
 }
 
 #[test]
@@ -299,13 +298,7 @@ fn with_key(email: &str, permissions: Value) -> (TestServer, Recorder, String, V
     let r = s.post("/api/users/email-otp", Some(&token), &json!({}));
     assert_envelope(&r, 200, "api.email_otp_sent");
     let mail = recorder.wait_delivered(before + 1).last().unwrap().json();
-    let code = mail["text"]
-        .as_str()
-        .unwrap()
-        .split_whitespace()
-        .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap()
-        .to_string();
+    let code = common::six_digit_code(mail["text"].as_str().unwrap());
     let r = s.post(
         "/api/user/api-key",
         Some(&token),
@@ -447,13 +440,7 @@ fn listing_is_paged_sorted_by_whitelist_and_private() {
         let before = recorder.requests().len();
         s.post("/api/users/email-otp", Some(&token), &json!({}));
         let mail = recorder.wait_delivered(before + 1).last().unwrap().json();
-        let code = mail["text"]
-            .as_str()
-            .unwrap()
-            .split_whitespace()
-            .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
-            .unwrap()
-            .to_string();
+        let code = common::six_digit_code(mail["text"].as_str().unwrap());
         let r = s.post(
             "/api/user/api-key",
             Some(&token),
@@ -517,7 +504,7 @@ fn a_bound_phone_makes_the_sms_code_required_for_new_keys() {
     });
     let (_, token) = verified_user(&s, "both@example.com");
     let wait_text = |n: usize| recorder.wait_delivered(n)[n - 1].json()["text"].as_str().unwrap().to_string();
-    let six = |text: String| text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_string();
+    let six = |text: String| common::six_digit_code(&text);
     let _verification = wait_text(1);
     assert_eq!(call(&s, "POST", "/api/users/phone-otp", &token, phone_body("0822222222", None)).status, 200);
     let code = six(wait_text(2));

@@ -208,13 +208,8 @@ fn issue_token(app: &App, conn: &rusqlite::Connection, user_id: i64, name: &str,
 pub fn authenticate(app: &App, raw: &str) -> Result<Session, Error> {
     let (id, secret) = raw.trim().split_once('|').ok_or(Error::Unauthenticated)?;
     let id: i64 = id.parse().map_err(|_| Error::Unauthenticated)?;
-    let found = app.db.read(|c| {
-        let Some(token) = store::find_token(c, id)? else {
-            return Ok(None);
-        };
-        Ok(store::find_user(c, token.user_id)?.map(|user| (token, user)))
-    })?;
-    let (token, user) = found.ok_or(Error::Unauthenticated)?;
+    let found = app.db.read(|c| Ok(store::find_session(c, id)?))?;
+    let (user, token) = found.ok_or(Error::Unauthenticated)?;
     let hash = crypto::sha256_hex(secret.as_bytes());
     let now = app.clock.now();
     if !crypto::ct_eq(hash.as_bytes(), token.token_hash.as_bytes()) || token.expires_at.is_some_and(|t| t <= now) {
@@ -225,11 +220,11 @@ pub fn authenticate(app: &App, raw: &str) -> Result<Session, Error> {
     }
     if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
         // Bookkeeping only: a busy database must not fail the request.
-        if let Err(e) = app.db.write(|tx| Ok(store::touch_token(tx, token.id, now)?)) {
-            app.log.line(format!("warning: could not record last_used_at of token {}: {e}", token.id));
+        if let Err(e) = app.db.write(|tx| Ok(store::touch_token(tx, id, now)?)) {
+            app.log.line(format!("warning: could not record last_used_at of token {}: {e}", id));
         }
     }
-    Ok(Session { user, token_id: token.id })
+    Ok(Session { user, token_id: id })
 }
 
 /// The `verified` guard of later routes.
@@ -262,6 +257,11 @@ pub fn user_json(app: &App, user: &User) -> Value {
         "postback_allowlist": user.postback_allowlist.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
         "created_at": clock::format(user.created_at),
     })
+}
+
+/// The user with this id, or 404.
+pub fn find_by_id(app: &App, id: i64) -> Result<User, Error> {
+    app.db.read(|c| Ok(store::find_user(c, id)?))?.ok_or(Error::NotFound)
 }
 
 /// Finds a user by numeric id or by email, for the CLI.

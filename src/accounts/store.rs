@@ -151,12 +151,6 @@ pub fn insert_token(
     Ok(conn.last_insert_rowid())
 }
 
-pub fn find_token(conn: &Connection, id: i64) -> rusqlite::Result<Option<Token>> {
-    conn.prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM personal_access_tokens WHERE id = ?1"))?
-        .query_row([id], token_from_row)
-        .optional()
-}
-
 /// Tokens, newest first; all users' when `user_id` is None.
 pub fn list_tokens(conn: &Connection, user_id: Option<i64>) -> rusqlite::Result<Vec<Token>> {
     let mut stmt = conn.prepare(&format!(
@@ -165,6 +159,30 @@ pub fn list_tokens(conn: &Connection, user_id: Option<i64>) -> rusqlite::Result<
     ))?;
     let rows = stmt.query_map([user_id], token_from_row)?;
     rows.collect()
+}
+
+/// What a request's token says: its owner and its own state, in one query.
+pub struct TokenState {
+    pub token_hash: String,
+    pub last_used_at: Option<Micros>,
+    pub expires_at: Option<Micros>,
+}
+
+pub fn find_session(conn: &Connection, token_id: i64) -> rusqlite::Result<Option<(User, TokenState)>> {
+    let user_columns: Vec<String> = USER_COLUMNS.split(',').map(|c| format!("u.{}", c.trim())).collect();
+    let sql = format!(
+        "SELECT {}, t.token_hash, t.last_used_at, t.expires_at
+         FROM personal_access_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
+        user_columns.join(", ")
+    );
+    conn.prepare_cached(&sql)?
+        .query_row([token_id], |r| {
+            Ok((
+                user_from_row(r)?,
+                TokenState { token_hash: r.get(13)?, last_used_at: r.get(14)?, expires_at: r.get(15)? },
+            ))
+        })
+        .optional()
 }
 
 pub fn touch_token(conn: &Connection, id: i64, now: Micros) -> rusqlite::Result<()> {

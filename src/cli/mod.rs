@@ -148,7 +148,8 @@ fn serve(config: Config) -> Result<(), Failure> {
     })
     .map_err(|e| Failure(format!("cannot install the signal handler: {e}")))?;
     let running = http::start(Arc::clone(&app))?;
-    let jobs = jobs::Jobs::start(Arc::clone(&app));
+    let jobs = jobs::Jobs::start(Arc::clone(&app))
+        .map_err(|e| Failure(format!("cannot start the background threads: {e}")))?;
     eprintln!(
         "apextrack {} listening on http://{} (database {}, schema version {})",
         env!("CARGO_PKG_VERSION"),

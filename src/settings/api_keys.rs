@@ -331,7 +331,7 @@ pub fn authenticate(ctx: &Ctx, permission: &str) -> Result<Session, Error> {
     if !app.seen_signatures.first_use(&expected, now_ms) {
         return Err(Error::Unauthenticated);
     }
-    let user = accounts::find(app, &user_id.to_string()).map_err(|_| Error::Unauthenticated)?;
+    let user = accounts::find_by_id(app, user_id).map_err(|_| Error::Unauthenticated)?;
     if user.account_status == "suspended" {
         return Err(Error::Forbidden(Msg::new("auth.suspended")));
     }

@@ -152,7 +152,7 @@ pub fn bind(ctx: &Ctx) -> Result<Response, Error> {
         Ok(Err(refuse(422, "api.otp_verification_code_invalid")))
     })?;
     outcome?;
-    let user = accounts::find(app, &user.id.to_string())?;
+    let user = accounts::find_by_id(app, user.id)?;
     Ok(ok(ctx, "api.mobile_verified", accounts::user_json(app, &user)))
 }
 

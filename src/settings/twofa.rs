@@ -176,7 +176,7 @@ pub fn unbind(ctx: &Ctx) -> Result<Response, Error> {
     if !unbound {
         return Err(otp_failed());
     }
-    let user = accounts::find(app, &user.id.to_string())?;
+    let user = accounts::find_by_id(app, user.id)?;
     Ok(ok(ctx, "api.twofa_unbinded", accounts::user_json(app, &user)))
 }
 

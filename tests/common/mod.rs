@@ -165,7 +165,7 @@ impl TestServer {
         app.log = Log::capturing();
         let app = Arc::new(app);
         let running = http::start(Arc::clone(&app)).expect("server starts");
-        let jobs = Jobs::start(Arc::clone(&app));
+        let jobs = Jobs::start(Arc::clone(&app)).expect("background threads start");
         TestServer { addr: running.addr(), app, running: Some((running, jobs)), dir: Some(dir) }
     }
 
@@ -476,6 +476,11 @@ pub fn server_with_mail(recorder: &Recorder, adjust: impl FnOnce(&mut Config)) -
         c.mail.api_key = "test-mail-key".into();
         adjust(c);
     })
+}
+
+/// The first 6-digit number in a mail or text message.
+pub fn six_digit_code(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).expect("a 6-digit code").to_string()
 }
 
 /// The 6-digit code and the link out of a verification mail's text.
