@@ -389,9 +389,17 @@ impl Recorder {
     pub fn start() -> Recorder {
         let state = Arc::new(RecorderState::default());
         state.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        // A port below Linux's ephemeral range (32768+): nobody's `bind(:0)`
+        // or outgoing connection can take it while the recorder is down.
         let mut recorder = Recorder { addr: "127.0.0.1:0".parse().unwrap(), state, server: None };
-        recorder.up();
-        recorder
+        for attempt in 0u64..200 {
+            let port = 20_000 + (std::process::id() as u64 * 7919 + attempt * 104_729 + now_nanos()) % 12_000;
+            recorder.addr = format!("127.0.0.1:{port}").parse().unwrap();
+            if recorder.try_up() {
+                return recorder;
+            }
+        }
+        panic!("no free port for the recorder");
     }
 
     pub fn url(&self) -> String {
@@ -411,7 +419,18 @@ impl Recorder {
         }
     }
 
+    /// Listens again on the same port (it was chosen outside the ephemeral range).
     pub fn up(&mut self) {
+        for _ in 0..100 {
+            if self.try_up() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the recorder could not listen on {} again", self.addr);
+    }
+
+    fn try_up(&mut self) -> bool {
         let state = Arc::clone(&self.state);
         let server = rouille::Server::new(self.addr, move |req| {
             let mut body = String::new();
@@ -431,8 +450,8 @@ impl Recorder {
                 // No keep-alive: when the recorder goes down, no pooled
                 // connection outlives it.
                 .with_unique_header("Connection", "close")
-        })
-        .expect("recorder binds");
+        });
+        let Ok(server) = server else { return false };
         self.addr = server.server_addr();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
@@ -442,6 +461,7 @@ impl Recorder {
             }
         });
         self.server = Some((thread, stop));
+        true
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -600,4 +620,8 @@ pub fn write_mmdb(path: &Path, networks: &[(&str, u8, &str)]) {
     meta.push(0xE0);
     file.extend_from_slice(&meta);
     std::fs::write(path, file).unwrap();
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
 }
