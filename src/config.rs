@@ -34,6 +34,8 @@ pub struct Config {
 pub struct Server {
     pub bind: String,
     pub threads: u32,
+    pub max_connections: u32,
+    pub keep_alive_secs: u64,
     pub app_url: String,
     pub trusted_proxies: Vec<String>,
     pub max_body_bytes: u64,
@@ -47,6 +49,8 @@ impl Default for Server {
         Server {
             bind: "127.0.0.1:8080".into(),
             threads: 8,
+            max_connections: 1024,
+            keep_alive_secs: 15,
             app_url: "http://localhost:8080".into(),
             trusted_proxies: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -226,6 +230,8 @@ impl Config {
             return bad("server.bind", &s.bind, "must be an IP address and port, like 127.0.0.1:8080");
         }
         check_range("server.threads", s.threads.into(), 1, 512)?;
+        check_range("server.max_connections", s.max_connections.into(), 16, 65_536)?;
+        check_range("server.keep_alive_secs", s.keep_alive_secs, 1, 3600)?;
         if !(s.app_url.starts_with("http://") || s.app_url.starts_with("https://")) {
             return bad("server.app_url", &s.app_url, "must start with http:// or https://");
         }

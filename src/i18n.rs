@@ -188,6 +188,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ("http.not_object", "The request body must be a JSON object.", "The request body must be a JSON object."),
     ("http.invalid", "The given data was invalid.", "The given data was invalid."),
     ("http.server_error", "Server Error.", "Server Error."),
+    ("http.bad_request", "Permintaan HTTP tidak valid: :detail", "The request is not valid HTTP: :detail"),
     ("http.busy", "Service Unavailable.", "Service Unavailable."),
     ("validation.required", "The :attribute field is required.", "The :attribute field is required."),
     ("validation.string", "The :attribute must be a string.", "The :attribute must be a string."),

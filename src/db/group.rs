@@ -10,37 +10,45 @@
 use super::Db;
 use crate::error::Error;
 use rusqlite::Connection;
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, Thread};
 
 pub struct GroupCommit<T> {
     state: Mutex<State<T>>,
-    done: Condvar,
 }
 
 struct State<T> {
-    queue: Vec<T>,
-    next_ticket: u64,
-    /// Every ticket below this has been committed or has failed.
-    done: u64,
+    queue: Vec<(T, Arc<Waiter>)>,
+    /// A leader is writing, or has been chosen and is about to.
     leading: bool,
-    /// Recent failed batches: ticket range and whether the database was busy.
-    failed: VecDeque<(u64, u64, bool)>,
+}
+
+/// A submitting thread, parked until its item is settled or it is made
+/// the leader. Only the threads that have something to do are woken: the
+/// batch's own, and one to lead the next batch.
+struct Waiter {
+    thread: Thread,
+    outcome: AtomicU8,
+}
+
+const PENDING: u8 = 0;
+const COMMITTED: u8 = 1;
+const BUSY: u8 = 2;
+const FAILED: u8 = 3;
+const LEAD: u8 = 4;
+
+impl Waiter {
+    fn settle(&self, outcome: u8) {
+        self.outcome.store(outcome, Ordering::Release);
+        self.thread.unpark();
+    }
 }
 
 impl<T> Default for GroupCommit<T> {
     fn default() -> Self {
-        GroupCommit {
-            state: Mutex::new(State {
-                queue: Vec::new(),
-                next_ticket: 0,
-                done: 0,
-                leading: false,
-                failed: VecDeque::new(),
-            }),
-            done: Condvar::new(),
-        }
+        GroupCommit { state: Mutex::new(State { queue: Vec::new(), leading: false }) }
     }
 }
 
@@ -59,43 +67,50 @@ impl<T> GroupCommit<T> {
         item: T,
         write: impl FnOnce(&Connection, Vec<T>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut state = self.lock();
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.queue.push(item);
-        let mut write = Some(write);
-        loop {
-            if ticket < state.done {
-                return match state.failed.iter().find(|(from, to, _)| (*from..*to).contains(&ticket)) {
-                    Some((_, _, true)) => Err(Error::Busy),
-                    Some((_, _, false)) => Err(Error::internal("a grouped write failed")),
-                    None => Ok(()),
-                };
-            }
-            if state.leading {
-                state = self.done.wait(state).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            // Our ticket is still queued and nobody leads: we do.
-            let Some(write) = write.take() else { return Err(Error::internal("group commit led twice")) };
-            state.leading = true;
-            let batch = std::mem::take(&mut state.queue);
-            let (from, to) = (state.done, state.next_ticket);
-            drop(state);
-            // A panic must not leave `leading` set forever.
-            let result = catch_unwind(AssertUnwindSafe(|| db.write(|tx| write(tx, batch))))
-                .unwrap_or_else(|_| Err(Error::internal("a grouped write panicked")));
-            state = self.lock();
-            if let Err(e) = &result {
-                state.failed.push_back((from, to, matches!(e, Error::Busy)));
-                if state.failed.len() > 256 {
-                    state.failed.pop_front();
+        let me = Arc::new(Waiter { thread: thread::current(), outcome: AtomicU8::new(PENDING) });
+        let lead = {
+            let mut state = self.lock();
+            state.queue.push((item, Arc::clone(&me)));
+            !std::mem::replace(&mut state.leading, true)
+        };
+        if !lead {
+            loop {
+                match me.outcome.load(Ordering::Acquire) {
+                    PENDING => thread::park(),
+                    LEAD => break,
+                    outcome => return outcome_result(outcome),
                 }
             }
-            state.done = to;
-            state.leading = false;
-            self.done.notify_all();
         }
+        // Leader: write everything queued (our own item among it) at once.
+        let (items, waiters): (Vec<T>, Vec<Arc<Waiter>>) = std::mem::take(&mut self.lock().queue).into_iter().unzip();
+        // A panic must not leave the others parked, or `leading` set, forever.
+        let result = catch_unwind(AssertUnwindSafe(|| db.write(|tx| write(tx, items))))
+            .unwrap_or_else(|_| Err(Error::internal("a grouped write panicked")));
+        let outcome = match &result {
+            Ok(()) => COMMITTED,
+            Err(Error::Busy) => BUSY,
+            Err(_) => FAILED,
+        };
+        for waiter in waiters.iter().filter(|w| !Arc::ptr_eq(w, &me)) {
+            waiter.settle(outcome);
+        }
+        // Whoever queued meanwhile: the first of them leads the next batch.
+        let mut state = self.lock();
+        match state.queue.first() {
+            Some((_, next)) => next.settle(LEAD),
+            None => state.leading = false,
+        }
+        drop(state);
+        result
+    }
+}
+
+fn outcome_result(outcome: u8) -> Result<(), Error> {
+    match outcome {
+        COMMITTED => Ok(()),
+        BUSY => Err(Error::Busy),
+        _ => Err(Error::internal("a grouped write failed")),
     }
 }
 

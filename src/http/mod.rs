@@ -1,5 +1,6 @@
-//! The HTTP server: rouille on a thread pool, one access-log line per
-//! request, no panic ever reaching a client, and a graceful stop.
+//! The HTTP server: rouille's requests and responses over our own
+//! connection layer (`server`), one access-log line per request, no panic
+//! ever reaching a client, and a graceful stop.
 
 pub mod assets;
 pub mod auth;
@@ -7,6 +8,7 @@ pub mod input;
 pub mod openapi;
 pub mod respond;
 pub mod router;
+pub mod server;
 
 use crate::accounts::Session;
 use crate::app::App;
@@ -17,8 +19,6 @@ use rouille::{Request, Response};
 use std::cell::{Cell, OnceCell};
 use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -85,38 +85,7 @@ impl<'a> Ctx<'a> {
 
 /// A running server. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
-    addr: SocketAddr,
-    stop: mpsc::Sender<()>,
-    done: mpsc::Receiver<()>,
-    gate: Arc<Gate>,
-}
-
-/// Requests being handled, and whether new ones are still taken.
-///
-/// rouille's loop (`poll_timeout`) returns only after a quiet moment, so
-/// under steady traffic it never gets to notice a stop. The stop therefore
-/// happens here: once `closed`, new requests get a quick 503 without
-/// touching anything, and the stop waits for the requests already inside.
-#[derive(Default)]
-struct Gate {
-    closed: AtomicBool,
-    inside: AtomicUsize,
-}
-
-impl Gate {
-    /// Counts a request in, unless closed.
-    fn enter(&self) -> bool {
-        self.inside.fetch_add(1, Ordering::SeqCst);
-        if self.closed.load(Ordering::SeqCst) {
-            self.inside.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-
-    fn leave(&self) {
-        self.inside.fetch_sub(1, Ordering::SeqCst);
-    }
+    server: server::Server,
 }
 
 /// How long a stop waits for in-flight requests before giving up on them.
@@ -124,95 +93,62 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 impl Running {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
-    /// Stops taking requests and lets those in flight finish (up to 30 s).
-    /// Returns false if requests were still running. The listener closes
-    /// when rouille's loop next goes quiet, or when the process exits.
+    /// Refuses new connections, closes idle ones and lets the requests in
+    /// flight finish (up to 30 s): those being handled, and those whose
+    /// body is still arriving. Returns false if some were still running.
     pub fn stop(self) -> bool {
-        self.gate.closed.store(true, Ordering::SeqCst);
-        let _ = self.stop.send(());
+        self.server.shutdown();
         let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.gate.inside.load(Ordering::SeqCst) > 0 {
+        while self.server.busy_connections() > 0 {
             if Instant::now() > deadline {
                 return false;
             }
             thread::sleep(Duration::from_millis(5));
         }
-        // Give an idle loop the chance to close the listener right away.
-        let _ = self.done.recv_timeout(Duration::from_millis(200));
         true
     }
 }
 
-/// Binds `server.bind` and answers requests on `server.threads` threads
-/// until [`Running::stop`].
-pub fn start(app: Arc<App>) -> Result<Running, Error> {
-    let bind = app.config.server.bind.clone();
-    let threads = app.config.server.threads as usize;
-    let handler_app = Arc::clone(&app);
-    let gate = Arc::new(Gate::default());
-    let handler_gate = Arc::clone(&gate);
-    let server = rouille::Server::new(&bind, move |req| {
-        if !handler_gate.enter() {
-            let busy = respond::error(&Error::Busy, handler_app.default_lang);
-            return respond::with_security_headers(busy);
-        }
-        // Left even if something unwinds past `handle`'s own guard.
-        struct Inside<'a>(&'a Gate);
-        impl Drop for Inside<'_> {
-            fn drop(&mut self) {
-                self.0.leave();
-            }
-        }
-        let _inside = Inside(&handler_gate);
-        handle(&handler_app, req)
-    })
-    .map_err(|e| Error::internal(format!("cannot listen on {bind}: {e}")))?
-    .pool_size(threads);
-    let addr = server.server_addr();
-    set_nodelay_on_listener(addr);
-    let (stop_tx, stop_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("http-accept".into())
-        .spawn(move || {
-            while stop_rx.try_recv().is_err() {
-                server.poll_timeout(Duration::from_millis(50));
-            }
-            server.join();
-            drop(server);
-            let _ = done_tx.send(());
-        })
-        .map_err(Error::internal)?;
-    Ok(Running { addr, stop: stop_tx, done: done_rx, gate })
+/// The application as the connection layer sees it.
+struct Service {
+    app: Arc<App>,
 }
 
-/// Turns Nagle's algorithm off for every connection the server accepts.
-///
-/// tiny_http (under rouille) writes a response through a 1 KiB buffer, so
-/// any answer over 1 KiB leaves in two sends; with Nagle on, the second
-/// waits for the client's delayed ACK of the first: 40 ms added to every
-/// dashboard or list on a keep-alive connection. rouille does not expose
-/// its sockets, but on Linux accepted sockets inherit TCP_NODELAY from the
-/// listening one, which is the only socket bound to `addr` right after
-/// the bind: find it among our descriptors and set the option there.
-fn set_nodelay_on_listener(addr: SocketAddr) {
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
-    for entry in fds.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<std::os::fd::RawFd>().ok()) else { continue };
-        // SAFETY: the borrow lives only for the calls below and is used for
-        // nothing but getsockname/setsockopt. A descriptor that is not a
-        // socket, or was closed (or reused) since it was listed, makes them
-        // fail or not match; only a socket bound to our address is changed.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let socket = socket2::SockRef::from(&borrowed);
-        if socket.local_addr().ok().and_then(|a| a.as_socket()) == Some(addr) {
-            let _ = socket.set_tcp_nodelay(true);
-            return;
-        }
+impl server::Service for Service {
+    fn handle(&self, req: &Request) -> Response {
+        handle(&self.app, req)
     }
+
+    fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response {
+        let lang = self.app.default_lang;
+        let response = if status == 500 {
+            respond::error(&Error::internal(detail), lang)
+        } else {
+            respond::message(status, &crate::i18n::Msg::new("http.bad_request").arg("detail", detail), lang)
+        };
+        let now = clock::format(self.app.clock.now());
+        self.app.log.line(format!("{now} {} - - {status} ({})", peer.ip(), detail.escape_default()));
+        respond::with_security_headers(response)
+    }
+}
+
+/// Binds `server.bind` and answers requests until [`Running::stop`].
+pub fn start(app: Arc<App>) -> Result<Running, Error> {
+    let cfg = &app.config.server;
+    let limits = server::Limits {
+        spare_threads: cfg.threads as usize,
+        max_connections: cfg.max_connections as usize,
+        keep_alive: Duration::from_secs(cfg.keep_alive_secs),
+        max_body: cfg.max_body_bytes,
+    };
+    let bind = cfg.bind.clone();
+    let service = Service { app: Arc::clone(&app) };
+    let server = server::Server::start(&bind, limits, service)
+        .map_err(|e| Error::internal(format!("cannot listen on {bind}: {e}")))?;
+    Ok(Running { server })
 }
 
 /// Every request passes here: dispatch, catch panics, render errors, add

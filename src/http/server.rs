@@ -1,0 +1,697 @@
+//! The connections under rouille's `Request` and `Response`: HTTP/1.1 with
+//! keep-alive, one thread per open connection, and no hand-off between
+//! threads from the socket to the handler and back.
+//!
+//! rouille's own server (tiny_http) passes every request through three
+//! threads (the connection's, rouille's loop, a pool thread), and starves
+//! a burst of keep-alive connections: its pool queues a new connection
+//! behind threads that sit on idle ones, which never time out. Here the
+//! thread that accepts a connection serves it to the end; when it finds
+//! no other thread left waiting in `accept`, it starts one (up to
+//! `server.max_connections`), so a new connection never waits behind an
+//! idle one. An idle connection is closed after `server.keep_alive_secs`,
+//! and right after its answer when the server is near its limit.
+
+use crate::clock;
+use rouille::{Request, Response};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Longest request head (request line and headers), and most headers.
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 64;
+/// Longest a request head may take to arrive once it has begun.
+const HEAD_DEADLINE: Duration = Duration::from_secs(30);
+/// Longest a client may take to accept a part of an answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Answers up to this size leave in one write.
+const ONE_WRITE: usize = 64 * 1024;
+/// A thread beyond `server.threads` that accepts nothing for this long leaves.
+const IDLE_THREAD: Duration = Duration::from_secs(10);
+/// Pending connections the kernel holds while every thread is busy.
+const BACKLOG: i32 = 1024;
+
+/// What the connection layer asks of the application.
+pub trait Service: Send + Sync + 'static {
+    /// Answers a request.
+    fn handle(&self, req: &Request) -> Response;
+    /// The answer to bytes that are not an HTTP request we can take
+    /// (`status` 400, 408, 431 or 501).
+    fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response;
+}
+
+pub struct Limits {
+    /// Threads kept waiting for new connections.
+    pub spare_threads: usize,
+    /// Connections served at once; more wait in the kernel's queue.
+    pub max_connections: usize,
+    /// How long an idle keep-alive connection (or a stalled read) is kept.
+    pub keep_alive: Duration,
+    /// Largest body read; a bigger one is left to the handler to refuse
+    /// (by its `Content-Length`, or by a body cut at this size plus one).
+    pub max_body: u64,
+}
+
+/// A listening server; [`Server::shutdown`] stops it.
+pub struct Server {
+    shared: Arc<dyn Control>,
+    addr: SocketAddr,
+}
+
+/// The part of the shared state a [`Server`] handle needs, free of `S`.
+trait Control: Send + Sync {
+    fn shutdown(&self);
+    fn busy_connections(&self) -> usize;
+}
+
+struct Shared<S> {
+    service: S,
+    limits: Limits,
+    listener: TcpListener,
+    /// Threads blocked in `accept`.
+    waiting: AtomicUsize,
+    /// Threads alive.
+    threads: AtomicUsize,
+    /// Connections being served.
+    open: AtomicUsize,
+    /// A handle on each and whether it is in a request, so that a stop can
+    /// close the idle ones at once.
+    connections: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
+    /// Connections in the middle of a request (from its first byte to the
+    /// end of its answer).
+    busy: AtomicUsize,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl<S: Service> Control for Shared<S> {
+    fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // On Linux this wakes every thread blocked in accept (with EINVAL)
+        // and refuses new connections from here on.
+        let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
+        // A connection between requests sees its end and closes; one in
+        // the middle of a request still writes its answer.
+        for (stream, busy) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            if !busy.load(Ordering::SeqCst) {
+                let _ = stream.shutdown(Shutdown::Read);
+            }
+        }
+    }
+
+    fn busy_connections(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+}
+
+impl Server {
+    /// Binds `bind` (`host:port`) and starts `limits.spare_threads` threads.
+    pub fn start<S: Service>(bind: &str, limits: Limits, service: S) -> io::Result<Server> {
+        let listener = listen(bind)?;
+        let addr = listener.local_addr()?;
+        let spare = limits.spare_threads.max(1);
+        let shared = Arc::new(Shared {
+            service,
+            limits,
+            listener,
+            waiting: AtomicUsize::new(0),
+            threads: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            connections: Mutex::new(HashMap::new()),
+            busy: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        for _ in 0..spare {
+            if let Err(e) = spawn(&shared) {
+                shared.shutdown();
+                return Err(e);
+            }
+        }
+        Ok(Server { shared, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting: new connections are refused, idle ones are closed,
+    /// and the others after the request they are in. Returns at once.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+
+    /// Connections in the middle of a request: a stop waits for these.
+    pub fn busy_connections(&self) -> usize {
+        self.shared.busy_connections()
+    }
+}
+
+fn listen(bind: &str) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in bind.to_socket_addrs()? {
+        let attempt = (|| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            // Accepted sockets inherit it: no 40 ms Nagle stall on an
+            // answer that leaves in two writes.
+            socket.set_tcp_nodelay(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(BACKLOG)?;
+            // `accept` gives up after this, so that threads started for a
+            // burst can leave once it is over.
+            socket.set_read_timeout(Some(IDLE_THREAD))?;
+            Ok::<_, io::Error>(TcpListener::from(socket))
+        })();
+        match attempt {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Starts one more thread, unless `server.max_connections` are running.
+fn spawn<S: Service>(shared: &Arc<Shared<S>>) -> io::Result<()> {
+    if shared.threads.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_connections {
+        shared.threads.fetch_sub(1, Ordering::SeqCst);
+        return Ok(());
+    }
+    let shared_for_thread = Arc::clone(shared);
+    thread::Builder::new().name("http".into()).spawn(move || accept_loop(shared_for_thread)).map(|_| ()).inspect_err(
+        |_| {
+            shared.threads.fetch_sub(1, Ordering::SeqCst);
+        },
+    )
+}
+
+/// One thread: accept a connection, serve it to its end, repeat; leave
+/// after a quiet spell when enough other threads are waiting.
+fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
+    let mut buf = vec![0; MAX_HEAD];
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let accepted = shared.listener.accept();
+        let still_waiting = shared.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let (stream, peer) = match accepted {
+            Ok(connection) => connection,
+            // Nothing came for a while (the listener's receive timeout):
+            // leave if enough others are waiting.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if still_waiting >= shared.limits.spare_threads.max(1) {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                // Out of descriptors or memory: give the others a moment
+                // to close something instead of spinning.
+                if !matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+        };
+        if still_waiting == 0 {
+            // A failed spawn leaves this thread to accept after its connection.
+            let _ = spawn(&shared);
+        }
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let busy = Arc::new(AtomicBool::new(false));
+        if let Ok(handle) = stream.try_clone() {
+            shared.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (handle, Arc::clone(&busy)));
+        }
+        // A stop that came in between finds this one here, or sees it now.
+        if shared.stopping.load(Ordering::SeqCst) {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        let mut conn = Conn { stream, buf: &mut buf, pos: 0, len: 0, busy: &busy, busy_count: &shared.busy };
+        let _ = catch_unwind(AssertUnwindSafe(|| serve(&shared, &mut conn, peer, &mut out)));
+        conn.mark(false);
+        shared.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        shared.open.fetch_sub(1, Ordering::SeqCst);
+    }
+    shared.threads.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Why a connection stops being read.
+enum Stop {
+    /// The client closed, went idle, or the socket failed: just close.
+    Quiet,
+    /// Answer with this status and detail, then close.
+    Reject(u16, String),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Stop::Reject(408, "the request timed out".into()),
+            _ => Stop::Quiet,
+        }
+    }
+}
+
+/// A request head, parsed.
+struct Head {
+    method: String,
+    target: String,
+    http11: bool,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+}
+
+/// A connection and the bytes read from it but not used yet.
+struct Conn<'b> {
+    stream: TcpStream,
+    /// The thread's buffer, kept from one connection to the next.
+    buf: &'b mut [u8],
+    pos: usize,
+    len: usize,
+    /// Whether it is in a request, and how many connections are.
+    busy: &'b AtomicBool,
+    busy_count: &'b AtomicUsize,
+}
+
+impl Conn<'_> {
+    fn mark(&self, busy: bool) {
+        if self.busy.swap(busy, Ordering::SeqCst) != busy {
+            if busy {
+                self.busy_count.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.busy_count.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..self.len]
+    }
+
+    /// Reads more bytes after those buffered; 0 at the end of the stream.
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.len, 0);
+            self.len -= self.pos;
+            self.pos = 0;
+        }
+        if self.len == self.buf.len() {
+            return Err(io::Error::other("buffer full"));
+        }
+        loop {
+            match self.stream.read(&mut self.buf[self.len..]) {
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next request head; None when the client closed or stayed idle
+    /// past the keep-alive time between requests.
+    fn read_head(&mut self) -> Result<Option<Head>, Stop> {
+        let mut started: Option<Instant> = None;
+        loop {
+            if !self.buffered().is_empty() {
+                // Empty lines before a request line are allowed (RFC 9112 §2.2).
+                while self.buffered().first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+                    self.pos += 1;
+                }
+            }
+            if !self.buffered().is_empty() {
+                self.mark(true);
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(self.buffered()) {
+                    Ok(httparse::Status::Complete(used)) => {
+                        let head = Head {
+                            method: req.method.unwrap_or("GET").to_string(),
+                            target: req.path.unwrap_or("/").to_string(),
+                            http11: req.version == Some(1),
+                            headers: req
+                                .headers
+                                .iter()
+                                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                                .collect(),
+                        };
+                        self.pos += used;
+                        return Ok(Some(head));
+                    }
+                    Ok(httparse::Status::Partial) if self.len - self.pos >= MAX_HEAD => {
+                        return Err(Stop::Reject(431, format!("the request head is over {MAX_HEAD} bytes")));
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => {
+                        return Err(Stop::Reject(431, format!("more than {MAX_HEADERS} headers")));
+                    }
+                    Err(e) => return Err(Stop::Reject(400, format!("malformed request: {e}"))),
+                }
+                let began = *started.get_or_insert_with(Instant::now);
+                if began.elapsed() > HEAD_DEADLINE {
+                    return Err(Stop::Reject(408, "the request head took too long".into()));
+                }
+            }
+            let partial = !self.buffered().is_empty();
+            match self.fill() {
+                Ok(0) if partial => return Err(Stop::Quiet),
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                // Idle between requests: close quietly.
+                Err(e) if !partial && matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Moves `n` bytes of the body into `out`: the buffered ones first.
+    fn read_exact_into(&mut self, out: &mut Vec<u8>, n: usize) -> io::Result<()> {
+        let from_buffer = n.min(self.len - self.pos);
+        out.extend_from_slice(&self.buf[self.pos..self.pos + from_buffer]);
+        self.pos += from_buffer;
+        let rest = n - from_buffer;
+        if rest > 0 {
+            let start = out.len();
+            out.resize(start + rest, 0);
+            self.stream.read_exact(&mut out[start..])?;
+        }
+        Ok(())
+    }
+
+    /// One line (of a chunked body), without its CRLF.
+    fn read_line(&mut self) -> Result<String, Stop> {
+        loop {
+            if let Some(end) = self.buffered().iter().position(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(&self.buf[self.pos..self.pos + end]).trim_end().to_string();
+                self.pos += end + 1;
+                return Ok(line);
+            }
+            if self.len - self.pos >= 4096 {
+                return Err(Stop::Reject(400, "a chunk line is too long".into()));
+            }
+            if self.fill()? == 0 {
+                return Err(Stop::Quiet);
+            }
+        }
+    }
+
+    /// The body: all of it (true) or, when over `max`, as much as tells the
+    /// handler so (false: the rest is unread and the connection must close).
+    fn read_body(&mut self, head: &Head, max: u64) -> Result<(Vec<u8>, bool), Stop> {
+        let lengths: Vec<&str> = head
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .collect();
+        let chunked = match head.header("Transfer-Encoding") {
+            None => false,
+            Some(_) if !lengths.is_empty() => {
+                return Err(Stop::Reject(400, "both Content-Length and Transfer-Encoding".into()))
+            }
+            Some(te) if te.trim().eq_ignore_ascii_case("chunked") => true,
+            Some(te) => return Err(Stop::Reject(501, format!("unsupported Transfer-Encoding: {te}"))),
+        };
+        let length = match lengths.first() {
+            None => 0,
+            Some(first) => {
+                if lengths.iter().any(|l| l != first) || !first.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(Stop::Reject(400, "invalid Content-Length".into()));
+                }
+                first.parse::<u64>().map_err(|_| Stop::Reject(400, "invalid Content-Length".into()))?
+            }
+        };
+        if length > max {
+            return Ok((Vec::new(), false));
+        }
+        let wants_body = chunked || length > 0;
+        if wants_body && head.http11 && head.has_token("Expect", "100-continue") && self.buffered().is_empty() {
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        let mut body = Vec::new();
+        if !chunked {
+            self.read_exact_into(&mut body, length as usize)?;
+            return Ok((body, true));
+        }
+        loop {
+            let line = self.read_line()?;
+            let size = line.split(';').next().unwrap_or("").trim();
+            let size = u64::from_str_radix(size, 16).map_err(|_| Stop::Reject(400, "invalid chunk size".into()))?;
+            if size == 0 {
+                // Trailers, up to the empty line; ignored.
+                while !self.read_line()?.is_empty() {}
+                return Ok((body, true));
+            }
+            if body.len() as u64 + size > max {
+                // Enough to show the handler the body is over the limit.
+                let take = (max + 1 - body.len() as u64) as usize;
+                self.read_exact_into(&mut body, take)?;
+                return Ok((body, false));
+            }
+            self.read_exact_into(&mut body, size as usize)?;
+            if !self.read_line()?.is_empty() {
+                return Err(Stop::Reject(400, "a chunk is longer than its size".into()));
+            }
+        }
+    }
+}
+
+/// Serves one connection until it closes, idles out or must be closed.
+fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out: &mut Vec<u8>) {
+    let limits = &shared.limits;
+    let _ = conn.stream.set_read_timeout(Some(limits.keep_alive));
+    let _ = conn.stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    loop {
+        conn.mark(false);
+        // A stop either saw this connection idle (and shut it) or is seen here.
+        if shared.stopping.load(Ordering::SeqCst) && conn.buffered().is_empty() {
+            return;
+        }
+        let head = match conn.read_head() {
+            Ok(Some(head)) => head,
+            Ok(None) | Err(Stop::Quiet) => return,
+            Err(Stop::Reject(status, detail)) => return reject(shared, conn, out, peer, status, &detail),
+        };
+        let (body, complete) = match conn.read_body(&head, limits.max_body) {
+            Ok(body) => body,
+            Err(Stop::Quiet) => return,
+            Err(Stop::Reject(status, detail)) => return reject(shared, conn, out, peer, status, &detail),
+        };
+        let head_only = head.method == "HEAD";
+        let mut keep = complete
+            && if head.http11 {
+                !head.has_token("Connection", "close")
+            } else {
+                head.has_token("Connection", "keep-alive")
+            };
+        let http11 = head.http11;
+        let req = Request::fake_http_from(peer, head.method, head.target, head.headers, body);
+        let response = catch_unwind(AssertUnwindSafe(|| shared.service.handle(&req)))
+            .unwrap_or_else(|_| shared.service.reject(peer, 500, "the handler panicked"));
+        drop(req);
+        // Near the limit, or stopping: free this thread for someone else.
+        let crowded = shared.open.load(Ordering::Relaxed) + limits.max_connections / 8 >= limits.max_connections;
+        if crowded || shared.stopping.load(Ordering::Relaxed) {
+            keep = false;
+        }
+        let written = write_response(&mut conn.stream, out, response, head_only, keep, http11);
+        // One big answer must not pin its memory to this thread for good.
+        if out.capacity() > 16 * 1024 {
+            *out = Vec::with_capacity(1024);
+        }
+        match written {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+    }
+}
+
+/// Answers a request that could not be read, then closes.
+fn reject<S: Service>(
+    shared: &Shared<S>,
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    peer: SocketAddr,
+    status: u16,
+    detail: &str,
+) {
+    let response = shared.service.reject(peer, status, detail);
+    let _ = write_response(&mut conn.stream, out, response, false, false, true);
+    // Let the answer reach the client before the unread rest of its
+    // request makes the kernel reset the connection.
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    let _ = conn.stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 4096];
+    let until = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < until && matches!(conn.stream.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// Writes the answer; returns whether the connection stays open.
+fn write_response(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    response: Response,
+    head_only: bool,
+    mut keep: bool,
+    http11: bool,
+) -> io::Result<bool> {
+    let status = response.status_code;
+    if response.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("Connection") && v.eq_ignore_ascii_case("close")) {
+        keep = false;
+    }
+    let (mut body, size) = response.data.into_reader_and_size();
+    // A body of unknown size is sent chunked, or (HTTP/1.0) ended by closing.
+    if size.is_none() && !http11 {
+        keep = false;
+    }
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in &response.headers {
+        let framing = ["Connection", "Content-Length", "Transfer-Encoding", "Date"];
+        if framing.iter().any(|f| name.eq_ignore_ascii_case(f)) || has_line_break(name) || has_line_break(value) {
+            continue;
+        }
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    DATE.with(|date| out.extend_from_slice(date.borrow_mut().now().as_bytes()));
+    if !keep {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if !http11 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    let bodiless = status < 200 || status == 204 || status == 304;
+    match size {
+        Some(size) => {
+            if !bodiless {
+                let _ = write!(out, "Content-Length: {size}\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            if head_only || bodiless {
+                stream.write_all(out)?;
+            } else if size <= ONE_WRITE {
+                body.read_to_end(out)?;
+                stream.write_all(out)?;
+            } else {
+                stream.write_all(out)?;
+                io::copy(&mut body, stream)?;
+            }
+        }
+        None if head_only || bodiless => {
+            out.extend_from_slice(b"\r\n");
+            stream.write_all(out)?;
+        }
+        None if http11 => {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            stream.write_all(out)?;
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                let n = body.read(&mut chunk)?;
+                out.clear();
+                let _ = write!(out, "{n:x}\r\n");
+                out.extend_from_slice(&chunk[..n]);
+                out.extend_from_slice(b"\r\n");
+                stream.write_all(out)?;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        None => {
+            out.extend_from_slice(b"\r\n");
+            stream.write_all(out)?;
+            io::copy(&mut body, stream)?;
+        }
+    }
+    Ok(keep)
+}
+
+fn has_line_break(text: &str) -> bool {
+    text.bytes().any(|b| b == b'\r' || b == b'\n')
+}
+
+thread_local! {
+    static DATE: RefCell<DateHeader> = const { RefCell::new(DateHeader { second: -1, line: String::new() }) };
+}
+
+/// The `Date` header line, formatted once a second per thread.
+struct DateHeader {
+    second: i64,
+    line: String,
+}
+
+impl DateHeader {
+    fn now(&mut self) -> &str {
+        let second = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if second != self.second {
+            self.second = second;
+            self.line = format!("Date: {}\r\n", clock::http_date(second));
+        }
+        &self.line
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        423 => "Locked",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
