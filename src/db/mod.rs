@@ -11,14 +11,24 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub struct Db {
     readers: Pool<SqliteConnectionManager>,
     /// One connection: writers queue here instead of spinning on SQLITE_BUSY.
     writer: Pool<SqliteConnectionManager>,
+    /// Copies the WAL into the main file, off the writer's path.
+    checkpointer: Mutex<Connection>,
     path: PathBuf,
 }
+
+/// WAL pages after which the writer checkpoints by itself, inside a
+/// commit (SQLite's default is 1000). In the server, background passive
+/// checkpoints ([`Db::checkpoint_passive`]) have copied most of them by
+/// then, so this one is short; it is what lets the WAL start over, which
+/// a checkpoint racing a stream of commits never does.
+const WRITER_AUTOCHECKPOINT: u32 = 2000;
 
 impl Db {
     /// Opens (creating if needed) and upgrades the database file.
@@ -45,6 +55,7 @@ impl Db {
                     // The writer touches the hot ends of the big indexes on
                     // every click: give it room to keep them (4 MiB).
                     c.execute_batch("PRAGMA cache_size = -4096;")?;
+                    c.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)?;
                 }
                 Ok(())
             });
@@ -56,7 +67,14 @@ impl Db {
                 .build(manager)
                 .map_err(|e| Error::internal(format!("database pool: {e}")))
         };
-        Ok(Db { readers: pool(cfg.pool_size, true)?, writer: pool(1, false)?, path: cfg.path.clone() })
+        let checkpointer = Connection::open(&cfg.path)?;
+        checkpointer.busy_timeout(timeout)?;
+        Ok(Db {
+            readers: pool(cfg.pool_size, true)?,
+            writer: pool(1, false)?,
+            checkpointer: Mutex::new(checkpointer),
+            path: cfg.path.clone(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -84,6 +102,16 @@ impl Db {
     pub fn checkpoint(&self) -> Result<(), Error> {
         let conn = self.writer.get()?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+
+    /// Copies what the WAL holds into the main file, from a connection of
+    /// its own, without blocking readers or the writer (a passive
+    /// checkpoint); once all of it is copied, the next commit starts the WAL
+    /// over. The server runs this in the background several times a second.
+    pub fn checkpoint_passive(&self) -> Result<(), Error> {
+        let conn = self.checkpointer.lock().unwrap_or_else(|e| e.into_inner());
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
 

@@ -160,7 +160,7 @@ pub fn handle(app: &App, req: &Request) -> Response {
     let response = respond::with_security_headers(response);
     // The path only: query strings may carry signatures and secrets.
     let path = loggable_path(input::raw_path(req));
-    app.log.line(format!(
+    app.log.access(format!(
         "{} {} {} {} {} {:.1}ms",
         clock::format(app.clock.now()),
         ctx.ip,

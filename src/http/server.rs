@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,8 +34,6 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers up to this size leave in one write.
 const ONE_WRITE: usize = 64 * 1024;
-/// A thread beyond `server.threads` that accepts nothing for this long leaves.
-const IDLE_THREAD: Duration = Duration::from_secs(10);
 /// Pending connections the kernel holds while every thread is busy.
 const BACKLOG: i32 = 1024;
 
@@ -83,7 +82,9 @@ struct Shared<S> {
     open: AtomicUsize,
     /// A handle on each and whether it is in a request, so that a stop can
     /// close the idle ones at once.
-    connections: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
+    /// (Descriptors: an entry leaves, under the lock, before its socket is
+    /// closed, so the stop never touches a closed or reused descriptor.)
+    connections: Mutex<HashMap<u64, (RawFd, Arc<AtomicBool>)>>,
     /// Connections in the middle of a request (from its first byte to the
     /// end of its answer).
     busy: AtomicUsize,
@@ -99,9 +100,12 @@ impl<S: Service> Control for Shared<S> {
         let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
         // A connection between requests sees its end and closes; one in
         // the middle of a request still writes its answer.
-        for (stream, busy) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        for (fd, busy) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).values() {
             if !busy.load(Ordering::SeqCst) {
-                let _ = stream.shutdown(Shutdown::Read);
+                // SAFETY: the descriptor is open while its entry is in the
+                // map, and the map is locked (see `connections`).
+                let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+                let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Read);
             }
         }
     }
@@ -114,7 +118,7 @@ impl<S: Service> Control for Shared<S> {
 impl Server {
     /// Binds `bind` (`host:port`) and starts `limits.spare_threads` threads.
     pub fn start<S: Service>(bind: &str, limits: Limits, service: S) -> io::Result<Server> {
-        let listener = listen(bind)?;
+        let listener = listen(bind, &limits)?;
         let addr = listener.local_addr()?;
         let spare = limits.spare_threads.max(1);
         let shared = Arc::new(Shared {
@@ -154,7 +158,7 @@ impl Server {
     }
 }
 
-fn listen(bind: &str) -> io::Result<TcpListener> {
+fn listen(bind: &str, limits: &Limits) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
     for addr in bind.to_socket_addrs()? {
@@ -166,9 +170,12 @@ fn listen(bind: &str) -> io::Result<TcpListener> {
             socket.set_tcp_nodelay(true)?;
             socket.bind(&addr.into())?;
             socket.listen(BACKLOG)?;
-            // `accept` gives up after this, so that threads started for a
-            // burst can leave once it is over.
-            socket.set_read_timeout(Some(IDLE_THREAD))?;
+            // Accepted sockets inherit both time-outs, which saves two
+            // system calls per connection. The read time-out is also how
+            // long `accept` waits before a thread beyond the spare ones
+            // leaves, once a burst is over.
+            socket.set_read_timeout(Some(limits.keep_alive))?;
+            socket.set_write_timeout(Some(WRITE_TIMEOUT))?;
             Ok::<_, io::Error>(TcpListener::from(socket))
         })();
         match attempt {
@@ -231,9 +238,11 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
         shared.open.fetch_add(1, Ordering::SeqCst);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let busy = Arc::new(AtomicBool::new(false));
-        if let Ok(handle) = stream.try_clone() {
-            shared.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(id, (handle, Arc::clone(&busy)));
-        }
+        shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, (stream.as_raw_fd(), Arc::clone(&busy)));
         // A stop that came in between finds this one here, or sees it now.
         if shared.stopping.load(Ordering::SeqCst) {
             let _ = stream.shutdown(Shutdown::Read);
@@ -242,6 +251,7 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
         let _ = catch_unwind(AssertUnwindSafe(|| serve(&shared, &mut conn, peer, &mut out)));
         conn.mark(false);
         shared.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        drop(conn);
         shared.open.fetch_sub(1, Ordering::SeqCst);
     }
     shared.threads.fetch_sub(1, Ordering::SeqCst);
@@ -488,8 +498,6 @@ impl Conn<'_> {
 /// Serves one connection until it closes, idles out or must be closed.
 fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out: &mut Vec<u8>) {
     let limits = &shared.limits;
-    let _ = conn.stream.set_read_timeout(Some(limits.keep_alive));
-    let _ = conn.stream.set_write_timeout(Some(WRITE_TIMEOUT));
     loop {
         conn.mark(false);
         // A stop either saw this connection idle (and shut it) or is seen here.
