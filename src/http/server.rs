@@ -588,7 +588,9 @@ fn write_response(
         if framing.iter().any(|f| name.eq_ignore_ascii_case(f)) || has_line_break(name) || has_line_break(value) {
             continue;
         }
-        let _ = write!(out, "{name}: {value}\r\n");
+        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
     }
     DATE.with(|date| out.extend_from_slice(date.borrow_mut().now().as_bytes()));
     if !keep {

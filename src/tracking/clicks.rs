@@ -8,8 +8,9 @@ use crate::app::App;
 use crate::clock::{self, DAY};
 use crate::crypto;
 use crate::error::Error;
-use crate::http::input::{form_pairs, percent_encode};
+use crate::http::input::{form_pairs, percent_encode_into};
 use rusqlite::{params, OptionalExtension};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// Longest sub_id (and sub2..sub5, ext_id) kept; longer values are cut.
@@ -48,7 +49,7 @@ impl Params {
 /// Fills `{macro}`s of a destination URL; values are percent-encoded, so
 /// nothing a visitor sends can break out of its place in the URL (or of
 /// the `Location` header). Unknown `{...}` are left as they are.
-pub fn fill(url: &str, value: impl Fn(&str) -> Option<String>) -> String {
+pub fn fill<'v>(url: &str, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> String {
     let mut out = String::with_capacity(url.len() + 32);
     let mut rest = url;
     while let Some(open) = rest.find('{') {
@@ -56,7 +57,7 @@ pub fn fill(url: &str, value: impl Fn(&str) -> Option<String>) -> String {
         let after = &rest[open..];
         match after.find('}').and_then(|close| value(&after[1..close]).map(|v| (close, v))) {
             Some((close, v)) => {
-                out.push_str(&percent_encode(&v));
+                percent_encode_into(&mut out, &v);
                 rest = &after[close + 1..];
             }
             None => {
@@ -93,8 +94,10 @@ pub fn new_clickid(now: i64) -> String {
     const ALPHABET: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
     let millis = (now / 1000) as u64;
     let random = u128::from_le_bytes(crypto::random_bytes::<16>());
-    let time = (0..6).rev().map(|i| ALPHABET[((millis >> (i * 6)) & 63) as usize] as char);
-    time.chain((0..18).map(|i| ALPHABET[((random >> (i * 6)) & 63) as usize] as char)).collect()
+    let mut id = String::with_capacity(24);
+    id.extend((0..6).rev().map(|i| ALPHABET[((millis >> (i * 6)) & 63) as usize] as char));
+    id.extend((0..18).map(|i| ALPHABET[((random >> (i * 6)) & 63) as usize] as char));
+    id
 }
 
 /// Everything known about a visit before it is stored.
@@ -119,14 +122,29 @@ pub fn record(app: &App, visit: &Visit) -> Result<Option<String>, Error> {
     let ip = visit.ip.to_string();
     let user_agent = super::clip(visit.user_agent, MAX_USER_AGENT);
     let fingerprint: [u8; 16] =
-        crypto::sha256(format!("{ip}\n{user_agent}").as_bytes())[..16].try_into().unwrap_or_default();
-
+        crypto::sha256_parts(&[ip.as_bytes(), b"\n", user_agent.as_bytes()])[..16].try_into().unwrap_or_default();
+    // Where the visitor goes, known before the click is stored; sent only
+    // once it is.
+    let location = fill(&target.url, |name| {
+        Some(Cow::Borrowed(match name {
+            "clickid" => clickid.as_str(),
+            "sub_id" | "sub1" => &params.subs[0],
+            "sub2" => &params.subs[1],
+            "sub3" => &params.subs[2],
+            "sub4" => &params.subs[3],
+            "sub5" => &params.subs[4],
+            "ext_id" => &params.ext_id,
+            "country_code" => &country,
+            "device_type" => device,
+            _ => return None,
+        }))
+    });
     let click = NewClick {
-        clickid: clickid.clone(),
+        clickid,
         user_id: target.user_id,
         link_id: target.id,
-        params: params.clone(),
-        country: country.clone(),
+        params,
+        country,
         device,
         ip,
         user_agent,
@@ -139,21 +157,6 @@ pub fn record(app: &App, visit: &Visit) -> Result<Option<String>, Error> {
         // The link or its owner may have been removed behind the cache's
         // back (the CLI deleting a user): look it up afresh next time.
         .inspect_err(|_| app.slugs.clear())?;
-
-    let location = fill(&target.url, |name| {
-        Some(match name {
-            "clickid" => clickid.clone(),
-            "sub_id" | "sub1" => params.subs[0].clone(),
-            "sub2" => params.subs[1].clone(),
-            "sub3" => params.subs[2].clone(),
-            "sub4" => params.subs[3].clone(),
-            "sub5" => params.subs[4].clone(),
-            "ext_id" => params.ext_id.clone(),
-            "country_code" => country.clone(),
-            "device_type" => device.to_string(),
-            _ => return None,
-        })
-    });
     Ok(Some(location))
 }
 
@@ -187,7 +190,7 @@ fn write_batch(tx: &rusqlite::Connection, batch: Vec<NewClick>) -> Result<(), Er
                              ip, user_agent, is_unique, day, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
-    for c in batch {
+    for c in &batch {
         let is_bot = c.device == "bot";
         // Unique: this visitor has not clicked this link in the last 24 hours.
         let is_unique = !is_bot && {

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::outbox;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 pub const STATUSES: &[&str] = &["approved", "pending", "rejected"];
@@ -237,14 +238,14 @@ fn lead_payout(conn: &Connection, lead_id: Option<i64>) -> rusqlite::Result<i64>
 fn source_postback(click: &Click, status: &str, payout_cents: i64) -> String {
     let payout = format!("{}.{:02}", payout_cents / 100, payout_cents % 100);
     super::clicks::fill(&click.source_postback_url, |name| {
-        Some(match name {
-            "ext_id" => click.ext_id.clone(),
-            "clickid" => click.clickid.clone(),
-            "payout" => payout.clone(),
-            "status" => status.to_string(),
-            "sub_id" => click.sub1.clone(),
+        Some(Cow::Borrowed(match name {
+            "ext_id" => click.ext_id.as_str(),
+            "clickid" => &click.clickid,
+            "payout" => &payout,
+            "status" => status,
+            "sub_id" => &click.sub1,
             _ => return None,
-        })
+        }))
     })
 }
 

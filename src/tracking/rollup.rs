@@ -3,6 +3,8 @@
 //! Every report reads these; none scans `clicks`.
 
 use rusqlite::{params, Connection};
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// What one event adds to (or, negative, takes from) its rollup rows.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -81,20 +83,56 @@ impl Dims<'_> {
 }
 
 /// Deltas of a whole batch, merged per row before they are written: a
-/// batch of clicks on a busy sub_id updates its row once.
+/// batch of clicks on a busy sub_id updates its row once. Keys borrow from
+/// the batch's events ([`Batch::add`]), so merging allocates nothing per
+/// event, or own their text ([`Batch::add_owned`]).
 #[derive(Default)]
-pub struct Batch(std::collections::HashMap<(i64, &'static str, String, String), Delta>);
+pub struct Batch<'a>(HashMap<(i64, &'static str, Value<'a>, Cow<'a, str>), Delta>);
 
-impl Batch {
-    pub fn add(&mut self, user_id: i64, day: &str, dims: &Dims, delta: Delta, total_only: bool) {
-        for (dim, value) in dims.rows(total_only) {
-            *self.0.entry((user_id, dim, value, day.to_string())).or_default() += delta;
+/// A row's value: text, or a link's id (written as text).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Value<'a> {
+    Text(Cow<'a, str>),
+    Link(i64),
+}
+
+impl<'a> Batch<'a> {
+    pub fn add(&mut self, user_id: i64, day: &'a str, dims: &Dims<'a>, delta: Delta, total_only: bool) {
+        let texts = [dims.sub_id, dims.country, dims.device].map(Cow::Borrowed);
+        self.add_rows(user_id, Cow::Borrowed(day), texts, dims.link_id, delta, total_only);
+    }
+
+    /// [`Batch::add`] for values that do not outlive the call.
+    pub fn add_owned(&mut self, user_id: i64, day: &str, dims: &Dims, delta: Delta, total_only: bool) {
+        let texts = [dims.sub_id, dims.country, dims.device].map(|t| Cow::Owned(t.to_string()));
+        self.add_rows(user_id, Cow::Owned(day.to_string()), texts, dims.link_id, delta, total_only);
+    }
+
+    fn add_rows(
+        &mut self,
+        user_id: i64,
+        day: Cow<'a, str>,
+        [sub_id, country, device]: [Cow<'a, str>; 3],
+        link_id: i64,
+        delta: Delta,
+        total_only: bool,
+    ) {
+        let mut bump = |dim, value| *self.0.entry((user_id, dim, value, day.clone())).or_default() += delta;
+        bump("all", Value::Text(Cow::Borrowed("")));
+        if !total_only {
+            bump("sub_id", Value::Text(sub_id));
+            bump("country", Value::Text(country));
+            bump("device", Value::Text(device));
+            bump("link", Value::Link(link_id));
         }
     }
 
     pub fn write(self, conn: &Connection) -> rusqlite::Result<()> {
         for ((user_id, dim, value, day), delta) in self.0 {
-            upsert(conn, user_id, dim, &value, &day, delta)?;
+            match value {
+                Value::Text(text) => upsert(conn, user_id, dim, &text, &day, delta)?,
+                Value::Link(id) => upsert(conn, user_id, dim, &id.to_string(), &day, delta)?,
+            }
         }
         Ok(())
     }

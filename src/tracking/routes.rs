@@ -69,7 +69,7 @@ pub fn click(ctx: &Ctx) -> Result<Response, Error> {
     // Link checkers and previews send HEAD: answer, but count nothing.
     if ctx.req.method() == "HEAD" {
         return Ok(match ctx.app.slugs.get(ctx.app, visit.slug)? {
-            Some(target) => Response::redirect_302(clicks::fill(&target.url, |_| Some(String::new()))),
+            Some(target) => Response::redirect_302(clicks::fill(&target.url, |_| Some("".into()))),
             None => Response::html(NOT_FOUND_PAGE).with_status_code(404),
         });
     }

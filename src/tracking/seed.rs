@@ -85,7 +85,7 @@ pub fn run(app: &App, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64)
                 } else {
                     Delta { clicks: 1, unique_clicks: i64::from(unique), ..Delta::default() }
                 };
-                rollups.add(seed.user_id, &day, &Dims { sub_id: &sub, country, device, link_id }, delta, is_bot);
+                rollups.add_owned(seed.user_id, &day, &Dims { sub_id: &sub, country, device, link_id }, delta, is_bot);
             }
             Ok(rollups.write(tx)?)
         })?;
@@ -127,7 +127,7 @@ pub fn run(app: &App, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64)
                     at + 60_000_000
                 ])?;
                 let dims = Dims { sub_id: &sub, country: &country, device: &device, link_id };
-                rollups.add(seed.user_id, &day, &dims, Delta::lead(status, cents), false);
+                rollups.add_owned(seed.user_id, &day, &dims, Delta::lead(status, cents), false);
             }
             Ok(rollups.write(tx)?)
         })?;
