@@ -8,6 +8,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// A random string of `len` characters from `[A-Za-z0-9]`, from the OS-seeded CSPRNG.
 pub fn random_alphanumeric(len: usize) -> String {
@@ -134,15 +135,24 @@ fn params() -> Params {
     Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(HASH_LEN)).expect("static argon2 parameters are valid")
 }
 
-/// Working memory for argon2: at most one 19 MiB buffer per core, reused by
-/// every hash. Hashing is CPU-bound, so more at once would not be faster;
-/// a burst of logins waits its turn here instead of allocating 19 MiB per
-/// request (which left a loaded server holding half a gigabyte).
+/// Working memory for argon2: at most one 19 MiB buffer per core, reused
+/// while logins keep coming. Hashing is CPU-bound, so more at once would
+/// not be faster; a burst of logins waits its turn here instead of
+/// allocating 19 MiB per request (which left a loaded server holding half
+/// a gigabyte). Buffers idle for [`SCRATCH_IDLE`] are freed by
+/// [`release_idle_scratch`], so a quiet server does not keep them.
 struct Scratch {
-    state: Mutex<(Vec<Vec<Block>>, usize)>,
+    /// Buffers not in use, with when each was last used; and how many exist.
+    state: Mutex<(Vec<Idle>, usize)>,
     freed: Condvar,
     max: usize,
 }
+
+/// A buffer between hashes, and when it was last used.
+type Idle = (Vec<Block>, Instant);
+
+/// How long an unused argon2 buffer is kept for the next login.
+pub const SCRATCH_IDLE: Duration = Duration::from_secs(2);
 
 impl Scratch {
     fn get() -> &'static Scratch {
@@ -158,7 +168,7 @@ impl Scratch {
         let mut buf = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if let Some(buf) = state.0.pop() {
+                if let Some((buf, _)) = state.0.pop() {
                     break buf;
                 }
                 if state.1 < self.max {
@@ -168,14 +178,34 @@ impl Scratch {
                 state = self.freed.wait(state).unwrap_or_else(|e| e.into_inner());
             }
         };
+        // Given back even if `f` unwinds.
+        struct Slot<'a>(&'a Scratch, Vec<Block>);
+        impl Drop for Slot<'_> {
+            fn drop(&mut self) {
+                let buf = std::mem::take(&mut self.1);
+                self.0.state.lock().unwrap_or_else(|e| e.into_inner()).0.push((buf, Instant::now()));
+                self.0.freed.notify_one();
+            }
+        }
         if buf.len() < blocks {
             buf.resize(blocks, Block::default());
         }
-        let out = f(&mut buf[..blocks]);
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0.push(buf);
-        self.freed.notify_one();
-        out
+        let mut slot = Slot(self, buf);
+        f(&mut slot.1[..blocks])
     }
+
+    fn release_idle(&self, idle: Duration) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let before = state.0.len();
+        state.0.retain(|(_, used)| used.elapsed() < idle);
+        state.1 -= before - state.0.len();
+    }
+}
+
+/// Frees the argon2 buffers no login has used for [`SCRATCH_IDLE`]; the
+/// server's background jobs call this.
+pub fn release_idle_scratch() {
+    Scratch::get().release_idle(SCRATCH_IDLE);
 }
 
 fn argon2_into(
@@ -188,8 +218,6 @@ fn argon2_into(
 ) -> bool {
     let blocks = params.block_count();
     let argon = Argon2::new(algorithm, version, params);
-    // A panic inside argon2 would leak one scratch slot; it has none on
-    // valid parameters, which Params::new and PasswordHash parsing ensure.
     Scratch::get().with(blocks, |memory| argon.hash_password_into_with_memory(pwd, salt, out, memory).is_ok())
 }
 
@@ -230,6 +258,19 @@ pub fn burn_password_check(password: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argon2_buffers_are_reused_while_busy_and_freed_when_idle() {
+        let scratch = Scratch { state: Mutex::new((Vec::new(), 0)), freed: Condvar::new(), max: 2 };
+        let first = scratch.with(8, |m| m.as_ptr() as usize);
+        let second = scratch.with(8, |m| m.as_ptr() as usize);
+        assert_eq!(first, second, "the same buffer serves the next hash");
+        scratch.release_idle(Duration::from_secs(60));
+        assert_eq!(scratch.state.lock().unwrap().1, 1, "a recently used buffer is kept");
+        scratch.release_idle(Duration::ZERO);
+        let state = scratch.state.lock().unwrap();
+        assert_eq!((state.0.len(), state.1), (0, 0), "an idle buffer is freed");
+    }
 
     #[test]
     fn password_round_trip_and_phc_shape() {

@@ -1,6 +1,8 @@
 //! Background threads of `apextrack serve`: the outbox sender, pruning of
 //! expired tokens, codes, rate-limit windows and old delivered mail,
-//! checkpoints of the WAL, and scheduled snapshots (`[backup]`).
+//! upkeep ten times a second (checkpoints of the WAL, writing the gathered
+//! access log, freeing idle argon2 memory), and scheduled snapshots
+//! (`[backup]`).
 
 use crate::accounts;
 use crate::app::App;
@@ -13,8 +15,8 @@ use std::time::Duration;
 
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Under a stream of clicks the WAL grows by megabytes a second; copied
-/// this often, it stays small and no commit pays for a checkpoint.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// this often, it stays small and commits rarely pay for a checkpoint.
+const UPKEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Handle to the background threads; `stop` ends them.
 pub struct Jobs {
@@ -42,17 +44,18 @@ impl Jobs {
         let (sender_app, sender_stop) = (Arc::clone(&app), Arc::clone(&stop));
         let sender =
             thread::Builder::new().name("outbox".into()).spawn(move || outbox::run(&sender_app, &sender_stop))?;
-        let (wal_app, wal_stop) = (Arc::clone(&app), Arc::clone(&stop));
-        let checkpoints = thread::Builder::new().name("checkpoint".into()).spawn(move || {
-            while !wal_stop.load(Ordering::Relaxed) {
-                if let Err(e) = wal_app.db.checkpoint_passive() {
-                    wal_app.log.line(format!("warning: checkpoint failed: {e}"));
+        let (upkeep_app, upkeep_stop) = (Arc::clone(&app), Arc::clone(&stop));
+        let upkeep = thread::Builder::new().name("upkeep".into()).spawn(move || {
+            while !upkeep_stop.load(Ordering::Relaxed) {
+                if let Err(e) = upkeep_app.db.checkpoint_passive() {
+                    upkeep_app.log.line(format!("warning: checkpoint failed: {e}"));
                 }
-                wal_app.log.flush();
-                thread::sleep(CHECKPOINT_EVERY);
+                upkeep_app.log.flush();
+                crate::crypto::release_idle_scratch();
+                thread::sleep(UPKEEP_EVERY);
             }
         })?;
-        let mut threads = vec![pruner, sender, checkpoints];
+        let mut threads = vec![pruner, sender, upkeep];
         let hours = app.config.backup.interval_hours;
         if hours > 0 && !app.config.backup.dir.is_empty() {
             let (snap_app, snap_stop) = (Arc::clone(&app), Arc::clone(&stop));

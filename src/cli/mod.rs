@@ -91,6 +91,7 @@ impl From<config::ConfigError> for Failure {
 
 /// The top-level entry point of the binary.
 pub fn main() -> ExitCode {
+    return_big_allocations_to_the_system();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +99,21 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc serves an allocation over its "mmap threshold" from a mapping of
+/// its own, which `free` hands back to the system; but by default each such
+/// free raises the threshold, so the next 19 MiB argon2 buffer comes from a
+/// thread's arena and stays there after it is freed: a few hundred logins
+/// spread over many threads left gigabytes resident. A fixed threshold
+/// keeps every big buffer a mapping of its own.
+fn return_big_allocations_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc tunable; it is called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
