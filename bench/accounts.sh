@@ -4,7 +4,7 @@
 #   - time from exec to the first answered request (median of 7 starts)
 #   - GET /api/user and POST /api/login under 32 connections (wrk -t1 -c32 -d10s),
 #     keep-alive and one new connection per request.
-# Needs wrk, curl and python3 (Debian: apt-get install wrk curl). Usage: bench/accounts.sh [seconds]
+# Needs wrk and curl (Debian: apt-get install wrk curl). Usage: bench/accounts.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -49,9 +49,6 @@ LUA
 
 run() { # label, wrk args...
     local label=$1; shift
-    # Grow tiny_http's thread pool first (see bench/warm.py), so all 32
-    # connections are served rather than the first few.
-    python3 bench/warm.py 127.0.0.1 "$port" /api/health 40
     echo "== $label"
     wrk -t1 -c32 -d"${duration}s" --latency "$@" | grep -E 'Latency  |50%|90%|99%|Requests/sec|Non-2xx|Socket errors'
 }

@@ -4,13 +4,13 @@
 # keep-alive, and one new connection per click. Each mode runs 3 times;
 # medians are reported, plus the server CPU time per click and a check that
 # every 302 left a committed click row.
-# Needs wrk, nginx, python3 (Debian: apt-get install wrk nginx-light python3).
+# Needs wrk, nginx and sqlite3 (Debian: apt-get install wrk nginx-light sqlite3).
 # Usage: bench/click.sh [seconds per run] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 runs=${2:-3}
-for tool in wrk nginx python3; do
+for tool in wrk nginx sqlite3; do
     command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
 cargo build --release --quiet
@@ -56,7 +56,6 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$apex_pid/stat; }
 # run LABEL URL PORT [wrk args...] -> prints "rps p50 p99"
 run() {
     local url=$1 port=$2; shift 2
-    python3 bench/warm.py 127.0.0.1 "$port" "/api/health" 40 2>/dev/null || true
     wrk -t1 -c32 -d"${duration}s" --latency -H "User-Agent: $ua" "$@" "$url" > "$work/wrk.out"
     local rps p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
@@ -109,7 +108,6 @@ request = function()
     return wrk.format("GET", "/api/postback/conversion?clickid=$clickid&status=pending&payout=1.50&secret=$secret&txid=" .. counter)
 end
 LUA
-python3 bench/warm.py 127.0.0.1 "$apex_port" /api/health 40
 wrk -t1 -c32 -d"${duration}s" --latency -s "$work/postback.lua" "$base" > "$work/wrk.out"
 leads=$(sqlite3 "$work/bench.db" "SELECT count(*) FROM leads")
 echo "postbacks: $(awk '/Requests\/sec/ {print $2}' "$work/wrk.out") req/s, p50 $(awk '$1 == "50%" {print $2}' "$work/wrk.out"), p99 $(awk '$1 == "99%" {print $2}' "$work/wrk.out"); $leads leads stored"

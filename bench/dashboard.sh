@@ -26,7 +26,6 @@ token=$(curl -sf "$base/api/login" -H 'Content-Type: application/json' \
     -d '{"email":"seed@example.com","password":"seed-password","device_name":"bench"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
 sample=$(curl -sf "$base/api/dashboard-data" -H "Authorization: Bearer $token"); echo "${sample:0:300}"
 for c in 1 8; do
-    python3 bench/warm.py 127.0.0.1 "$port" /api/health 16 2>/dev/null || true
     echo "== GET /api/dashboard-data, $c connection(s)"
     wrk -t1 -c$c -d"${duration}s" --latency -H "Authorization: Bearer $token" "$base/api/dashboard-data" \
         | grep -E 'Latency  |50%|90%|99%|Requests/sec|Non-2xx'

@@ -152,6 +152,13 @@ fn a_body_over_the_limit_is_refused_without_being_read() {
     }
     let (status, _, body) = read_one(&mut reader);
     assert_eq!(status, 413, "{body}");
+    // A chunk size near 2^64 is just over the limit, not an overflow.
+    let (mut stream, mut reader) = connect(&s);
+    stream
+        .write_all(b"POST /api/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc")
+        .unwrap();
+    let (status, _, body) = read_one(&mut reader);
+    assert_eq!(status, 413, "{body}");
     assert_eq!(request(s.addr(), "GET", "/api/health", &[], b"").status, 200);
 }
 

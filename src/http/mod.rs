@@ -126,6 +126,8 @@ impl server::Service for Service {
         let lang = self.app.default_lang;
         let response = if status == 500 {
             respond::error(&Error::internal(detail), lang)
+        } else if status == 413 {
+            respond::error(&Error::PayloadTooLarge { limit: self.app.config.server.max_body_bytes }, lang)
         } else {
             respond::message(status, &crate::i18n::Msg::new("http.bad_request").arg("detail", detail), lang)
         };

@@ -76,7 +76,7 @@ pub fn dispatch(ctx: &Ctx) -> Result<Response, Error> {
     let methods = routes(&segments).ok_or(Error::NotFound)?;
     ctx.envelope.set(matches!(segments.as_slice(), ["api", "users", _] | ["api", "user", "api-key"]));
     let method = ctx.req.method();
-    // HEAD is answered as GET; tiny_http leaves the body out.
+    // HEAD is answered as GET; the connection layer leaves the body out.
     let wanted = if method == "HEAD" { "GET" } else { method };
     let Some((_, guard, handler)) = methods.iter().find(|(m, _, _)| *m == wanted) else {
         let allowed: Vec<&str> = methods.iter().map(|(m, _, _)| *m).collect();

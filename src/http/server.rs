@@ -42,7 +42,7 @@ pub trait Service: Send + Sync + 'static {
     /// Answers a request.
     fn handle(&self, req: &Request) -> Response;
     /// The answer to bytes that are not an HTTP request we can take
-    /// (`status` 400, 408, 431 or 501).
+    /// (`status` 400, 408, 413, 431 or 501; 500 if the handler panicked).
     fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response;
 }
 
@@ -51,10 +51,13 @@ pub struct Limits {
     pub spare_threads: usize,
     /// Connections served at once; more wait in the kernel's queue.
     pub max_connections: usize,
-    /// How long an idle keep-alive connection (or a stalled read) is kept.
+    /// How long an idle keep-alive connection (or a stalled read) is kept;
+    /// also how long a thread beyond `spare_threads` waits in `accept`
+    /// before it leaves.
     pub keep_alive: Duration,
-    /// Largest body read; a bigger one is left to the handler to refuse
-    /// (by its `Content-Length`, or by a body cut at this size plus one).
+    /// Largest body read. A bigger declared one is left unread for the
+    /// handler to refuse by its `Content-Length`; a chunked one that grows
+    /// bigger is refused here (413).
     pub max_body: u64,
 }
 
@@ -433,8 +436,10 @@ impl Conn<'_> {
         }
     }
 
-    /// The body: all of it (true) or, when over `max`, as much as tells the
-    /// handler so (false: the rest is unread and the connection must close).
+    /// The body: all of it (true), or nothing when its declared length is
+    /// over `max` (false: the handler refuses it by its `Content-Length`,
+    /// and the connection closes). A chunked body that grows past `max` is
+    /// refused here.
     fn read_body(&mut self, head: &Head, max: u64) -> Result<(Vec<u8>, bool), Stop> {
         let lengths: Vec<&str> = head
             .headers
@@ -481,11 +486,8 @@ impl Conn<'_> {
                 while !self.read_line()?.is_empty() {}
                 return Ok((body, true));
             }
-            if body.len() as u64 + size > max {
-                // Enough to show the handler the body is over the limit.
-                let take = (max + 1 - body.len() as u64) as usize;
-                self.read_exact_into(&mut body, take)?;
-                return Ok((body, false));
+            if size > max.saturating_sub(body.len() as u64) {
+                return Err(Stop::Reject(413, format!("the body is over {max} bytes")));
             }
             self.read_exact_into(&mut body, size as usize)?;
             if !self.read_line()?.is_empty() {
