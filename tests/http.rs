@@ -177,6 +177,10 @@ fn broken_heads_get_a_json_error_and_a_close() {
         (b"POST /api/login HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(), 400),
         (b"POST /api/login HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 501),
         (b"POST /api/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(), 400),
+        (b"POST /api/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\n".to_vec(), 400),
+        (b"POST /api/login HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n".to_vec(), 501),
+        (b"POST /api/login HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(), 400),
+        ("\r\n".repeat(40).into_bytes(), 400),
     ];
     for (raw, expected) in cases {
         let (mut stream, mut reader) = connect(&s);
@@ -255,4 +259,21 @@ fn a_stop_does_not_wait_for_idle_connections() {
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn at_the_connection_limit_every_client_is_still_answered() {
+    let s = TestServer::with(|c| c.server.max_connections = 16);
+    // Three times the limit in keep-alive clients that each make a request
+    // and then idle: every one is answered, and so is a newcomer.
+    let mut held = Vec::new();
+    for i in 0..48 {
+        let (mut stream, mut reader) = connect(&s);
+        stream.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(read_one(&mut reader).0, 200, "client {i}");
+        held.push((stream, reader));
+    }
+    let t = Instant::now();
+    assert_eq!(request(s.addr(), "GET", "/api/health", &[], b"").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }

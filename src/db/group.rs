@@ -58,14 +58,16 @@ impl<T> GroupCommit<T> {
     }
 
     /// Queues `item` and returns once the transaction holding it has
-    /// committed. `write` stores a whole batch (it runs on the leader's
-    /// thread, inside the transaction). If a batch fails, every item in it
-    /// gets the error and none is committed.
+    /// committed. `write` stores a batch (it runs on the leader's thread,
+    /// inside the transaction). If a batch fails for any reason but a busy
+    /// database, each of its items is tried again in a transaction of its
+    /// own, so one bad item (a click on a link deleted a moment ago) fails
+    /// alone instead of taking the others with it.
     pub fn submit(
         &self,
         db: &Db,
         item: T,
-        write: impl FnOnce(&Connection, Vec<T>) -> Result<(), Error>,
+        write: impl Fn(&Connection, &[T]) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let me = Arc::new(Waiter { thread: thread::current(), outcome: AtomicU8::new(PENDING) });
         let lead = {
@@ -74,8 +76,15 @@ impl<T> GroupCommit<T> {
             !std::mem::replace(&mut state.leading, true)
         };
         if !lead {
+            // A batch often commits within a few scheduler rounds: yielding
+            // until then costs less than sleeping and being woken.
+            let mut yields = 0;
             loop {
                 match me.outcome.load(Ordering::Acquire) {
+                    PENDING if yields < YIELDS => {
+                        yields += 1;
+                        thread::yield_now();
+                    }
                     PENDING => thread::park(),
                     LEAD => break,
                     outcome => return outcome_result(outcome),
@@ -85,15 +94,29 @@ impl<T> GroupCommit<T> {
         // Leader: write everything queued (our own item among it) at once.
         let (items, waiters): (Vec<T>, Vec<Arc<Waiter>>) = std::mem::take(&mut self.lock().queue).into_iter().unzip();
         // A panic must not leave the others parked, or `leading` set, forever.
-        let result = catch_unwind(AssertUnwindSafe(|| db.write(|tx| write(tx, items))))
-            .unwrap_or_else(|_| Err(Error::internal("a grouped write panicked")));
-        let outcome = match &result {
-            Ok(()) => COMMITTED,
-            Err(Error::Busy) => BUSY,
-            Err(_) => FAILED,
+        let attempt = |items: &[T]| {
+            catch_unwind(AssertUnwindSafe(|| db.write(|tx| write(tx, items))))
+                .unwrap_or_else(|_| Err(Error::internal("a grouped write panicked")))
         };
-        for waiter in waiters.iter().filter(|w| !Arc::ptr_eq(w, &me)) {
-            waiter.settle(outcome);
+        let whole = attempt(&items);
+        let results: Vec<Result<(), Error>> = if outcome_of(&whole) == FAILED && items.len() > 1 {
+            (0..items.len()).map(|i| attempt(&items[i..=i])).collect()
+        } else {
+            let outcome = outcome_of(&whole);
+            let mut whole = Some(whole);
+            // The leader keeps the error itself (for the log); the others get its kind.
+            waiters
+                .iter()
+                .map(|w| if Arc::ptr_eq(w, &me) { whole.take().unwrap_or(Ok(())) } else { outcome_result(outcome) })
+                .collect()
+        };
+        let mut mine = Ok(());
+        for (waiter, result) in waiters.iter().zip(results) {
+            if Arc::ptr_eq(waiter, &me) {
+                mine = result;
+            } else {
+                waiter.settle(outcome_of(&result));
+            }
         }
         // Whoever queued meanwhile: the first of them leads the next batch.
         let mut state = self.lock();
@@ -102,7 +125,18 @@ impl<T> GroupCommit<T> {
             None => state.leading = false,
         }
         drop(state);
-        result
+        mine
+    }
+}
+
+/// How many times a waiting thread yields before it sleeps.
+const YIELDS: u32 = 32;
+
+fn outcome_of(result: &Result<(), Error>) -> u8 {
+    match result {
+        Ok(()) => COMMITTED,
+        Err(Error::Busy) => BUSY,
+        Err(_) => FAILED,
     }
 }
 
@@ -157,6 +191,48 @@ mod tests {
             .unwrap();
         assert_eq!((rows, distinct), (800, 800));
         assert!(batches <= 800, "{batches}");
+    }
+
+    #[test]
+    fn a_bad_item_fails_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Database { path: dir.path().join("g.db"), ..Default::default() };
+        let db = Arc::new(Db::open(&cfg).unwrap());
+        db.write(|tx| Ok(tx.execute_batch("CREATE TABLE g (n INTEGER);")?)).unwrap();
+        let group = Arc::new(GroupCommit::<i64>::default());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (db, group) = (Arc::clone(&db), Arc::clone(&group));
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|i| {
+                            let n = t * 100 + i;
+                            group
+                                .submit(&db, n, |tx, batch| {
+                                    for &n in batch {
+                                        if n == 713 {
+                                            return Err(Error::internal("poisoned"));
+                                        }
+                                        tx.execute("INSERT INTO g VALUES (?1)", [n])?;
+                                    }
+                                    Ok(())
+                                })
+                                .is_err()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let failures: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(failures, 1, "only the poisoned item fails");
+        let (rows, poisoned): (i64, i64) = db
+            .read(|c| {
+                Ok(c.query_row("SELECT count(*), count(*) FILTER (WHERE n = 713) FROM g", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?)
+            })
+            .unwrap();
+        assert_eq!((rows, poisoned), (799, 0));
     }
 
     #[test]

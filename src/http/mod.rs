@@ -102,7 +102,7 @@ impl Running {
     pub fn stop(self) -> bool {
         self.server.shutdown();
         let deadline = Instant::now() + DRAIN_LIMIT;
-        while self.server.busy_connections() > 0 {
+        while self.server.open_connections() > 0 {
             if Instant::now() > deadline {
                 return false;
             }

@@ -28,8 +28,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Longest request head (request line and headers), and most headers.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
-/// Longest a request head may take to arrive once it has begun.
-const HEAD_DEADLINE: Duration = Duration::from_secs(30);
+/// Longest a request (head and body) may take to arrive once it has begun:
+/// a client trickling a byte at a time does not hold a thread for long.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// Empty lines tolerated before a request line.
+const MAX_BLANK_LINES: usize = 8;
 /// Longest a client may take to accept a part of an answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers up to this size leave in one write.
@@ -70,7 +73,7 @@ pub struct Server {
 /// The part of the shared state a [`Server`] handle needs, free of `S`.
 trait Control: Send + Sync {
     fn shutdown(&self);
-    fn busy_connections(&self) -> usize;
+    fn open_connections(&self) -> usize;
 }
 
 struct Shared<S> {
@@ -88,11 +91,23 @@ struct Shared<S> {
     /// (Descriptors: an entry leaves, under the lock, before its socket is
     /// closed, so the stop never touches a closed or reused descriptor.)
     connections: Mutex<HashMap<u64, (RawFd, Arc<AtomicBool>)>>,
-    /// Connections in the middle of a request (from its first byte to the
-    /// end of its answer).
-    busy: AtomicUsize,
     next_id: AtomicU64,
     stopping: AtomicBool,
+}
+
+impl<S> Shared<S> {
+    /// Ends every connection that is between requests: its thread's next
+    /// read sees the end of the stream.
+    fn close_idle(&self) {
+        for (fd, busy) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            if !busy.load(Ordering::SeqCst) {
+                // SAFETY: the descriptor is open while its entry is in the
+                // map, and the map is locked (see `connections`).
+                let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+                let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Read);
+            }
+        }
+    }
 }
 
 impl<S: Service> Control for Shared<S> {
@@ -103,18 +118,11 @@ impl<S: Service> Control for Shared<S> {
         let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
         // A connection between requests sees its end and closes; one in
         // the middle of a request still writes its answer.
-        for (fd, busy) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            if !busy.load(Ordering::SeqCst) {
-                // SAFETY: the descriptor is open while its entry is in the
-                // map, and the map is locked (see `connections`).
-                let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
-                let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Read);
-            }
-        }
+        self.close_idle();
     }
 
-    fn busy_connections(&self) -> usize {
-        self.busy.load(Ordering::SeqCst)
+    fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
@@ -132,7 +140,6 @@ impl Server {
             threads: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             connections: Mutex::new(HashMap::new()),
-            busy: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
@@ -155,9 +162,10 @@ impl Server {
         self.shared.shutdown();
     }
 
-    /// Connections in the middle of a request: a stop waits for these.
-    pub fn busy_connections(&self) -> usize {
-        self.shared.busy_connections()
+    /// Connections still open: after [`Server::shutdown`], those finishing
+    /// a request already begun.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections()
     }
 }
 
@@ -189,14 +197,14 @@ fn listen(bind: &str, limits: &Limits) -> io::Result<TcpListener> {
     Err(last)
 }
 
-/// Starts one more thread, unless `server.max_connections` are running.
-fn spawn<S: Service>(shared: &Arc<Shared<S>>) -> io::Result<()> {
+/// Starts one more thread; false if `server.max_connections` are running.
+fn spawn<S: Service>(shared: &Arc<Shared<S>>) -> io::Result<bool> {
     if shared.threads.fetch_add(1, Ordering::SeqCst) >= shared.limits.max_connections {
         shared.threads.fetch_sub(1, Ordering::SeqCst);
-        return Ok(());
+        return Ok(false);
     }
     let shared_for_thread = Arc::clone(shared);
-    thread::Builder::new().name("http".into()).spawn(move || accept_loop(shared_for_thread)).map(|_| ()).inspect_err(
+    thread::Builder::new().name("http".into()).spawn(move || accept_loop(shared_for_thread)).map(|_| true).inspect_err(
         |_| {
             shared.threads.fetch_sub(1, Ordering::SeqCst);
         },
@@ -212,10 +220,8 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
         shared.waiting.fetch_add(1, Ordering::SeqCst);
         let accepted = shared.listener.accept();
         let still_waiting = shared.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
-        if shared.stopping.load(Ordering::SeqCst) {
-            break;
-        }
         let (stream, peer) = match accepted {
+            Err(_) if shared.stopping.load(Ordering::SeqCst) => break,
             Ok(connection) => connection,
             // Nothing came for a while (the listener's receive timeout):
             // leave if enough others are waiting.
@@ -234,9 +240,13 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
                 continue;
             }
         };
-        if still_waiting == 0 {
-            // A failed spawn leaves this thread to accept after its connection.
-            let _ = spawn(&shared);
+        if still_waiting == 0 && !shared.stopping.load(Ordering::SeqCst) {
+            // At the limit, idle keep-alive connections make room (their
+            // clients reconnect); a failed spawn leaves this thread to
+            // accept again after its connection.
+            if let Ok(false) = spawn(&shared) {
+                shared.close_idle();
+            }
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -250,7 +260,7 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
         if shared.stopping.load(Ordering::SeqCst) {
             let _ = stream.shutdown(Shutdown::Read);
         }
-        let mut conn = Conn { stream, buf: &mut buf, pos: 0, len: 0, busy: &busy, busy_count: &shared.busy };
+        let mut conn = Conn { stream, buf: &mut buf, pos: 0, len: 0, busy: &busy, started: None };
         let _ = catch_unwind(AssertUnwindSafe(|| serve(&shared, &mut conn, peer, &mut out)));
         conn.mark(false);
         shared.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
@@ -286,10 +296,6 @@ struct Head {
 }
 
 impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
     fn has_token(&self, name: &str, token: &str) -> bool {
         self.headers
             .iter()
@@ -305,19 +311,25 @@ struct Conn<'b> {
     buf: &'b mut [u8],
     pos: usize,
     len: usize,
-    /// Whether it is in a request, and how many connections are.
+    /// Whether it is in a request (from its first byte to the end of its
+    /// answer); a stop or a full server closes only those that are not.
     busy: &'b AtomicBool,
-    busy_count: &'b AtomicUsize,
+    /// When the current request's first byte arrived.
+    started: Option<Instant>,
 }
 
 impl Conn<'_> {
     fn mark(&self, busy: bool) {
-        if self.busy.swap(busy, Ordering::SeqCst) != busy {
-            if busy {
-                self.busy_count.fetch_add(1, Ordering::SeqCst);
-            } else {
-                self.busy_count.fetch_sub(1, Ordering::SeqCst);
+        self.busy.store(busy, Ordering::SeqCst);
+    }
+
+    /// 408 once the current request has taken too long to arrive.
+    fn check_deadline(&self) -> Result<(), Stop> {
+        match self.started {
+            Some(started) if started.elapsed() > REQUEST_DEADLINE => {
+                Err(Stop::Reject(408, "the request took too long to arrive".into()))
             }
+            _ => Ok(()),
         }
     }
 
@@ -350,12 +362,17 @@ impl Conn<'_> {
     /// The next request head; None when the client closed or stayed idle
     /// past the keep-alive time between requests.
     fn read_head(&mut self) -> Result<Option<Head>, Stop> {
-        let mut started: Option<Instant> = None;
+        let mut blank = 0;
         loop {
             if !self.buffered().is_empty() {
-                // Empty lines before a request line are allowed (RFC 9112 §2.2).
+                self.started.get_or_insert_with(Instant::now);
+                // A few empty lines before a request line are allowed (RFC 9112 §2.2).
                 while self.buffered().first().is_some_and(|&b| b == b'\r' || b == b'\n') {
                     self.pos += 1;
+                    blank += 1;
+                }
+                if blank > 2 * MAX_BLANK_LINES {
+                    return Err(Stop::Reject(400, "too many empty lines before the request".into()));
                 }
             }
             if !self.buffered().is_empty() {
@@ -386,12 +403,9 @@ impl Conn<'_> {
                     }
                     Err(e) => return Err(Stop::Reject(400, format!("malformed request: {e}"))),
                 }
-                let began = *started.get_or_insert_with(Instant::now);
-                if began.elapsed() > HEAD_DEADLINE {
-                    return Err(Stop::Reject(408, "the request head took too long".into()));
-                }
             }
-            let partial = !self.buffered().is_empty();
+            self.check_deadline()?;
+            let partial = self.started.is_some();
             match self.fill() {
                 Ok(0) if partial => return Err(Stop::Quiet),
                 Ok(0) => return Ok(None),
@@ -405,16 +419,27 @@ impl Conn<'_> {
         }
     }
 
-    /// Moves `n` bytes of the body into `out`: the buffered ones first.
-    fn read_exact_into(&mut self, out: &mut Vec<u8>, n: usize) -> io::Result<()> {
+    /// Moves `n` bytes of the body into `out`: the buffered ones first,
+    /// then as they arrive (memory grows with what was sent, not with what
+    /// was announced).
+    fn read_exact_into(&mut self, out: &mut Vec<u8>, n: usize) -> Result<(), Stop> {
         let from_buffer = n.min(self.len - self.pos);
         out.extend_from_slice(&self.buf[self.pos..self.pos + from_buffer]);
         self.pos += from_buffer;
-        let rest = n - from_buffer;
-        if rest > 0 {
+        let mut rest = n - from_buffer;
+        while rest > 0 {
+            self.check_deadline()?;
             let start = out.len();
-            out.resize(start + rest, 0);
-            self.stream.read_exact(&mut out[start..])?;
+            out.resize(start + rest.min(64 * 1024), 0);
+            match self.stream.read(&mut out[start..]) {
+                Ok(0) => return Err(Stop::Quiet),
+                Ok(got) => {
+                    out.truncate(start + got);
+                    rest -= got;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => out.truncate(start),
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -430,6 +455,7 @@ impl Conn<'_> {
             if self.len - self.pos >= 4096 {
                 return Err(Stop::Reject(400, "a chunk line is too long".into()));
             }
+            self.check_deadline()?;
             if self.fill()? == 0 {
                 return Err(Stop::Quiet);
             }
@@ -448,13 +474,21 @@ impl Conn<'_> {
             .flat_map(|(_, v)| v.split(','))
             .map(str::trim)
             .collect();
-        let chunked = match head.header("Transfer-Encoding") {
-            None => false,
-            Some(_) if !lengths.is_empty() => {
+        let codings: Vec<&str> = head
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("Transfer-Encoding"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .collect();
+        let chunked = match codings.as_slice() {
+            [] => false,
+            _ if !lengths.is_empty() => {
                 return Err(Stop::Reject(400, "both Content-Length and Transfer-Encoding".into()))
             }
-            Some(te) if te.trim().eq_ignore_ascii_case("chunked") => true,
-            Some(te) => return Err(Stop::Reject(501, format!("unsupported Transfer-Encoding: {te}"))),
+            _ if !head.http11 => return Err(Stop::Reject(400, "Transfer-Encoding in an HTTP/1.0 request".into())),
+            [only] if only.eq_ignore_ascii_case("chunked") => true,
+            _ => return Err(Stop::Reject(501, format!("unsupported Transfer-Encoding: {}", codings.join(", ")))),
         };
         let length = match lengths.first() {
             None => 0,
@@ -480,10 +514,19 @@ impl Conn<'_> {
         loop {
             let line = self.read_line()?;
             let size = line.split(';').next().unwrap_or("").trim();
+            if size.is_empty() || size.len() > 16 || !size.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Stop::Reject(400, "invalid chunk size".into()));
+            }
             let size = u64::from_str_radix(size, 16).map_err(|_| Stop::Reject(400, "invalid chunk size".into()))?;
             if size == 0 {
                 // Trailers, up to the empty line; ignored.
-                while !self.read_line()?.is_empty() {}
+                let mut trailers = 0;
+                while !self.read_line()?.is_empty() {
+                    trailers += 1;
+                    if trailers > MAX_HEADERS {
+                        return Err(Stop::Reject(431, format!("more than {MAX_HEADERS} trailers")));
+                    }
+                }
                 return Ok((body, true));
             }
             if size > max.saturating_sub(body.len() as u64) {
@@ -502,6 +545,7 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out:
     let limits = &shared.limits;
     loop {
         conn.mark(false);
+        conn.started = None;
         // A stop either saw this connection idle (and shut it) or is seen here.
         if shared.stopping.load(Ordering::SeqCst) && conn.buffered().is_empty() {
             return;
@@ -540,6 +584,8 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out:
         }
         match written {
             Ok(true) => {}
+            // An unread body is still coming: let the answer arrive first.
+            Ok(false) if !complete => return linger(conn),
             Ok(false) | Err(_) => return,
         }
     }
@@ -556,8 +602,14 @@ fn reject<S: Service>(
 ) {
     let response = shared.service.reject(peer, status, detail);
     let _ = write_response(&mut conn.stream, out, response, false, false, true);
-    // Let the answer reach the client before the unread rest of its
-    // request makes the kernel reset the connection.
+    linger(conn);
+}
+
+/// Closes after an answer while the client may still be sending: unread
+/// bytes at close make the kernel reset the connection, which can destroy
+/// the answer before the client reads it; so stop writing, and read (and
+/// drop) what still comes for a moment first.
+fn linger(conn: &mut Conn) {
     let _ = conn.stream.shutdown(Shutdown::Write);
     let _ = conn.stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut sink = [0u8; 4096];

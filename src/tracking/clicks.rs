@@ -177,7 +177,7 @@ pub struct NewClick {
 
 /// Stores a batch of clicks in one transaction: each click row and its
 /// uniqueness, then the batch's rollup deltas, merged per row.
-fn write_batch(tx: &rusqlite::Connection, batch: Vec<NewClick>) -> Result<(), Error> {
+fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<(), Error> {
     let mut rollups = rollup::Batch::default();
     let mut last_seen =
         tx.prepare_cached("SELECT last_at FROM click_fingerprints WHERE link_id = ?1 AND fingerprint = ?2")?;
@@ -190,7 +190,7 @@ fn write_batch(tx: &rusqlite::Connection, batch: Vec<NewClick>) -> Result<(), Er
                              ip, user_agent, is_unique, day, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
-    for c in &batch {
+    for c in batch {
         let is_bot = c.device == "bot";
         // Unique: this visitor has not clicked this link in the last 24 hours.
         let is_unique = !is_bot && {
