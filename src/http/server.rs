@@ -256,9 +256,11 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, (stream.as_raw_fd(), Arc::clone(&busy)));
-        // A stop that came in between finds this one here, or sees it now.
+        // Accepted as a stop began (after its sweep of idle connections):
+        // its first request is still served, but it gets a second, not the
+        // keep-alive time, to send one.
         if shared.stopping.load(Ordering::SeqCst) {
-            let _ = stream.shutdown(Shutdown::Read);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         }
         let mut conn = Conn { stream, buf: &mut buf, pos: 0, len: 0, busy: &busy, started: None };
         let _ = catch_unwind(AssertUnwindSafe(|| serve(&shared, &mut conn, peer, &mut out)));
@@ -543,13 +545,17 @@ impl Conn<'_> {
 /// Serves one connection until it closes, idles out or must be closed.
 fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out: &mut Vec<u8>) {
     let limits = &shared.limits;
+    let mut first = true;
     loop {
         conn.mark(false);
         conn.started = None;
-        // A stop either saw this connection idle (and shut it) or is seen here.
-        if shared.stopping.load(Ordering::SeqCst) && conn.buffered().is_empty() {
+        // Between requests, a stop either saw this connection idle (and shut
+        // it) or is seen here; a connection accepted just before the stop
+        // still gets its first request served.
+        if !first && shared.stopping.load(Ordering::SeqCst) && conn.buffered().is_empty() {
             return;
         }
+        first = false;
         let head = match conn.read_head() {
             Ok(Some(head)) => head,
             Ok(None) | Err(Stop::Quiet) => return,
