@@ -90,27 +90,22 @@ impl Log {
 
     /// A warning or an event: written now.
     pub fn line(&self, text: impl Into<String>) {
-        let text = text.into();
-        match &self.captured {
-            Some(lines) => lines.lock().unwrap_or_else(|e| e.into_inner()).push(text),
-            None => {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                pending.extend_from_slice(text.as_bytes());
-                pending.push(b'\n');
-                write_out(&mut pending);
-            }
-        }
+        self.append(text.into(), true);
     }
 
     /// One access-log line: written with the next flush.
     pub fn access(&self, text: String) {
+        self.append(text, false);
+    }
+
+    fn append(&self, text: String, now: bool) {
         match &self.captured {
             Some(lines) => lines.lock().unwrap_or_else(|e| e.into_inner()).push(text),
             None => {
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 pending.extend_from_slice(text.as_bytes());
                 pending.push(b'\n');
-                if pending.len() >= LOG_BUFFER {
+                if now || pending.len() >= LOG_BUFFER {
                     write_out(&mut pending);
                 }
             }
