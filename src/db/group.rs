@@ -99,23 +99,19 @@ impl<T> GroupCommit<T> {
                 .unwrap_or_else(|_| Err(Error::internal("a grouped write panicked")))
         };
         let whole = attempt(&items);
-        let results: Vec<Result<(), Error>> = if outcome_of(&whole) == FAILED && items.len() > 1 {
-            (0..items.len()).map(|i| attempt(&items[i..=i])).collect()
-        } else {
-            let outcome = outcome_of(&whole);
-            let mut whole = Some(whole);
-            // The leader keeps the error itself (for the log); the others get its kind.
-            waiters
-                .iter()
-                .map(|w| if Arc::ptr_eq(w, &me) { whole.take().unwrap_or(Ok(())) } else { outcome_result(outcome) })
-                .collect()
-        };
-        let mut mine = Ok(());
-        for (waiter, result) in waiters.iter().zip(results) {
+        let retry = outcome_of(&whole) == FAILED && items.len() > 1;
+        // The leader keeps its own error (for the log); the others get its kind.
+        let mut mine = if retry { Ok(()) } else { whole };
+        let batch_outcome = outcome_of(&mine);
+        for (i, waiter) in waiters.iter().enumerate() {
+            let result = if retry { attempt(&items[i..=i]) } else { Ok(()) };
+            let outcome = if retry { outcome_of(&result) } else { batch_outcome };
             if Arc::ptr_eq(waiter, &me) {
-                mine = result;
+                if retry {
+                    mine = result;
+                }
             } else {
-                waiter.settle(outcome_of(&result));
+                waiter.settle(outcome);
             }
         }
         // Whoever queued meanwhile: the first of them leads the next batch.
