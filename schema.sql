@@ -246,3 +246,17 @@ CREATE TABLE api_keys (
     last_used_at INTEGER
 );
 CREATE INDEX api_keys_user ON api_keys(user_id, id);
+
+-- version: 5
+-- Pruning through indexes instead of scans; postbacks queued per owner
+-- (capped per user); numbers an account guessed codes for too often.
+CREATE INDEX click_fingerprints_last_at ON click_fingerprints(last_at);
+CREATE INDEX postback_log_received ON postback_log(received_at);
+ALTER TABLE outbox ADD COLUMN owner_id INTEGER;
+CREATE INDEX outbox_owner ON outbox(owner_id, status) WHERE owner_id IS NOT NULL;
+CREATE TABLE phone_blocks (
+    phone      TEXT NOT NULL,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (phone, user_id)
+) WITHOUT ROWID;

@@ -47,16 +47,16 @@ fn copy(src: &Connection, to: &Path) -> Result<(), Error> {
 
 /// A scheduled snapshot: `<dir>/apextrack-YYYYMMDD-HHMMSS.db`, then only
 /// the newest `keep` snapshots are kept.
-pub fn snapshot(app: &crate::app::App) -> Result<PathBuf, Error> {
-    let dir = Path::new(&app.config.backup.dir);
+pub fn snapshot(db: &Db, cfg: &crate::config::Backup, clock: &crate::clock::Clock) -> Result<PathBuf, Error> {
+    let dir = Path::new(&cfg.dir);
     std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
-    let stamp = crate::clock::format(app.clock.now());
+    let stamp = crate::clock::format(clock.now());
     // 2024-08-17T08:05:00.000000Z -> 20240817-080500
     let name: String =
         stamp[..19].chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect::<String>().replace('T', "-");
     let path = dir.join(format!("apextrack-{name}.db"));
-    run(&app.db, &path)?;
-    prune_snapshots(dir, app.config.backup.keep as usize)?;
+    run(db, &path)?;
+    prune_snapshots(dir, cfg.keep as usize)?;
     Ok(path)
 }
 
@@ -95,7 +95,7 @@ mod tests {
         std::fs::write(dir.path().join("snaps/notes.txt"), "mine").unwrap();
         let mut made = Vec::new();
         for _ in 0..3 {
-            made.push(snapshot(&app).unwrap());
+            made.push(snapshot(&app.db, &app.config.backup, &app.clock).unwrap());
             app.clock.shift(3600 * crate::clock::SECOND);
         }
         let left: Vec<_> = std::fs::read_dir(dir.path().join("snaps")).unwrap().map(|e| e.unwrap().path()).collect();

@@ -3,7 +3,7 @@
 //! validated with an error that names the key and the value.
 
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The commented example configuration; `apextrack init` writes it.
@@ -236,7 +236,7 @@ impl Config {
             return bad("server.app_url", &s.app_url, "must start with http:// or https://");
         }
         for proxy in &s.trusted_proxies {
-            if parse_cidr(proxy).is_none() {
+            if crate::net::parse_cidr(proxy).is_none() {
                 return bad("server.trusted_proxies", proxy, "must be an IP address or a CIDR range like 10.0.0.0/8");
             }
         }
@@ -278,7 +278,7 @@ impl Config {
         if !(m.endpoint.is_empty() || m.endpoint.starts_with("http://") || m.endpoint.starts_with("https://")) {
             return bad("mail.endpoint", &m.endpoint, "must start with http:// or https://");
         }
-        if !crate::accounts::is_email(crate::mail::split_address(&m.from).1) {
+        if !crate::text::is_email(crate::text::split_address(&m.from).1) {
             return bad("mail.from", &m.from, "must be an address like \"apextrack <noreply@example.com>\"");
         }
         let sms = &self.sms;
@@ -416,19 +416,6 @@ fn env_value(raw: &str, example: &toml::Value) -> Option<toml::Value> {
     }
 }
 
-/// `10.0.0.0/8`, `::1`, `192.168.1.7` → (network, prefix length).
-pub fn parse_cidr(text: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = match text.split_once('/') {
-        Some((ip, len)) => (ip.trim().parse::<IpAddr>().ok()?, len.trim().parse::<u8>().ok()?),
-        None => {
-            let ip = text.trim().parse::<IpAddr>().ok()?;
-            (ip, if ip.is_ipv4() { 32 } else { 128 })
-        }
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((ip, len))
-}
-
 /// `+07:00` → seconds east of UTC.
 pub fn parse_utc_offset(text: &str) -> Option<i32> {
     let (sign, rest) = match text.as_bytes().first()? {
@@ -522,8 +509,5 @@ mod tests {
         assert_eq!(parse_utc_offset("-05:30"), Some(-19_800));
         assert_eq!(parse_utc_offset("07:00"), None);
         assert_eq!(parse_utc_offset("+15:00"), None);
-        assert_eq!(parse_cidr("10.0.0.0/8"), Some(("10.0.0.0".parse().unwrap(), 8)));
-        assert_eq!(parse_cidr("::1"), Some(("::1".parse().unwrap(), 128)));
-        assert_eq!(parse_cidr("10.0.0.0/33"), None);
     }
 }

@@ -1,12 +1,16 @@
-//! Background threads of `apextrack serve`: the outbox sender, pruning of
-//! expired tokens, codes, rate-limit windows and old delivered mail,
+//! Background threads of `apextrack serve`: the two outbox workers
+//! (account mail and SMS; source postbacks), pruning of expired tokens,
+//! codes, rate-limit windows, fingerprints, postback logs and old
+//! delivered mail (each owner's own `prune`, in batches),
 //! upkeep ten times a second (checkpoints of the WAL, writing the gathered
 //! access log, freeing idle argon2 memory), and scheduled snapshots
 //! (`[backup]`).
 
-use crate::accounts;
 use crate::app::App;
-use crate::outbox;
+use crate::base::Core;
+use crate::outbox::{self, Queue, Worker};
+use crate::{accounts, ratelimit, settings, tracking, verification};
+use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -32,18 +36,20 @@ impl Jobs {
         let (stop_pruner, stopped) = mpsc::channel::<()>();
         let pruner_app = Arc::clone(&app);
         let pruner = thread::Builder::new().name("prune".into()).spawn(move || loop {
-            if let Err(e) = accounts::prune(&pruner_app) {
-                pruner_app.log.line(format!("warning: pruning expired rows failed: {e}"));
-            }
+            prune(&pruner_app);
             // Sleeps until the next round, or returns when stopped.
             match stopped.recv_timeout(PRUNE_EVERY) {
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 _ => return,
             }
         })?;
-        let (sender_app, sender_stop) = (Arc::clone(&app), Arc::clone(&stop));
-        let sender =
-            thread::Builder::new().name("outbox".into()).spawn(move || outbox::run(&sender_app, &sender_stop))?;
+        let mut senders = Vec::new();
+        for queue in [Queue::Account, Queue::Postbacks] {
+            let (sender_app, sender_stop) = (Arc::clone(&app), Arc::clone(&stop));
+            let name = format!("outbox-{}", queue.name());
+            senders
+                .push(thread::Builder::new().name(name).spawn(move || worker(&sender_app).run(queue, &sender_stop))?);
+        }
         let (upkeep_app, upkeep_stop) = (Arc::clone(&app), Arc::clone(&stop));
         let upkeep = thread::Builder::new().name("upkeep".into()).spawn(move || {
             while !upkeep_stop.load(Ordering::Relaxed) {
@@ -55,7 +61,8 @@ impl Jobs {
                 thread::sleep(UPKEEP_EVERY);
             }
         })?;
-        let mut threads = vec![pruner, sender, upkeep];
+        let mut threads = vec![pruner, upkeep];
+        threads.extend(senders);
         let hours = app.config.backup.interval_hours;
         if hours > 0 && !app.config.backup.dir.is_empty() {
             let (snap_app, snap_stop) = (Arc::clone(&app), Arc::clone(&stop));
@@ -65,7 +72,7 @@ impl Jobs {
                 while !snap_stop.load(Ordering::Relaxed) {
                     if std::time::Instant::now() >= next {
                         next += every;
-                        match crate::backup::snapshot(&snap_app) {
+                        match crate::backup::snapshot(&snap_app.db, &snap_app.config.backup, &snap_app.clock) {
                             Ok(path) => snap_app.log.line(format!("backup: wrote {}", path.display())),
                             Err(e) => snap_app.log.line(format!("warning: scheduled backup failed: {e}")),
                         }
@@ -88,4 +95,34 @@ impl Jobs {
         }
         self.app.log.flush();
     }
+}
+
+/// The outbox workers' view of the core.
+pub fn worker(core: &Core) -> Worker<'_> {
+    Worker { db: &core.db, config: &core.config, clock: &core.clock, log: &core.log, wake: &core.outbox_wake }
+}
+
+type Pruner = fn(&Connection, i64, i64) -> rusqlite::Result<usize>;
+
+/// Each table's owner prunes its own rows, in its own short transactions;
+/// one failing does not stop the others, and each failure is logged.
+pub fn prune(core: &Core) -> usize {
+    let owners: [(&str, Pruner); 7] = [
+        ("expired tokens", accounts::prune),
+        ("rate-limit windows", ratelimit::prune),
+        ("verification codes", verification::prune),
+        ("one-time codes", settings::otp::prune),
+        ("outbox", outbox::prune),
+        ("click fingerprints", tracking::clicks::prune),
+        ("postback log", tracking::postback::prune_log),
+    ];
+    let now = core.clock.now();
+    let mut total = 0;
+    for (what, prune) in owners {
+        match core.db.prune(|tx, limit| prune(tx, now, limit)) {
+            Ok(n) => total += n,
+            Err(e) => core.log.line(format!("warning: pruning {what} failed: {e}")),
+        }
+    }
+    total
 }

@@ -2,10 +2,10 @@
 //! through the configured HTTP mail API. Only the outbox worker and
 //! `apextrack mail test` call [`send`]; requests queue mail in the outbox.
 
-use crate::app::Log;
 use crate::config;
 use crate::crypto;
 use crate::i18n::{Lang, Msg};
+use crate::log::Log;
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,13 +34,32 @@ fn template(name: &str, lang: Lang, html: bool) -> &'static str {
     }
 }
 
-/// Fills `{{name}}` placeholders; values are HTML-escaped in HTML templates.
+/// Fills `{{name}}` placeholders in one pass over the template, so a value
+/// that itself contains `{{code}}` (a name typed at registration) is never
+/// expanded; values are HTML-escaped in HTML templates. Unknown
+/// placeholders stay as they are.
 fn render(text: &str, vars: &[(&str, &str)], html: bool) -> String {
-    let mut out = text.to_string();
-    for (name, value) in vars {
-        let value = if html { escape_html(value) } else { value.to_string() };
-        out = out.replace(&format!("{{{{{name}}}}}"), &value);
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let value = after.find("}}").and_then(|close| {
+            let name = &after[..close];
+            vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (close, *v))
+        });
+        match value {
+            Some((close, value)) => {
+                out.push_str(&if html { escape_html(value) } else { value.to_string() });
+                rest = &after[close + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -103,17 +122,6 @@ pub enum Payload {
     Form(Vec<(String, String)>),
 }
 
-/// `"Name <a@b.c>"` → (Some("Name"), "a@b.c"); `"a@b.c"` → (None, "a@b.c").
-pub fn split_address(from: &str) -> (Option<&str>, &str) {
-    match (from.find('<'), from.rfind('>')) {
-        (Some(open), Some(close)) if open < close => {
-            let name = from[..open].trim().trim_matches('"');
-            ((!name.is_empty()).then_some(name), from[open + 1..close].trim())
-        }
-        _ => (None, from.trim()),
-    }
-}
-
 /// `endpoint`, when set, replaces a vendor's base URL (an EU region, a
 /// test server); the vendor's documented path is kept.
 fn base<'a>(cfg: &'a config::Mail, vendor: &'a str) -> &'a str {
@@ -126,7 +134,7 @@ fn base<'a>(cfg: &'a config::Mail, vendor: &'a str) -> &'a str {
 
 /// The request each provider documents; None for `log`.
 pub fn request(cfg: &config::Mail, mail: &Mail) -> Option<Outgoing> {
-    let (from_name, from_email) = split_address(&cfg.from);
+    let (from_name, from_email) = crate::text::split_address(&cfg.from);
     let bearer = || ("Authorization".to_string(), format!("Bearer {}", cfg.api_key));
     let header = |k: &str, v: &str| (k.to_string(), v.to_string());
     let (url, headers, body) = match cfg.provider.as_str() {
@@ -215,7 +223,7 @@ pub fn send(cfg: &config::Mail, log: &Log, mail: &Mail, key: &str) -> Result<Del
         log.line(format!("mail (log provider) to {}: {}\n{}", mail.to, mail.subject, mail.text));
         return Ok(Delivery { status: 200, response: "logged".into() });
     };
-    let mut req = crate::outbox::http_agent().post(&out.url).header("Idempotency-Key", key);
+    let mut req = crate::http_client::http_agent().post(&out.url).header("Idempotency-Key", key);
     for (k, v) in &out.headers {
         req = req.header(k, v);
     }
@@ -277,9 +285,13 @@ mod tests {
     }
 
     #[test]
-    fn addresses_split_into_name_and_email() {
-        assert_eq!(split_address("Apex <a@b.co>"), (Some("Apex"), "a@b.co"));
-        assert_eq!(split_address("\"Apex Track\" <a@b.co>"), (Some("Apex Track"), "a@b.co"));
-        assert_eq!(split_address("a@b.co"), (None, "a@b.co"));
+    fn a_value_holding_a_placeholder_is_not_expanded() {
+        let text = "Hi {{name}}, your code is {{code}} ({{unknown}})";
+        let out = render(text, &[("name", "{{code}} {{url}}"), ("code", "123456"), ("url", "http://x")], false);
+        assert_eq!(out, "Hi {{code}} {{url}}, your code is 123456 ({{unknown}})");
+        let mail = verification(Lang::En, "a@b.co", "{{url}}{{code}}", "654321", "http://h/v", 60);
+        assert!(mail.text.contains("Hello {{url}}{{code}},"), "{}", mail.text);
+        assert!(mail.html.contains("{{url}}{{code}}"), "{}", mail.html);
+        assert_eq!(mail.text.matches("654321").count(), 1, "{}", mail.text);
     }
 }

@@ -3,6 +3,8 @@
 
 use crate::clock::{Micros, DAY, SECOND};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -43,8 +45,58 @@ pub fn clear(conn: &Connection, key: &str) -> rusqlite::Result<()> {
 }
 
 /// Deletes windows that ended more than a day ago (no limit here is longer).
-pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM rate_limits WHERE window_start < ?1", [now - DAY])
+/// Deletes up to `limit` windows that ended over a day ago.
+pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE window_start < ?1 LIMIT ?2)",
+        params![now - DAY, limit],
+    )
+}
+
+/// Values seen within the last `window` milliseconds, in memory: a signed
+/// API request is accepted once. Entries leave in the order they came, a
+/// few at each call, so a call costs O(1) amortized however many are held.
+#[derive(Default)]
+pub struct SeenOnce(Mutex<Seen>);
+
+#[derive(Default)]
+struct Seen {
+    at: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl SeenOnce {
+    /// Records `value` at `now_ms`; false if it was seen within `window_ms`.
+    pub fn first_use(&self, value: &str, now_ms: i64, window_ms: i64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((at, _)) = seen.order.front() {
+            if now_ms - at <= window_ms {
+                break;
+            }
+            if let Some((at, old)) = seen.order.pop_front() {
+                if seen.at.get(&old) == Some(&at) {
+                    seen.at.remove(&old);
+                }
+            }
+        }
+        match seen.at.get(value) {
+            Some(at) if now_ms - at <= window_ms => false,
+            _ => {
+                seen.at.insert(value.to_string(), now_ms);
+                seen.order.push_back((now_ms, value.to_string()));
+                true
+            }
+        }
+    }
+
+    /// How many values are held.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).at.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +127,23 @@ mod tests {
         assert_eq!(blocked(&c, "k", limit, t0 + MINUTE).unwrap(), None);
         clear(&c, "k").unwrap();
         hit(&c, "k", limit, t0).unwrap();
-        assert_eq!(prune(&c, t0 + 2 * DAY).unwrap(), 1);
+        assert_eq!(prune(&c, t0 + 2 * DAY, 5000).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_value_is_accepted_once_per_window_and_old_ones_leave() {
+        let seen = SeenOnce::default();
+        assert!(seen.first_use("a", 0, 60_000));
+        assert!(!seen.first_use("a", 59_000, 60_000));
+        for i in 0..1000 {
+            assert!(seen.first_use(&format!("v{i}"), 1_000 + i, 60_000));
+        }
+        assert_eq!(seen.len(), 1001);
+        // A minute later, everything older has left, a few at a time.
+        assert!(seen.first_use("a", 70_000, 60_000));
+        assert!(seen.first_use("late", 62_000 + 1000, 60_000));
+        assert!(seen.len() < 1001, "{}", seen.len());
+        assert!(seen.first_use("z", 200_000, 60_000));
+        assert_eq!(seen.len(), 1);
     }
 }

@@ -2,13 +2,13 @@
 //! `{"from", "to", "text"}` with a Bearer key) or `twilio` (its Messages
 //! API, form-encoded, Basic auth). Only the outbox worker sends.
 
-use crate::app::Log;
 use crate::config;
 use crate::crypto;
+use crate::log::Log;
 
 /// Sends one text now; Ok with the provider's answer, Err with a reason.
 pub fn send(cfg: &config::Sms, log: &Log, to: &str, text: &str, key: &str) -> Result<String, String> {
-    let agent = crate::outbox::http_agent();
+    let agent = crate::http_client::http_agent();
     let response = match cfg.provider.as_str() {
         "http" => {
             let body = serde_json::json!({"from": cfg.from, "to": to, "text": text}).to_string();

@@ -3,9 +3,9 @@
 
 mod common;
 
-use apextrack::app::Log;
 use apextrack::config;
 use apextrack::i18n::Lang;
+use apextrack::log::Log;
 use apextrack::mail;
 use common::{cli, server_with_mail, write_config, Client, Recorder, TestServer};
 use serde_json::json;

@@ -219,7 +219,7 @@ fn phone_binding_by_sms_code_and_two_users_competing_for_one_number() {
 }
 
 #[test]
-fn five_wrong_codes_from_one_ip_blacklist_the_number() {
+fn five_wrong_codes_shut_that_account_out_of_the_number_but_not_its_owner() {
     let recorder = Recorder::start();
     let s = sms_server(&recorder);
     let (_, token) = verified_user(&s, "guess@example.com");
@@ -243,6 +243,16 @@ fn five_wrong_codes_from_one_ip_blacklist_the_number() {
     assert_envelope(&bind(&code), 403, "api.phone_number_blacklisted");
     let r = call(&s, "POST", "/api/users/phone-otp", &token, phone_body("08111111111", None));
     assert_envelope(&r, 403, "api.phone_number_blacklisted");
+    // A stranger guessing at codes sent to someone's number does not take
+    // it from its owner: another account still gets a code and binds it.
+    let (_, owner) = verified_user(&s, "owner@example.com");
+    assert_eq!(call(&s, "POST", "/api/users/phone-otp", &owner, phone_body("08111111111", None)).status, 200);
+    let owner_code = sms_code(&recorder, 2);
+    let r = call(&s, "POST", "/api/users/phone-bind", &owner, phone_body("08111111111", Some(&owner_code)));
+    assert_envelope(&r, 200, "api.mobile_verified");
+    let global: i64 = s.sqlite().query_row("SELECT count(*) FROM phone_blacklist", [], |r| r.get(0)).unwrap();
+    assert_eq!(global, 0);
+    s.sqlite().execute("UPDATE users SET phone = NULL WHERE email = 'owner@example.com'", []).unwrap();
 
     common::write_config(s.dir(), "");
     let listed = common::cli(s.dir(), &["blacklist", "list", "--json"]);
@@ -279,7 +289,7 @@ fn twilio_gets_its_documented_form_request() {
         from: "+15005550006".into(),
         ..Default::default()
     };
-    apextrack::sms::send(&cfg, &apextrack::app::Log::capturing(), "+628123", "Kode: 123456", "k").unwrap();
+    apextrack::sms::send(&cfg, &apextrack::log::Log::capturing(), "+628123", "Kode: 123456", "k").unwrap();
     let r = &recorder.requests()[0];
     assert_eq!(r.url, "/2010-04-01/Accounts/AC123/Messages.json");
     assert_eq!(r.header("Authorization"), Some(format!("Basic {}", crypto::base64(b"AC123:tok")).as_str()));
@@ -511,7 +521,15 @@ fn a_bound_phone_makes_the_sms_code_required_for_new_keys() {
     assert_eq!(call(&s, "POST", "/api/users/phone-bind", &token, phone_body("0822222222", Some(&code))).status, 200);
     s.post("/api/users/email-otp", Some(&token), &json!({}));
     let email_code = six(wait_text(3));
+    // Without the SMS code the answer says which field is missing, not
+    // that a code was wrong; the email code is not used up.
     let body = json!({"apiName": "k", "emailOtpCode": email_code, "permissions": ["links:read"]});
+    let r = s.post("/api/user/api-key", Some(&token), &body);
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert_eq!(r.json()["errors"]["phoneOtpCode"][0], "The phone otp code field is required.", "{}", r.json());
+    // No SMS code is pending now (the last one bound the phone): any is wrong.
+    let body =
+        json!({"apiName": "k", "emailOtpCode": email_code, "phoneOtpCode": "000000", "permissions": ["links:read"]});
     assert_envelope(&s.post("/api/user/api-key", Some(&token), &body), 422, "api.otp_verification_code_invalid");
     s.app.clock.shift(61 * SECOND);
     s.post("/api/users/email-otp", Some(&token), &json!({}));

@@ -126,7 +126,7 @@ fn codes_expire_after_the_configured_minutes() {
     let count =
         |s: &TestServer| s.sqlite().query_row("SELECT count(*) FROM email_codes", [], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(count(&s), 1);
-    apextrack::accounts::prune(&s.app).unwrap();
+    apextrack::jobs::prune(&s.app);
     assert_eq!(count(&s), 0);
 }
 

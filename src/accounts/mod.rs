@@ -1,17 +1,19 @@
-//! Accounts: registration, login with Sanctum-style tokens, logout, the
-//! account guards, and the admin operations the CLI offers. Rouille-free:
-//! `routes` adapts these to HTTP, `cli` to the command line.
+//! Accounts: creation, login with Sanctum-style tokens (and the 2FA gate),
+//! logout, the account guards, and the admin operations the CLI offers.
+//! Rouille-free: `http::routes::accounts` adapts these to HTTP, `cli` to
+//! the command line. Signing up with a verification mail is
+//! `verification::register`, which calls down into [`insert_account`].
 
-pub mod routes;
 pub mod store;
+pub mod twofa;
 
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{self, Micros, DAY, MINUTE};
 use crate::crypto;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::{Lang, Msg};
 use crate::ratelimit::{self, Limit};
-use crate::verification;
+use crate::text::is_email;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 pub use store::{Token, User};
@@ -35,7 +37,7 @@ pub struct Session {
 /// shape, password length, and a taken email. A `None` field was already
 /// reported missing or mistyped by the caller.
 pub fn validate_account(
-    app: &App,
+    app: &Core,
     name: Option<&str>,
     email: Option<&str>,
     password: Option<&str>,
@@ -71,27 +73,12 @@ fn taken() -> Msg {
     Msg::new("validation.unique").arg("attribute", "email")
 }
 
-/// A deliberately plain check: one `@`, something before it, a dotted
-/// domain after it, no spaces or control characters.
-pub fn is_email(email: &str) -> bool {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && !local.contains('@')
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && email.chars().all(|c| !c.is_whitespace() && !c.is_control())
-}
-
-/// Creates an account from fields that passed `validate_account`, and
-/// queues its verification mail in the same transaction unless `verified`.
-/// The password is hashed before the write, so the write lock is held only
-/// for the inserts; an email taken in the meantime still comes back as a 422.
+/// Creates an account (from fields that passed `validate_account`) that
+/// needs no verification mail: verified by an admin, or not yet (the CLI's
+/// `user create` without `--verified`, which sends nothing). The password
+/// is hashed before the write, so the write lock is held only for the insert.
 pub fn create_account(
-    app: &App,
+    app: &Core,
     name: &str,
     email: &str,
     password: &str,
@@ -107,21 +94,19 @@ pub fn create_account(
         language: lang.code(),
         verified_at: verified.then_some(now),
     };
-    let user = app.db.write(|tx| {
-        let id = match store::insert_user(tx, &new, now) {
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                return Err(FieldErrors::single("email", taken()))
-            }
-            other => other?,
-        };
-        let user = store::find_user(tx, id)?.ok_or_else(|| Error::internal("inserted user vanished"))?;
-        if !verified {
-            verification::queue_mail(app, tx, &user, now)?;
+    app.db.write(|tx| insert_account(tx, &new, now))
+}
+
+/// Inserts an account inside the caller's transaction; an email taken in
+/// the meantime comes back as the same 422 as a validation failure.
+pub fn insert_account(tx: &rusqlite::Connection, new: &store::NewUser, now: Micros) -> Result<User, Error> {
+    let id = match store::insert_user(tx, new, now) {
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            return Err(FieldErrors::single("email", taken()))
         }
-        Ok(user)
-    })?;
-    app.outbox_wake.notify();
-    Ok(user)
+        other => other?,
+    };
+    store::find_user(tx, id)?.ok_or_else(|| Error::internal("inserted user vanished"))
 }
 
 /// Checks credentials and issues a token. Failures per email+IP are counted
@@ -130,7 +115,7 @@ pub fn create_account(
 /// answer as a wrong password. The suspension is told only to someone who
 /// knows the password.
 pub fn login(
-    app: &App,
+    app: &Core,
     email: &str,
     password: &str,
     otp_code: Option<&str>,
@@ -174,7 +159,7 @@ pub fn login(
     let token = app.db.write(|tx| {
         if user.two_factor_enabled {
             let Some(code) = otp_code.filter(|c| !c.trim().is_empty()) else { return Ok(None) };
-            if !crate::settings::twofa::check_code(app, tx, user.id, code, true)? {
+            if !twofa::check_code(app, tx, user.id, code, true)? {
                 return Ok(None);
             }
         }
@@ -195,7 +180,13 @@ fn suspended() -> Error {
 
 /// Stores a new token and returns its plain text `<id>|<40 characters>`,
 /// which is shown once and never stored.
-fn issue_token(app: &App, conn: &rusqlite::Connection, user_id: i64, name: &str, now: Micros) -> Result<String, Error> {
+fn issue_token(
+    app: &Core,
+    conn: &rusqlite::Connection,
+    user_id: i64,
+    name: &str,
+    now: Micros,
+) -> Result<String, Error> {
     let secret = crypto::random_alphanumeric(40);
     let ttl = app.config.security.token_ttl_days;
     let expires_at = (ttl > 0).then(|| now + i64::from(ttl) * DAY);
@@ -205,7 +196,7 @@ fn issue_token(app: &App, conn: &rusqlite::Connection, user_id: i64, name: &str,
 
 /// Resolves a bearer token to its session. Anything malformed, unknown,
 /// expired or forged is `Unauthenticated`; a suspended owner is refused.
-pub fn authenticate(app: &App, raw: &str) -> Result<Session, Error> {
+pub fn authenticate(app: &Core, raw: &str) -> Result<Session, Error> {
     let (id, secret) = raw.trim().split_once('|').ok_or(Error::Unauthenticated)?;
     let id: i64 = id.parse().map_err(|_| Error::Unauthenticated)?;
     let found = app.db.read(|c| Ok(store::find_session(c, id)?))?;
@@ -236,13 +227,14 @@ pub fn require_verified(user: &User) -> Result<(), Error> {
 }
 
 /// Revokes one token; the owner's other sessions stay.
-pub fn revoke_token(app: &App, token_id: i64) -> Result<bool, Error> {
+pub fn revoke_token(app: &Core, token_id: i64) -> Result<bool, Error> {
     app.db.write(|tx| Ok(store::delete_token(tx, token_id)?))
 }
 
 /// `GET /api/user`: the seed's fields plus the account settings and the
-/// postback URL (with the user's secret) to paste into a network.
-pub fn user_json(app: &App, user: &User) -> Value {
+/// postback URL (with the user's secret, made by `tracking`) to paste into
+/// a network.
+pub fn user_json(user: &User, postback_url: &str) -> Value {
     json!({
         "id": user.id,
         "name": user.name,
@@ -253,19 +245,19 @@ pub fn user_json(app: &App, user: &User) -> Value {
         "currency": user.currency,
         "phone": user.phone,
         "two_factor_enabled": user.two_factor_enabled,
-        "postback_url": crate::tracking::postback::url(app, user.id, user.postback_secret_version),
+        "postback_url": postback_url,
         "postback_allowlist": user.postback_allowlist.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
         "created_at": clock::format(user.created_at),
     })
 }
 
 /// The user with this id, or 404.
-pub fn find_by_id(app: &App, id: i64) -> Result<User, Error> {
+pub fn find_by_id(app: &Core, id: i64) -> Result<User, Error> {
     app.db.read(|c| Ok(store::find_user(c, id)?))?.ok_or(Error::NotFound)
 }
 
 /// Finds a user by numeric id or by email, for the CLI.
-pub fn find(app: &App, who: &str) -> Result<User, Error> {
+pub fn find(app: &Core, who: &str) -> Result<User, Error> {
     let user = app.db.read(|c| {
         Ok(match who.parse::<i64>() {
             Ok(id) => store::find_user(c, id)?,
@@ -277,7 +269,7 @@ pub fn find(app: &App, who: &str) -> Result<User, Error> {
 
 /// Sets a new password and revokes every token of the user, so a leaked
 /// password stops working everywhere at once.
-pub fn set_password(app: &App, user_id: i64, password: &str) -> Result<(), Error> {
+pub fn set_password(app: &Core, user_id: i64, password: &str) -> Result<(), Error> {
     let mut errors = FieldErrors::default();
     if password.chars().count() < MIN_PASSWORD {
         errors.add("password", Msg::new("validation.min").arg("attribute", "password").arg("min", MIN_PASSWORD));
@@ -294,7 +286,7 @@ pub fn set_password(app: &App, user_id: i64, password: &str) -> Result<(), Error
     })
 }
 
-pub fn set_status(app: &App, user_id: i64, status: &str) -> Result<(), Error> {
+pub fn set_status(app: &Core, user_id: i64, status: &str) -> Result<(), Error> {
     if !STATUSES.contains(&status) {
         return Err(Error::internal(format!("unknown status {status:?}: use one of {}", STATUSES.join(", "))));
     }
@@ -302,41 +294,16 @@ pub fn set_status(app: &App, user_id: i64, status: &str) -> Result<(), Error> {
     app.db.write(|tx| if store::set_status(tx, user_id, status, now)? { Ok(()) } else { Err(Error::NotFound) })
 }
 
-pub fn mark_verified(app: &App, user_id: i64) -> Result<(), Error> {
+pub fn mark_verified(app: &Core, user_id: i64) -> Result<(), Error> {
     let now = app.clock.now();
     app.db.write(|tx| if store::mark_verified(tx, user_id, now)? { Ok(()) } else { Err(Error::NotFound) })
 }
 
-pub fn delete(app: &App, user_id: i64) -> Result<(), Error> {
+pub fn delete(app: &Core, user_id: i64) -> Result<(), Error> {
     app.db.write(|tx| if store::delete_user(tx, user_id)? { Ok(()) } else { Err(Error::NotFound) })
 }
 
-/// Deletes expired tokens, rate-limit windows and codes, and old delivered
-/// mail; run by the maintenance thread.
-pub fn prune(app: &App) -> Result<usize, Error> {
-    let now = app.clock.now();
-    app.db.write(|tx| {
-        Ok(store::prune_expired_tokens(tx, now)?
-            + ratelimit::prune(tx, now)?
-            + verification::prune(tx, now)?
-            + crate::outbox::prune(tx, now)?
-            + crate::tracking::clicks::prune(tx, now)?
-            + crate::settings::otp::prune(tx, now)?
-            + crate::tracking::postback::prune_log(tx, now)?)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn email_shapes() {
-        for ok in ["a@b.co", "first.last+tag@example.co.id", "x@localhost.localdomain"] {
-            assert!(is_email(ok), "{ok}");
-        }
-        for bad in ["", "a", "a@", "@b.co", "a@b", "a b@c.co", "a@b..co", "a@.b.co", "a@b.co.", "a@@b.co"] {
-            assert!(!is_email(bad), "{bad}");
-        }
-    }
+/// Deletes expired tokens, in batches; run by the maintenance thread.
+pub fn prune(conn: &rusqlite::Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    store::prune_expired_tokens(conn, now, limit)
 }

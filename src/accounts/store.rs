@@ -199,6 +199,90 @@ pub fn delete_tokens_of_user(conn: &Connection, user_id: i64) -> rusqlite::Resul
     conn.execute("DELETE FROM personal_access_tokens WHERE user_id = ?1", [user_id])
 }
 
-pub fn prune_expired_tokens(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM personal_access_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1", [now])
+pub fn prune_expired_tokens(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM personal_access_tokens WHERE id IN
+             (SELECT id FROM personal_access_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2)",
+        params![now, limit],
+    )
+}
+
+/// The TOTP secret's version and the last accepted time step.
+pub fn twofa_state(conn: &Connection, user_id: i64) -> rusqlite::Result<(i64, u64)> {
+    conn.query_row("SELECT twofa_secret_version, twofa_last_step FROM users WHERE id = ?1", [user_id], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+    })
+}
+
+pub fn set_twofa_step(conn: &Connection, user_id: i64, step: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET twofa_last_step = ?2 WHERE id = ?1", params![user_id, step])?;
+    Ok(())
+}
+
+pub fn enable_twofa(conn: &Connection, user_id: i64) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET two_factor_enabled = 1 WHERE id = ?1", [user_id])?;
+    Ok(())
+}
+
+/// Turns 2FA off and bumps the secret's version, so the next bind shows a new one.
+pub fn disable_twofa(conn: &Connection, user_id: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE users SET two_factor_enabled = 0, twofa_secret_version = twofa_secret_version + 1, twofa_last_step = 0
+         WHERE id = ?1",
+        [user_id],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn set_language(conn: &Connection, user_id: i64, language: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET language = ?2 WHERE id = ?1", params![user_id, language])?;
+    Ok(())
+}
+
+pub fn set_currency(conn: &Connection, user_id: i64, currency: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET currency = ?2 WHERE id = ?1", params![user_id, currency])?;
+    Ok(())
+}
+
+pub fn set_phone(conn: &Connection, user_id: i64, phone: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET phone = ?2 WHERE id = ?1", params![user_id, phone])?;
+    Ok(())
+}
+
+/// Whether another user has bound `phone`.
+pub fn phone_taken_by_other(conn: &Connection, phone: &str, user_id: i64) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM users WHERE phone = ?1 AND id != ?2", params![phone, user_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// A new postback secret version (the old postback URL stops working); returns it.
+pub fn bump_postback_secret(conn: &Connection, user_id: i64) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "UPDATE users SET postback_secret_version = postback_secret_version + 1 WHERE id = ?1
+         RETURNING postback_secret_version",
+        [user_id],
+        |r| r.get(0),
+    )
+}
+
+pub fn set_postback_allowlist(conn: &Connection, user_id: i64, allowlist: &str) -> rusqlite::Result<()> {
+    conn.execute("UPDATE users SET postback_allowlist = ?2 WHERE id = ?1", params![user_id, allowlist])?;
+    Ok(())
+}
+
+/// The account's id by email (case-insensitively).
+pub fn id_by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row("SELECT id FROM users WHERE email = ?1", [email], |r| r.get(0)).optional()
+}
+
+/// `paid` makes an account active again, unless an admin suspended it:
+/// only an admin lifts that.
+pub fn activate_after_payment(conn: &Connection, user_id: i64, now: Micros) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE users SET account_status = 'active', updated_at = ?2 WHERE id = ?1 AND account_status != 'suspended'",
+        params![user_id, now],
+    )?;
+    Ok(n == 1)
 }

@@ -110,7 +110,7 @@ pub(super) fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::List { json } => {
             let users = app.db.read(|c| Ok(accounts::store::list_users(c)?))?;
             if json {
-                print_json(&Value::Array(users.iter().map(|u| accounts::user_json(app, u)).collect()));
+                print_json(&Value::Array(users.iter().map(|u| user_json(app, u)).collect()));
             } else {
                 print_users(&users);
             }
@@ -118,7 +118,7 @@ pub(super) fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
         UserCommand::Show { user, json } => {
             let user = find_user(app, &user)?;
             if json {
-                print_json(&accounts::user_json(app, &user));
+                print_json(&user_json(app, &user));
             } else {
                 print_users(std::slice::from_ref(&user));
             }
@@ -150,7 +150,7 @@ pub(super) fn user(app: &App, cmd: UserCommand) -> Result<(), Failure> {
         }
         UserCommand::TwofaOff { user } => {
             let user = find_user(app, &user)?;
-            app.db.write(|tx| Ok(crate::settings::twofa::disable(tx, user.id)?))?;
+            app.db.write(|tx| Ok(crate::accounts::twofa::disable(tx, user.id)?))?;
             println!("two-factor authentication is off for {}; they can bind it again", user.email);
         }
         UserCommand::Delete { user } => {
@@ -224,4 +224,9 @@ fn print_users(users: &[User]) {
             clock::format(u.created_at)
         );
     }
+}
+
+/// An account as the CLI prints it: as `GET /api/user` shows it.
+fn user_json(app: &App, user: &User) -> Value {
+    accounts::user_json(user, &crate::tracking::postback::url(app, user.id, user.postback_secret_version))
 }

@@ -1,7 +1,6 @@
 //! `apextrack mail test`, `outbox …` and `blacklist …`.
 
 use super::{parse_language, print_json, Failure};
-use crate::accounts;
 use crate::app::App;
 use crate::clock;
 use clap::Subcommand;
@@ -9,7 +8,7 @@ use serde_json::{json, Value};
 
 #[derive(Subcommand, Debug)]
 pub(super) enum BlacklistCommand {
-    /// List blacklisted numbers
+    /// List blacklisted numbers (for everyone, or for the account that guessed their codes)
     List {
         #[arg(long)]
         json: bool,
@@ -49,7 +48,7 @@ pub(super) enum OutboxCommand {
 }
 
 pub(super) fn mail_test(app: &App, address: &str, language: Option<String>) -> Result<(), Failure> {
-    if !accounts::is_email(address) {
+    if !crate::text::is_email(address) {
         return Err(Failure(format!("{address:?} is not an email address")));
     }
     let lang = parse_language(app, language)?;
@@ -112,7 +111,11 @@ pub(super) fn blacklist(app: &App, cmd: BlacklistCommand) -> Result<(), Failure>
         BlacklistCommand::List { json } => {
             let rows: Vec<(String, String, i64)> = app.db.read(|c| {
                 let mut stmt =
-                    c.prepare("SELECT phone, reason, created_at FROM phone_blacklist ORDER BY created_at DESC")?;
+                    c.prepare(
+                        "SELECT phone, reason, created_at FROM phone_blacklist
+                         UNION ALL SELECT phone, 'too many wrong codes from user ' || user_id, created_at FROM phone_blocks
+                         ORDER BY created_at DESC",
+                    )?;
                 let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
                 Ok(rows.collect::<rusqlite::Result<_>>()?)
             })?;
@@ -129,7 +132,8 @@ pub(super) fn blacklist(app: &App, cmd: BlacklistCommand) -> Result<(), Failure>
         }
         BlacklistCommand::Clear { phone, .. } => {
             let n = app.db.write(|tx| {
-                Ok(tx.execute("DELETE FROM phone_blacklist WHERE ?1 IS NULL OR phone = ?1", [phone.as_deref()])?)
+                Ok(tx.execute("DELETE FROM phone_blacklist WHERE ?1 IS NULL OR phone = ?1", [phone.as_deref()])?
+                    + tx.execute("DELETE FROM phone_blocks WHERE ?1 IS NULL OR phone = ?1", [phone.as_deref()])?)
             })?;
             if n == 0 && phone.is_some() {
                 return Err(Failure(format!("{} is not blacklisted", phone.unwrap_or_default())));

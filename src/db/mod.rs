@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Most rows one prune transaction deletes.
+pub const PRUNE_BATCH: usize = 5000;
+
 pub struct Db {
     readers: Pool<SqliteConnectionManager>,
     /// One connection: writers queue here instead of spinning on SQLITE_BUSY.
@@ -99,6 +102,32 @@ impl Db {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Runs `f` in a write transaction and commits what it wrote even when
+    /// its outcome is a refusal: "commit this, then refuse" (a wrong code
+    /// is counted, and the count must stick, though the request fails).
+    pub fn write_then_refuse<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<Result<T, Error>, Error>,
+    ) -> Result<T, Error> {
+        self.write(f)?
+    }
+
+    /// Deletes in batches through `batch` (one write transaction each,
+    /// at most [`PRUNE_BATCH`] rows) until a batch comes back short, so a
+    /// prune never holds the writer for long. Returns the rows deleted.
+    pub fn prune(&self, batch: impl Fn(&Connection, i64) -> rusqlite::Result<usize>) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let n = self.write(|tx| Ok(batch(tx, PRUNE_BATCH as i64)?))?;
+            total += n;
+            if n < PRUNE_BATCH {
+                return Ok(total);
+            }
+            // Let the click writer in between batches.
+            std::thread::yield_now();
+        }
     }
 
     /// Moves the WAL's content into the main file and truncates it; done at

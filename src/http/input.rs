@@ -47,63 +47,6 @@ pub fn read_body(req: &Request, limit: u64) -> Result<Vec<u8>, Error> {
     Ok(body)
 }
 
-/// Decodes an `application/x-www-form-urlencoded` string (a query string
-/// or a form body) into pairs, in order. Invalid escapes stay as sent.
-pub fn form_pairs(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, so a
-/// value is safe anywhere in a URL (and so in a `Location` header).
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    percent_encode_into(&mut out, s);
-    out
-}
-
-/// [`percent_encode`], appending to `out`.
-pub fn percent_encode_into(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-}
-
 /// A JSON object body, read field by field.
 pub struct Input(pub Map<String, Value>);
 
@@ -189,21 +132,7 @@ pub fn client_ip(req: &Request, trusted: &[(IpAddr, u8)]) -> IpAddr {
 }
 
 fn is_trusted(ip: IpAddr, trusted: &[(IpAddr, u8)]) -> bool {
-    trusted.iter().any(|&(net, len)| in_network(ip, net, len))
-}
-
-pub fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
+    crate::net::in_any(ip, trusted)
 }
 
 #[cfg(test)]
@@ -225,21 +154,6 @@ mod tests {
         assert_eq!(ip("10.1.2.3:1", None), "10.1.2.3");
         assert_eq!(ip("10.1.2.3:1", Some("garbage")), "10.1.2.3");
         assert_eq!(client_ip(&req_from("10.1.2.3:1", Some("1.2.3.4")), &[]).to_string(), "10.1.2.3");
-    }
-
-    #[test]
-    fn form_encoding_round_trips() {
-        assert_eq!(
-            form_pairs("a=1&b=x+y&c=%26%3D%0A&d&e=%zz&=v"),
-            [("a", "1"), ("b", "x y"), ("c", "&=\n"), ("d", ""), ("e", "%zz"), ("", "v")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        );
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        let hostile = "a b&c=d\r\nLocation: x\"'<>é";
-        let encoded = percent_encode(hostile);
-        assert!(encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b)), "{encoded}");
-        assert_eq!(percent_decode(&encoded), hostile);
     }
 
     #[test]

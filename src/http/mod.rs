@@ -8,6 +8,7 @@ pub mod input;
 pub mod openapi;
 pub mod respond;
 pub mod router;
+pub mod routes;
 pub mod server;
 
 use crate::accounts::Session;
@@ -205,7 +206,7 @@ pub fn guarded(ctx: &Ctx, f: impl FnOnce() -> Result<Response, Error>) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Log;
+    use crate::log::Log;
     use crate::Config;
     use std::io::Read;
 
@@ -215,7 +216,7 @@ mod tests {
         let mut config = Config::default();
         config.database.path = dir.path().join("t.db");
         let mut app = App::open(config).unwrap();
-        app.log = Log::capturing();
+        app.core.log = Log::capturing();
         let req = Request::fake_http("GET", "/api/x?signature=abc", vec![], vec![]);
         let ctx = Ctx::new(&app, &req);
         let response = guarded(&ctx, || panic!("boom"));

@@ -4,12 +4,9 @@
 use super::assets;
 use super::auth::{self, Guard};
 use super::respond;
+use super::routes::{accounts, settings, tracking, verification};
 use super::{input, Ctx};
-use crate::accounts::routes as accounts;
 use crate::error::Error;
-use crate::settings::{api_keys, phone, prefs, twofa};
-use crate::tracking::routes as tracking;
-use crate::verification::routes as verification;
 use rouille::Response;
 use serde_json::json;
 
@@ -51,20 +48,20 @@ fn routes(segments: &[&str]) -> Option<Methods> {
         ["api", "user", "postback-secret"] => &[("POST", Verified, tracking::rotate_secret)],
         ["api", "user", "postback-allowlist"] => &[("PUT", Verified, tracking::set_allowlist)],
         // Seed 004: account settings, in its envelope; never reachable with an API key.
-        ["api", "users", "phone-otp"] => &[("POST", Verified, phone::send_code)],
-        ["api", "users", "phone-bind"] => &[("POST", Verified, phone::bind)],
-        ["api", "users", "twofa"] => &[("GET", Verified, twofa::status)],
-        ["api", "users", "twofa-bind"] => &[("POST", Verified, twofa::bind)],
-        ["api", "users", "twofa-unbind"] => &[("POST", Verified, twofa::unbind)],
-        ["api", "users", "twofa-recovery-codes"] => &[("POST", Verified, twofa::recovery_codes)],
-        ["api", "users", "language"] => &[("PATCH", Verified, prefs::language)],
-        ["api", "users", "currency"] => &[("PATCH", Verified, prefs::currency)],
-        ["api", "users", "email-otp"] => &[("POST", Verified, prefs::email_otp)],
+        ["api", "users", "phone-otp"] => &[("POST", Verified, settings::send_phone_code)],
+        ["api", "users", "phone-bind"] => &[("POST", Verified, settings::bind_phone)],
+        ["api", "users", "twofa"] => &[("GET", Verified, settings::twofa_status)],
+        ["api", "users", "twofa-bind"] => &[("POST", Verified, settings::twofa_bind)],
+        ["api", "users", "twofa-unbind"] => &[("POST", Verified, settings::twofa_unbind)],
+        ["api", "users", "twofa-recovery-codes"] => &[("POST", Verified, settings::twofa_recovery_codes)],
+        ["api", "users", "language"] => &[("PATCH", Verified, settings::language)],
+        ["api", "users", "currency"] => &[("PATCH", Verified, settings::currency)],
+        ["api", "users", "email-otp"] => &[("POST", Verified, settings::email_otp)],
         ["api", "user", "api-key"] => &[
-            ("GET", Verified, api_keys::list),
-            ("POST", Verified, api_keys::create),
-            ("PUT", Verified, api_keys::regenerate),
-            ("DELETE", Verified, api_keys::delete),
+            ("GET", Verified, settings::list_api_keys),
+            ("POST", Verified, settings::create_api_key),
+            ("PUT", Verified, settings::regenerate_api_key),
+            ("DELETE", Verified, settings::delete_api_key),
         ],
         _ => return None,
     })

@@ -2,21 +2,21 @@
 //! per user and purpose, stored as an HMAC, valid `security.code_ttl_minutes`,
 //! dead after five wrong tries, consumed when used.
 
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{Micros, MINUTE};
 use crate::crypto;
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub const MAX_TRIES: u32 = 5;
 
-fn hash(app: &App, user_id: i64, purpose: &str, target: &str, code: &str) -> String {
+fn hash(app: &Core, user_id: i64, purpose: &str, target: &str, code: &str) -> String {
     let message = format!("otp:{purpose}:{user_id}:{target}:{}", code.trim());
     crypto::hex(&crypto::hmac_sha256(&app.signing_key, message.as_bytes()))
 }
 
 /// A new code for `purpose` sent to `target`, replacing any earlier one.
 pub fn issue(
-    app: &App,
+    app: &Core,
     tx: &Connection,
     user_id: i64,
     purpose: &str,
@@ -37,7 +37,7 @@ pub fn issue(
 /// Checks and, when right, consumes the code. A wrong one counts a try.
 /// The caller must commit even when this returns false.
 pub fn check(
-    app: &App,
+    app: &Core,
     tx: &Connection,
     user_id: i64,
     purpose: &str,
@@ -54,7 +54,7 @@ pub fn check(
 
 /// As [`check`], but a right code stays usable until [`consume`]d.
 pub fn peek(
-    app: &App,
+    app: &Core,
     tx: &Connection,
     user_id: i64,
     purpose: &str,
@@ -102,6 +102,9 @@ pub fn consume(tx: &Connection, user_id: i64, purpose: &str) -> rusqlite::Result
     Ok(())
 }
 
-pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM otps WHERE expires_at <= ?1", [now])
+pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM otps WHERE (user_id, purpose) IN (SELECT user_id, purpose FROM otps WHERE expires_at <= ?1 LIMIT ?2)",
+        params![now, limit],
+    )
 }

@@ -1,26 +1,26 @@
 //! Phone binding: an SMS code to the number, then the number bound to the
-//! account once the code is right. Wrong codes are counted per IP address;
-//! five within an hour blacklist the number.
+//! account once the code is right. Wrong codes are counted per number and
+//! account; five within an hour shut that account out of the number.
 
-use super::{ok, otp};
-use crate::accounts;
+use super::otp;
+use crate::accounts::{store, User};
+use crate::base::Core;
 use crate::clock::{Micros, MINUTE};
 use crate::error::{Error, FieldErrors};
-use crate::http::Ctx;
 use crate::i18n::Msg;
 use crate::outbox;
 use crate::ratelimit::{self, Limit};
-use rouille::Response;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::json;
+use std::net::IpAddr;
 
 /// One code per user per minute, five per number per hour.
 const PER_USER: Limit = Limit { max: 1, window: MINUTE };
 const PER_NUMBER: Limit = Limit { max: 5, window: 60 * MINUTE };
 /// And twenty per IP address per hour, against SMS pumping from many accounts.
 const PER_IP: Limit = Limit { max: 20, window: 60 * MINUTE };
-/// Wrong codes for one number from one IP within an hour that blacklist it.
-const WRONG_PER_IP: Limit = Limit { max: 5, window: 60 * MINUTE };
+/// Wrong codes for one number from one account within an hour that shut
+/// the account out of it.
+const WRONG_PER_ACCOUNT: Limit = Limit { max: 5, window: 60 * MINUTE };
 
 /// The number in E.164 (`+628123456789`) from the seed's three fields, or
 /// the field errors.
@@ -57,25 +57,14 @@ pub fn normalize(
     Some(format!("+{full}"))
 }
 
-fn fields(ctx: &Ctx, with_code: bool) -> Result<(String, String), Error> {
-    let input = ctx.json()?;
-    let mut errors = FieldErrors::default();
-    let phone = input.string("phone", &mut errors);
-    let country = input.string("countryCode", &mut errors);
-    let dial = input.string("dialCode", &mut errors);
-    let code = if with_code { input.string("otpCode", &mut errors) } else { None };
-    let number = normalize(phone.as_deref(), country.as_deref(), dial.as_deref(), &mut errors);
-    errors.into_result()?;
-    Ok((number.unwrap_or_default(), code.unwrap_or_default()))
-}
-
 fn blacklisted(conn: &Connection, number: &str) -> rusqlite::Result<bool> {
     Ok(conn.query_row("SELECT 1 FROM phone_blacklist WHERE phone = ?1", [number], |_| Ok(())).optional()?.is_some())
 }
 
-fn taken_by_other(conn: &Connection, number: &str, user_id: i64) -> rusqlite::Result<bool> {
+/// Whether this account was shut out of `number` for guessing its codes.
+fn blocked_for(conn: &Connection, number: &str, user_id: i64) -> rusqlite::Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM users WHERE phone = ?1 AND id != ?2", params![number, user_id], |_| Ok(()))
+        .query_row("SELECT 1 FROM phone_blocks WHERE phone = ?1 AND user_id = ?2", params![number, user_id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -88,74 +77,72 @@ fn too_many(retry_after: u64) -> Error {
     Error::TooManyRequests { message: Msg::new("api.too_many_requests").arg("seconds", retry_after), retry_after }
 }
 
-/// `POST /api/users/phone-otp {phone, countryCode, dialCode}`: texts a code.
-pub fn send_code(ctx: &Ctx) -> Result<Response, Error> {
-    let (number, _) = fields(ctx, false)?;
-    let user = &ctx.session()?.user;
-    let app = ctx.app;
+/// Texts a code to `number` (E.164) for `user`.
+pub fn send_code(app: &Core, user: &User, number: &str, ip: IpAddr) -> Result<(), Error> {
     let now = app.clock.now();
     app.db.write(|tx| {
-        if blacklisted(tx, &number)? {
+        if blacklisted(tx, number)? || blocked_for(tx, number, user.id)? {
             return Err(refuse(403, "api.phone_number_blacklisted"));
         }
-        if taken_by_other(tx, &number, user.id)? {
+        if store::phone_taken_by_other(tx, number, user.id)? {
             return Err(refuse(422, "api.phone_number_taken"));
         }
         let (user_key, number_key) = (format!("phone-otp:{}", user.id), format!("phone-otp-number:{number}"));
-        let ip_key = format!("phone-otp-ip:{}", ctx.ip);
+        let ip_key = format!("phone-otp-ip:{ip}");
         for (key, limit) in [(&user_key, PER_USER), (&number_key, PER_NUMBER), (&ip_key, PER_IP)] {
             if let Some(retry) = ratelimit::blocked(tx, key, limit, now)? {
                 return Err(too_many(retry));
             }
         }
-        let code = otp::issue(app, tx, user.id, "phone", &number, now)?;
+        let code = otp::issue(app, tx, user.id, "phone", number, now)?;
         let text = Msg::new("sms.otp").arg("code", &code).arg("minutes", app.config.security.code_ttl_minutes);
-        let lang = crate::i18n::Lang::parse(&user.language).unwrap_or(app.default_lang);
-        outbox::enqueue_sms(tx, &number, &text.render(lang), now)?;
+        outbox::enqueue_sms(tx, number, &text.render(app.lang_of(&user.language)), now)?;
         ratelimit::hit(tx, &user_key, PER_USER, now)?;
         ratelimit::hit(tx, &number_key, PER_NUMBER, now)?;
         ratelimit::hit(tx, &ip_key, PER_IP, now)?;
         Ok(())
     })?;
     app.outbox_wake.notify();
-    Ok(ok(ctx, "api.otp_sent", json!({"phone": number})))
+    Ok(())
 }
 
-/// `POST /api/users/phone-bind {phone, countryCode, dialCode, otpCode}`.
-pub fn bind(ctx: &Ctx) -> Result<Response, Error> {
-    let (number, code) = fields(ctx, true)?;
-    let user = &ctx.session()?.user;
-    let app = ctx.app;
+/// Binds `number` to `user` when `code` is the one sent to it.
+///
+/// Wrong codes are counted per number and account: five within an hour
+/// shut this account out of the number. Nobody else is affected, so a
+/// stranger who asks for codes to someone's number and guesses wrong
+/// cannot keep its owner from binding it.
+pub fn bind(app: &Core, user: &User, number: &str, code: &str) -> Result<(), Error> {
     let now = app.clock.now();
-    let ip_key = format!("phone-bind-ip:{}:{number}", ctx.ip);
-    let outcome = app.db.write(|tx| {
-        if taken_by_other(tx, &number, user.id)? {
+    let wrong_key = format!("phone-bind-wrong:{}:{number}", user.id);
+    app.db.write_then_refuse(|tx| {
+        if store::phone_taken_by_other(tx, number, user.id)? {
             return Ok(Err(refuse(422, "api.phone_number_taken")));
         }
-        if blacklisted(tx, &number)? {
+        if blacklisted(tx, number)? || blocked_for(tx, number, user.id)? {
             return Ok(Err(refuse(403, "api.phone_number_blacklisted")));
         }
-        // Only guesses at a code really sent to this number count towards
-        // its blacklisting: nobody can block a number by naming it.
-        let code_sent = otp::pending_for(tx, user.id, "phone", &number, now)?;
-        if otp::check(app, tx, user.id, "phone", &number, &code, now)? {
-            tx.execute("UPDATE users SET phone = ?2 WHERE id = ?1", params![user.id, number])?;
+        // Only guesses at a code really sent to this number count.
+        let code_sent = otp::pending_for(tx, user.id, "phone", number, now)?;
+        if otp::check(app, tx, user.id, "phone", number, code, now)? {
+            store::set_phone(tx, user.id, number)?;
             return Ok(Ok(()));
         }
-        if !code_sent {
-            return Ok(Err(refuse(422, "api.otp_verification_code_invalid")));
-        }
-        ratelimit::hit(tx, &ip_key, WRONG_PER_IP, now)?;
-        if ratelimit::blocked(tx, &ip_key, WRONG_PER_IP, now)?.is_some() {
-            blacklist(tx, &number, &format!("{} wrong codes from {} within an hour", WRONG_PER_IP.max, ctx.ip), now)?;
+        if code_sent {
+            ratelimit::hit(tx, &wrong_key, WRONG_PER_ACCOUNT, now)?;
+            if ratelimit::blocked(tx, &wrong_key, WRONG_PER_ACCOUNT, now)?.is_some() {
+                tx.execute(
+                    "INSERT INTO phone_blocks (phone, user_id, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (phone, user_id) DO NOTHING",
+                    params![number, user.id, now],
+                )?;
+            }
         }
         Ok(Err(refuse(422, "api.otp_verification_code_invalid")))
-    })?;
-    outcome?;
-    let user = accounts::find_by_id(app, user.id)?;
-    Ok(ok(ctx, "api.mobile_verified", accounts::user_json(app, &user)))
+    })
 }
 
+/// Refuses `number` for every account (the admin's `blacklist` command).
 pub fn blacklist(conn: &Connection, number: &str, reason: &str, now: Micros) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO phone_blacklist (phone, reason, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (phone) DO NOTHING",

@@ -1,32 +1,15 @@
 //! Language, currency, and the email code for sensitive actions.
 
-use super::{ok, otp};
-use crate::error::{Error, FieldErrors};
-use crate::http::Ctx;
+use super::otp;
+use crate::accounts::{store, User};
+use crate::base::Core;
+use crate::error::Error;
 use crate::i18n::{Lang, Msg};
 use crate::ratelimit::{self, Limit};
 use crate::{clock, mail, outbox};
-use rouille::Response;
-use serde_json::json;
 
-/// `PATCH /api/users/language {language}`: `id` or `en`; messages and
-/// mails are in it from then on (this answer already is).
-pub fn language(ctx: &Ctx) -> Result<Response, Error> {
-    let input = ctx.json()?;
-    let mut errors = FieldErrors::default();
-    let code = input.string("language", &mut errors);
-    let lang = code.as_deref().and_then(Lang::parse);
-    if code.is_some() && lang.is_none() {
-        errors.add("language", Msg::new("validation.in").arg("attribute", "language").arg("values", "id, en"));
-    }
-    errors.into_result()?;
-    let Some(lang) = lang else { return Err(Error::internal("validated language missing")) };
-    let user = ctx.session()?.user.id;
-    ctx.app.db.write(|tx| {
-        Ok(tx.execute("UPDATE users SET language = ?2 WHERE id = ?1", rusqlite::params![user, lang.code()])?)
-    })?;
-    ctx.lang.set(lang);
-    Ok(ok(ctx, "api.language_updated_successfully", json!({"language": lang.code()})))
+pub fn set_language(app: &Core, user_id: i64, lang: Lang) -> Result<(), Error> {
+    app.db.write(|tx| Ok(store::set_language(tx, user_id, lang.code())?))
 }
 
 /// Active ISO 4217 currency codes.
@@ -37,30 +20,20 @@ const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN 
     RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX \
     USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG";
 
-/// `PATCH /api/users/currency {currency}`: an ISO 4217 code, stored uppercase.
-pub fn currency(ctx: &Ctx) -> Result<Response, Error> {
-    let input = ctx.json()?;
-    let mut errors = FieldErrors::default();
-    let code = input.string("currency", &mut errors).map(|c| c.to_ascii_uppercase());
-    if code.as_ref().is_some_and(|c| !ISO_4217.split(' ').any(|known| known == c)) {
-        errors.add("currency", Msg::new("validation.currency").arg("attribute", "currency"));
-    }
-    errors.into_result()?;
-    let code = code.unwrap_or_default();
-    let user = ctx.session()?.user.id;
-    ctx.app
-        .db
-        .write(|tx| Ok(tx.execute("UPDATE users SET currency = ?2 WHERE id = ?1", rusqlite::params![user, code])?))?;
-    Ok(ok(ctx, "api.currency_updated_successfully", json!({"currency": code})))
+/// The ISO 4217 code `text` names (any case), uppercase; None if unknown.
+pub fn parse_currency(text: &str) -> Option<String> {
+    let code = text.trim().to_ascii_uppercase();
+    ISO_4217.split(' ').any(|known| known == code).then_some(code)
 }
 
-/// `POST /api/users/email-otp`: mails a code for a sensitive action (such
-/// as creating an API key), at most once a minute.
-pub fn email_otp(ctx: &Ctx) -> Result<Response, Error> {
-    let user = &ctx.session()?.user;
-    let app = ctx.app;
+pub fn set_currency(app: &Core, user_id: i64, code: &str) -> Result<(), Error> {
+    app.db.write(|tx| Ok(store::set_currency(tx, user_id, code)?))
+}
+
+/// Mails a code for a sensitive action (such as creating an API key):
+/// one a minute and ten a day, so guessing stays hopeless.
+pub fn send_email_otp(app: &Core, user: &User) -> Result<(), Error> {
     let now = app.clock.now();
-    // One code a minute and ten a day: guessing stays hopeless.
     let limits = [
         (format!("email-otp:{}", user.id), Limit { max: 1, window: clock::MINUTE }),
         (format!("email-otp-day:{}", user.id), Limit { max: 10, window: clock::DAY }),
@@ -73,8 +46,13 @@ pub fn email_otp(ctx: &Ctx) -> Result<Response, Error> {
             }
         }
         let code = otp::issue(app, tx, user.id, "email", &user.email, now)?;
-        let lang = Lang::parse(&user.language).unwrap_or(app.default_lang);
-        let mail = mail::otp(lang, &user.email, &user.name, &code, app.config.security.code_ttl_minutes);
+        let mail = mail::otp(
+            app.lang_of(&user.language),
+            &user.email,
+            &user.name,
+            &code,
+            app.config.security.code_ttl_minutes,
+        );
         outbox::enqueue(tx, &mail, now)?;
         for (key, limit) in &limits {
             ratelimit::hit(tx, key, *limit, now)?;
@@ -82,5 +60,5 @@ pub fn email_otp(ctx: &Ctx) -> Result<Response, Error> {
         Ok(())
     })?;
     app.outbox_wake.notify();
-    Ok(ok(ctx, "api.email_otp_sent", json!({"email": user.email})))
+    Ok(())
 }

@@ -4,11 +4,12 @@
 
 use super::device;
 use super::rollup::{self, Delta, Dims};
-use crate::app::App;
+use super::Runtime;
+use crate::base::Core;
 use crate::clock::{self, DAY};
 use crate::crypto;
 use crate::error::Error;
-use crate::http::input::{form_pairs, percent_encode_into};
+use crate::net::{form_pairs, percent_encode_into};
 use rusqlite::{params, OptionalExtension};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -72,8 +73,8 @@ pub fn fill<'v>(url: &str, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> Stri
 
 /// The visitor's country: the GeoIP database when configured, else the
 /// configured header (e.g. `CF-IPCountry`), else `XX`.
-pub fn country(app: &App, ip: IpAddr, header: Option<&str>) -> String {
-    let from_geoip = app.geoip.as_ref().and_then(|reader| {
+pub fn country(rt: &Runtime, ip: IpAddr, header: Option<&str>) -> String {
+    let from_geoip = rt.geoip.as_ref().and_then(|reader| {
         let found = reader.lookup(ip).ok()?;
         found.decode_path::<String>(&maxminddb::path!["country", "iso_code"]).ok().flatten()
     });
@@ -111,11 +112,11 @@ pub struct Visit<'a> {
 
 /// Records the click and returns where to send the visitor; None for an
 /// unknown, paused or deleted link.
-pub fn record(app: &App, visit: &Visit) -> Result<Option<String>, Error> {
-    let Some(target) = app.slugs.get(app, visit.slug)? else { return Ok(None) };
+pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>, Error> {
+    let Some(target) = rt.slugs.get(&app.db, visit.slug)? else { return Ok(None) };
     let params = Params::parse(visit.query);
     let device = device::detect(visit.user_agent);
-    let country = country(app, visit.ip, visit.country_header);
+    let country = country(rt, visit.ip, visit.country_header);
     let now = app.clock.now();
     let clickid = new_clickid(now);
     let day = clock::local_date(now, app.utc_offset);
@@ -152,11 +153,11 @@ pub fn record(app: &App, visit: &Visit) -> Result<Option<String>, Error> {
         day,
         now,
     };
-    app.click_writer
+    rt.click_writer
         .submit(&app.db, click, write_batch)
         // The link or its owner may have been removed behind the cache's
         // back (the CLI deleting a user): look it up afresh next time.
-        .inspect_err(|_| app.slugs.clear())?;
+        .inspect_err(|_| rt.slugs.clear())?;
     Ok(Some(location))
 }
 
@@ -229,8 +230,14 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<(), Erro
 }
 
 /// Forgets visitors last seen over a day ago; run by the maintenance thread.
-pub fn prune(conn: &rusqlite::Connection, now: i64) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM click_fingerprints WHERE last_at <= ?1", [now - DAY])
+/// Deletes up to `limit` fingerprints older than a day (through the
+/// `click_fingerprints_last_at` index, not a scan).
+pub fn prune(conn: &rusqlite::Connection, now: i64, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM click_fingerprints WHERE (link_id, fingerprint) IN
+             (SELECT link_id, fingerprint FROM click_fingerprints WHERE last_at <= ?1 LIMIT ?2)",
+        params![now - DAY, limit],
+    )
 }
 
 #[cfg(test)]

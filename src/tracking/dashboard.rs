@@ -3,7 +3,7 @@
 //! the newest rows of `clicks` and `leads` by index), never a scan.
 
 use super::{conversion_rate, money};
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{self, SECOND};
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
@@ -65,7 +65,7 @@ fn totals(conn: &Connection, user_id: i64, from: &str, to: &str) -> rusqlite::Re
     })
 }
 
-pub fn dashboard(app: &App, user_id: i64, range: &Range, limit: i64) -> Result<Value, Error> {
+pub fn dashboard(app: &Core, user_id: i64, range: &Range, limit: i64) -> Result<Value, Error> {
     let now = app.clock.now();
     let today = clock::local_date(now, app.utc_offset);
     let (from, to) = range.bounds();
@@ -141,7 +141,7 @@ pub fn dashboard(app: &App, user_id: i64, range: &Range, limit: i64) -> Result<V
 pub const GROUPS: &[&str] = &["day", "sub_id", "country", "device", "link"];
 
 /// One report row per day, sub_id, country, device or link.
-pub fn report(app: &App, user_id: i64, group_by: &str, range: &Range, limit: i64) -> Result<Vec<Value>, Error> {
+pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i64) -> Result<Vec<Value>, Error> {
     let (from, to) = range.bounds();
     // Days come from the 'all' rows; every other grouping from its own dimension.
     let (dim, key, order) = match group_by {

@@ -2,9 +2,10 @@
 //! changes a link; anyone else gets 404, as for a link that does not exist.
 
 use super::{clip, money, parse_money};
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{self, Micros};
 use crate::crypto;
+use crate::db::Db;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -58,7 +59,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Link> {
     })
 }
 
-pub fn to_json(app: &App, link: &Link) -> Value {
+pub fn to_json(app: &Core, link: &Link) -> Value {
     json!({
         "id": link.id,
         "name": link.name,
@@ -114,13 +115,13 @@ pub struct SlugCache {
 const MAX_CACHED: usize = 50_000;
 
 impl SlugCache {
-    pub fn get(&self, app: &App, slug: &str) -> Result<Option<Arc<Target>>, Error> {
+    pub fn get(&self, db: &Db, slug: &str) -> Result<Option<Arc<Target>>, Error> {
         use std::sync::atomic::Ordering;
         if let Some(hit) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(slug) {
             return Ok(Some(Arc::clone(hit)));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let Some(target) = app.db.read(|c| Ok(find_by_slug(c, slug)?))?.filter(|t| t.active) else { return Ok(None) };
+        let Some(target) = db.read(|c| Ok(find_by_slug(c, slug)?))?.filter(|t| t.active) else { return Ok(None) };
         let target = Arc::new(target);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::SeqCst) == generation {
@@ -254,7 +255,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
 }
 
-pub fn create(app: &App, user_id: i64, f: Fields) -> Result<Link, Error> {
+pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
     let now = app.clock.now();
     app.db.write(|tx| {
         // A random slug collides about never; try a few before giving up.
@@ -289,9 +290,9 @@ pub fn create(app: &App, user_id: i64, f: Fields) -> Result<Link, Error> {
     })
 }
 
-pub fn update(app: &App, user_id: i64, id: &str, f: Fields) -> Result<Link, Error> {
+pub fn update(app: &Core, slugs: &SlugCache, user_id: i64, id: &str, f: Fields) -> Result<Link, Error> {
     let now = app.clock.now();
-    let _clear = ClearOnDrop(app);
+    let _clear = ClearOnDrop(slugs);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
         let result = tx.execute(
@@ -319,18 +320,18 @@ pub fn update(app: &App, user_id: i64, id: &str, f: Fields) -> Result<Link, Erro
 }
 
 /// Clears the slug cache when the change is over, committed or not.
-struct ClearOnDrop<'a>(&'a App);
+struct ClearOnDrop<'a>(&'a SlugCache);
 
 impl Drop for ClearOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.slugs.clear();
+        self.0.clear();
     }
 }
 
 /// Hides the link and stops its redirect; its clicks and leads stay counted.
-pub fn delete(app: &App, user_id: i64, id: &str) -> Result<(), Error> {
+pub fn delete(app: &Core, slugs: &SlugCache, user_id: i64, id: &str) -> Result<(), Error> {
     let now = app.clock.now();
-    let _clear = ClearOnDrop(app);
+    let _clear = ClearOnDrop(slugs);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
         tx.execute("UPDATE links SET status = 'deleted', updated_at = ?2 WHERE id = ?1", params![link.id, now])?;

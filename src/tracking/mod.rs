@@ -9,10 +9,34 @@ pub mod links;
 pub mod payment;
 pub mod postback;
 pub mod rollup;
-pub mod routes;
 pub mod seed;
 
+use crate::config;
+use crate::db::group::GroupCommit;
+use crate::error::Error;
 use serde_json::Value;
+
+/// The click path's state beside the database: the GeoIP reader, active
+/// links by slug, and the group commit of clicks.
+pub struct Runtime {
+    /// `tracking.geoip_db`, loaded once.
+    pub geoip: Option<maxminddb::Reader<Vec<u8>>>,
+    pub slugs: links::SlugCache,
+    pub click_writer: GroupCommit<clicks::NewClick>,
+}
+
+impl Runtime {
+    pub fn open(cfg: &config::Tracking) -> Result<Runtime, Error> {
+        let geoip =
+            match cfg.geoip_db.as_str() {
+                "" => None,
+                path => Some(maxminddb::Reader::open_readfile(path).map_err(|e| {
+                    Error::internal(format!("invalid configuration: tracking.geoip_db = {path:?}: {e}"))
+                })?),
+            };
+        Ok(Runtime { geoip, slugs: Default::default(), click_writer: Default::default() })
+    }
+}
 
 /// Largest amount accepted: ten billion in any currency.
 const MAX_CENTS: i64 = 1_000_000_000_000;

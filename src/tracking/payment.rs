@@ -4,7 +4,7 @@
 //! reference; `paid` makes the account `active`.
 
 use super::parse_money;
-use crate::app::App;
+use crate::base::Core;
 use crate::crypto;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
@@ -32,7 +32,7 @@ fn field<'a>(body: &'a Map<String, Value>, name: &str, errors: &mut FieldErrors)
 }
 
 /// Records the notification; returns the answer body.
-pub fn handle(app: &App, body: &Map<String, Value>) -> Result<Value, Error> {
+pub fn handle(app: &Core, body: &Map<String, Value>) -> Result<Value, Error> {
     let mut errors = FieldErrors::default();
     let reference = field(body, "reference", &mut errors);
     let email = field(body, "email", &mut errors);
@@ -45,7 +45,7 @@ pub fn handle(app: &App, body: &Map<String, Value>) -> Result<Value, Error> {
     if reference.is_some_and(|r| r.chars().count() > 255) {
         errors.add("reference", Msg::new("validation.max").arg("attribute", "reference").arg("max", 255));
     }
-    if email.is_some_and(|e| !crate::accounts::is_email(e)) {
+    if email.is_some_and(|e| !crate::text::is_email(e)) {
         errors.add("email", Msg::new("validation.email").arg("attribute", "email"));
     }
     if currency.is_some_and(|c| c.len() != 3 || !c.bytes().all(|b| b.is_ascii_alphabetic())) {

@@ -4,9 +4,8 @@
 
 use super::rollup::{self, Delta, Dims};
 use super::{clip, money, parse_money};
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{self, Micros};
-use crate::config;
 use crate::crypto;
 use crate::error::Error;
 use crate::outbox;
@@ -19,14 +18,14 @@ pub const STATUSES: &[&str] = &["approved", "pending", "rejected"];
 
 /// The user's postback secret: `<user id>-<32 hex>`, derived from the
 /// instance key and a version the user can bump (rotate), never stored.
-pub fn secret(app: &App, user_id: i64, version: i64) -> String {
+pub fn secret(app: &Core, user_id: i64, version: i64) -> String {
     let mac = crypto::hmac_sha256(&app.signing_key, format!("postback:{user_id}:{version}").as_bytes());
     format!("{user_id}-{}", &crypto::hex(&mac)[..32])
 }
 
 /// The URL a user pastes into their network, with the network's values as
 /// `{placeholders}` to replace in the network's own macro syntax.
-pub fn url(app: &App, user_id: i64, version: i64) -> String {
+pub fn url(app: &Core, user_id: i64, version: i64) -> String {
     format!(
         "{}/api/postback/conversion?clickid={{clickid}}&payout={{payout}}&status={{status}}&txid={{txid}}&secret={}",
         app.config.app_url(),
@@ -35,8 +34,13 @@ pub fn url(app: &App, user_id: i64, version: i64) -> String {
 }
 
 /// Deletes log entries older than 30 days; run by the maintenance thread.
-pub fn prune_log(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM postback_log WHERE received_at < ?1", [now - 30 * crate::clock::DAY])
+/// Deletes up to `limit` log rows older than 30 days (through the
+/// `postback_log_received` index).
+pub fn prune_log(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM postback_log WHERE id IN (SELECT id FROM postback_log WHERE received_at < ?1 LIMIT ?2)",
+        params![now - 30 * crate::clock::DAY, limit],
+    )
 }
 
 /// The first of `names` present in the parameters.
@@ -116,13 +120,13 @@ pub fn allowed(allowlist: &str, ip: IpAddr) -> bool {
     entries.is_empty()
         || entries
             .iter()
-            .filter_map(|e| config::parse_cidr(e))
-            .any(|(net, len)| crate::http::input::in_network(ip, net, len))
+            .filter_map(|e| crate::net::parse_cidr(e))
+            .any(|(net, len)| crate::net::in_network(ip, net, len))
 }
 
 /// Handles one postback. Never fails outright: every outcome is an answer,
 /// and is logged (attributed to the user when the click or secret tells who).
-pub fn handle(app: &App, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
+pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
     let now = app.clock.now();
     let given_secret = param(params, &["secret"]).unwrap_or("");
     // The log keeps what was sent, minus the secret.
@@ -216,7 +220,13 @@ pub fn handle(app: &App, method: &str, ip: IpAddr, params: &[(String, String)]) 
             if approved_now && !click.source_postback_url.is_empty() {
                 let payout = lead_payout(tx, lead_id)?;
                 let target = source_postback(&click, &status, payout);
-                outbox::enqueue_get(tx, &target, now)?;
+                if outbox::enqueue_get(tx, click.user_id, &target, now)?.is_none() {
+                    app.log.line(format!(
+                        "warning: source postback of user {} dropped: {} already waiting",
+                        click.user_id,
+                        outbox::MAX_PENDING_POSTBACKS
+                    ));
+                }
             }
             Ok(answer)
         })

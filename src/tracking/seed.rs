@@ -3,7 +3,7 @@
 //! rollups it writes are the ones real traffic would produce.
 
 use super::rollup::{self, Delta, Dims};
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{self, DAY};
 use crate::error::Error;
 use rusqlite::params;
@@ -34,7 +34,7 @@ const DEVICES: &[&str] = &["mobile", "mobile", "mobile", "desktop", "tablet", "b
 const BATCH: u64 = 50_000;
 
 /// Writes the seed; returns (clicks, leads) written. Prints progress.
-pub fn run(app: &App, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64), Error> {
+pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64), Error> {
     let now = app.clock.now();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ now as u64);
     let link_ids: Vec<i64> = app.db.write(|tx| {

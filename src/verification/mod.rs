@@ -1,13 +1,13 @@
 //! Email verification, both flows of the seeds side by side: a 6-digit code
 //! (`POST /api/email/verify`) and a signed link
 //! (`GET /api/email/verify/{id}/{hash}?expires=&signature=`). One mail
-//! carries both; every send goes through the outbox.
+//! carries both; every send goes through the outbox. Signing up is here
+//! too ([`register`]): the account and its first mail commit together.
 
-pub mod routes;
 pub mod store;
 
 use crate::accounts::{self, User};
-use crate::app::App;
+use crate::base::Core;
 use crate::clock::{Micros, DAY, MINUTE, SECOND};
 use crate::crypto;
 use crate::error::Error;
@@ -44,22 +44,22 @@ fn new_code() -> String {
 
 /// Codes are kept as an HMAC under the instance key, bound to the user, so
 /// the table alone does not give them away.
-fn code_hash(app: &App, user_id: i64, code: &str) -> String {
+fn code_hash(app: &Core, user_id: i64, code: &str) -> String {
     crypto::hex(&crypto::hmac_sha256(&app.signing_key, format!("email-code:{user_id}:{code}").as_bytes()))
 }
 
 /// The URL a link's signature covers: always built from `server.app_url`,
 /// so it checks out whichever host name the request came in on.
-fn signed_part(app: &App, user_id: i64, hash: &str, expires: i64) -> String {
+fn signed_part(app: &Core, user_id: i64, hash: &str, expires: i64) -> String {
     format!("{}/api/email/verify/{user_id}/{hash}?expires={expires}", app.config.app_url())
 }
 
-fn signature(app: &App, user_id: i64, hash: &str, expires: i64) -> String {
+fn signature(app: &Core, user_id: i64, hash: &str, expires: i64) -> String {
     crypto::hex(&crypto::hmac_sha256(&app.signing_key, signed_part(app, user_id, hash, expires).as_bytes()))
 }
 
 /// A verification link for `user`, valid for [`LINK_TTL`] from `now`.
-pub fn link(app: &App, user: &User, now: Micros) -> String {
+pub fn link(app: &Core, user: &User, now: Micros) -> String {
     let hash = crypto::sha1_hex(user.email.to_lowercase().as_bytes());
     let expires = (now + LINK_TTL) / SECOND;
     format!("{}&signature={}", signed_part(app, user.id, &hash, expires), signature(app, user.id, &hash, expires))
@@ -68,13 +68,13 @@ pub fn link(app: &App, user: &User, now: Micros) -> String {
 /// Issues a fresh code and link and queues the mail carrying both, inside
 /// the caller's transaction (so the code and its mail commit together).
 /// Returns the link.
-pub fn queue_mail(app: &App, tx: &Connection, user: &User, now: Micros) -> Result<String, Error> {
+pub fn queue_mail(app: &Core, tx: &Connection, user: &User, now: Micros) -> Result<String, Error> {
     let code = new_code();
     let ttl_minutes = app.config.security.code_ttl_minutes;
     let expires_at = now + i64::from(ttl_minutes) * MINUTE;
     store::put_code(tx, user.id, &code_hash(app, user.id, &code), expires_at, now)?;
     let url = link(app, user, now);
-    let lang = Lang::parse(&user.language).unwrap_or(app.default_lang);
+    let lang = app.lang_of(&user.language);
     let mail = mail::verification(lang, &user.email, &user.name, &code, &url, ttl_minutes);
     outbox::enqueue(tx, &mail, now)?;
     ratelimit::hit(tx, &resend_key(user.id), RESEND, now)?;
@@ -82,9 +82,26 @@ pub fn queue_mail(app: &App, tx: &Connection, user: &User, now: Micros) -> Resul
     Ok(url)
 }
 
+/// Signs up: creates the account (through `accounts`, which checks the
+/// email is free) and queues its verification mail in the same
+/// transaction, so there is never an account without its mail. The
+/// password is hashed before the write lock is taken.
+pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang) -> Result<User, Error> {
+    let hash = crypto::hash_password(password);
+    let now = app.clock.now();
+    let new = accounts::store::NewUser { name, email, password_hash: &hash, language: lang.code(), verified_at: None };
+    let user = app.db.write(|tx| {
+        let user = accounts::insert_account(tx, &new, now)?;
+        queue_mail(app, tx, &user, now)?;
+        Ok(user)
+    })?;
+    app.outbox_wake.notify();
+    Ok(user)
+}
+
 /// Sends a new verification mail (new code, new link), at most once a
 /// minute per user. Returns the link.
-pub fn resend(app: &App, user: &User) -> Result<String, Error> {
+pub fn resend(app: &Core, user: &User) -> Result<String, Error> {
     if user.email_verified_at.is_some() {
         return Err(already_verified());
     }
@@ -106,7 +123,7 @@ pub fn resend(app: &App, user: &User) -> Result<String, Error> {
 
 /// Checks a code. Wrong, expired or exhausted codes all get the seed's one
 /// answer; every wrong try counts, and the fifth kills the code.
-pub fn verify_code(app: &App, user: &User, code: &str) -> Result<(), Error> {
+pub fn verify_code(app: &Core, user: &User, code: &str) -> Result<(), Error> {
     if user.email_verified_at.is_some() {
         return Err(already_verified());
     }
@@ -152,7 +169,7 @@ pub enum LinkOutcome {
 /// not expired. Any tampered part is `Invalid`. `check_only` (a HEAD
 /// request, as link scanners in mail clients send) verifies nothing.
 pub fn verify_link(
-    app: &App,
+    app: &Core,
     id: &str,
     hash: &str,
     expires: Option<&str>,
@@ -189,7 +206,7 @@ pub fn verify_link(
     Ok(LinkOutcome::Verified)
 }
 
-/// Deletes expired codes; run by the maintenance thread.
-pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    store::prune(conn, now)
+/// Deletes expired codes, in batches; run by the maintenance thread.
+pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    store::prune(conn, now, limit)
 }

@@ -42,6 +42,9 @@ pub fn delete_code(conn: &Connection, user_id: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn prune(conn: &Connection, now: Micros) -> rusqlite::Result<usize> {
-    conn.execute("DELETE FROM email_codes WHERE expires_at <= ?1", [now])
+pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM email_codes WHERE rowid IN (SELECT rowid FROM email_codes WHERE expires_at <= ?1 LIMIT ?2)",
+        rusqlite::params![now, limit],
+    )
 }

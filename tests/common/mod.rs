@@ -4,8 +4,8 @@
 
 #![allow(dead_code)]
 
-use apextrack::app::Log;
 use apextrack::jobs::Jobs;
+use apextrack::log::Log;
 use apextrack::{http, App, Config};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -162,7 +162,7 @@ impl TestServer {
 
     fn boot(config: Config, dir: tempfile::TempDir) -> TestServer {
         let mut app = App::open(config).expect("app opens");
-        app.log = Log::capturing();
+        app.core.log = Log::capturing();
         let app = Arc::new(app);
         let running = http::start(Arc::clone(&app)).expect("server starts");
         let jobs = Jobs::start(Arc::clone(&app)).expect("background threads start");

@@ -1,12 +1,13 @@
 //! HTTP adapters for tracking.
 
-use super::dashboard::{self, Range};
-use super::{clicks, links, payment, postback};
+use crate::accounts::store as accounts_store;
 use crate::error::{Error, FieldErrors};
-use crate::http::input::form_pairs;
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
+use crate::net::form_pairs;
+use crate::tracking::dashboard::{self, Range};
+use crate::tracking::{clicks, links, payment, postback};
 use rouille::Response;
 use serde_json::{json, Value};
 
@@ -41,13 +42,13 @@ pub fn show_link(ctx: &Ctx) -> Result<Response, Error> {
 pub fn update_link(ctx: &Ctx) -> Result<Response, Error> {
     let input = ctx.json()?;
     let fields = links::read_fields(&input.0, false)?;
-    let link = links::update(ctx.app, user_id(ctx)?, ctx.segment(2), fields)?;
+    let link = links::update(ctx.app, &ctx.app.tracking.slugs, user_id(ctx)?, ctx.segment(2), fields)?;
     Ok(respond::json(200, &json!({"data": links::to_json(ctx.app, &link)})))
 }
 
 /// `DELETE /api/links/{id}`.
 pub fn delete_link(ctx: &Ctx) -> Result<Response, Error> {
-    links::delete(ctx.app, user_id(ctx)?, ctx.segment(2))?;
+    links::delete(ctx.app, &ctx.app.tracking.slugs, user_id(ctx)?, ctx.segment(2))?;
     Ok(respond::message(200, &Msg::new("links.deleted"), ctx.lang.get()))
 }
 
@@ -68,12 +69,12 @@ pub fn click(ctx: &Ctx) -> Result<Response, Error> {
     };
     // Link checkers and previews send HEAD: answer, but count nothing.
     if ctx.req.method() == "HEAD" {
-        return Ok(match ctx.app.slugs.get(ctx.app, visit.slug)? {
+        return Ok(match ctx.app.tracking.slugs.get(&ctx.app.db, visit.slug)? {
             Some(target) => Response::redirect_302(clicks::fill(&target.url, |_| Some("".into()))),
             None => Response::html(NOT_FOUND_PAGE).with_status_code(404),
         });
     }
-    match clicks::record(ctx.app, &visit)? {
+    match clicks::record(ctx.app, &ctx.app.tracking, &visit)? {
         Some(location) => Ok(Response::redirect_302(location).with_unique_header("Cache-Control", "no-store")),
         None => Ok(Response::html(NOT_FOUND_PAGE).with_status_code(404)),
     }
@@ -214,14 +215,7 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
 /// `POST /api/user/postback-secret`: a new secret; the old URL stops working.
 pub fn rotate_secret(ctx: &Ctx) -> Result<Response, Error> {
     let user = user_id(ctx)?;
-    let version: i64 = ctx.app.db.write(|tx| {
-        Ok(tx.query_row(
-            "UPDATE users SET postback_secret_version = postback_secret_version + 1 WHERE id = ?1
-             RETURNING postback_secret_version",
-            [user],
-            |r| r.get(0),
-        )?)
-    })?;
+    let version = ctx.app.db.write(|tx| Ok(accounts_store::bump_postback_secret(tx, user)?))?;
     Ok(respond::json(200, &json!({"postback_url": postback::url(ctx.app, user, version)})))
 }
 
@@ -233,15 +227,12 @@ pub fn set_allowlist(ctx: &Ctx) -> Result<Response, Error> {
     let mut entries = Vec::new();
     for item in items {
         match item.as_str().map(str::trim) {
-            Some(e) if crate::config::parse_cidr(e).is_some() && entries.len() < 100 => entries.push(e.to_string()),
+            Some(e) if crate::net::parse_cidr(e).is_some() && entries.len() < 100 => entries.push(e.to_string()),
             _ => return Err(invalid()),
         }
     }
     let joined = entries.join(",");
     let user = user_id(ctx)?;
-    ctx.app.db.write(|tx| {
-        tx.execute("UPDATE users SET postback_allowlist = ?2 WHERE id = ?1", rusqlite::params![user, joined])?;
-        Ok(())
-    })?;
+    ctx.app.db.write(|tx| Ok(accounts_store::set_postback_allowlist(tx, user, &joined)?))?;
     Ok(respond::json(200, &json!({"allowlist": entries})))
 }

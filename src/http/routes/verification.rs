@@ -1,11 +1,10 @@
 //! HTTP adapters for email verification.
 
-use super::LinkOutcome;
 use crate::error::{Error, FieldErrors};
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
-use crate::verification;
+use crate::verification::{self, LinkOutcome};
 use rouille::Response;
 use serde_json::json;
 

@@ -1,13 +1,19 @@
 //! HTTP adapters for accounts: parse, call the domain, render.
 
-use crate::accounts;
-use crate::error::Error;
-use crate::error::FieldErrors;
+use crate::accounts::{self, User};
+use crate::error::{Error, FieldErrors};
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
+use crate::tracking::postback;
+use crate::verification;
 use rouille::Response;
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// The account as `GET /api/user` shows it, with its postback URL.
+pub fn user_view(ctx: &Ctx, user: &User) -> Value {
+    accounts::user_json(user, &postback::url(ctx.app, user.id, user.postback_secret_version))
+}
 
 /// `POST /api/register {name, email, password, password_confirmation}` → 201.
 pub fn register(ctx: &Ctx) -> Result<Response, Error> {
@@ -25,7 +31,7 @@ pub fn register(ctx: &Ctx) -> Result<Response, Error> {
     let (Some(name), Some(email), Some(password)) = (name, email, password) else {
         return Err(Error::internal("validated fields missing"));
     };
-    accounts::create_account(ctx.app, &name, &email, &password, ctx.lang.get(), false)?;
+    verification::register(ctx.app, &name, &email, &password, ctx.lang.get())?;
     Ok(respond::message(201, &Msg::new("register.success"), ctx.lang.get()))
 }
 
@@ -69,5 +75,5 @@ pub fn logout(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `GET /api/user`.
 pub fn me(ctx: &Ctx) -> Result<Response, Error> {
-    Ok(respond::json(200, &accounts::user_json(ctx.app, &ctx.session()?.user)))
+    Ok(respond::json(200, &user_view(ctx, &ctx.session()?.user)))
 }

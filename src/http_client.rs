@@ -1,0 +1,182 @@
+//! The outgoing HTTP clients: one for the mail and SMS providers the
+//! operator configured, and one for source postbacks, whose URLs users set.
+//! The postback client resolves a host once and refuses, on the very
+//! addresses it then connects to, anything on this machine or in a
+//! private, shared, reserved or documentation range, so a DNS answer that
+//! changes between a check and the connection (rebinding) gets nowhere.
+
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+const USER_AGENT: &str = concat!("apextrack/", env!("CARGO_PKG_VERSION"));
+
+/// The client for mail and SMS providers: a timeout, non-2xx as a value
+/// rather than an error, and no pooled connections (deliveries are
+/// occasional, and a pooled connection the far end dropped would hang).
+pub fn http_agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| ureq::Agent::new_with_config(config(Duration::from_secs(15))))
+}
+
+/// The client for users' source postbacks: short time-outs (a traffic
+/// source answers at once or not at all), no redirects (a redirect could
+/// lead into a private network), and, unless `allow_internal`
+/// (`tracking.allow_private_targets`), only public addresses.
+pub fn postback_agent(allow_internal: bool) -> &'static ureq::Agent {
+    static GUARDED: OnceLock<ureq::Agent> = OnceLock::new();
+    static OPEN: OnceLock<ureq::Agent> = OnceLock::new();
+    let config = || config(Duration::from_secs(5));
+    if allow_internal {
+        OPEN.get_or_init(|| ureq::Agent::new_with_config(config()))
+    } else {
+        GUARDED.get_or_init(|| ureq::Agent::with_parts(config(), DefaultConnector::default(), PublicOnly::default()))
+    }
+}
+
+fn config(total: Duration) -> ureq::config::Config {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(total))
+        .timeout_connect(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .max_redirects(0)
+        .user_agent(USER_AGENT)
+        .build()
+}
+
+/// Resolves like ureq does, then keeps only public addresses; none left
+/// is an error naming the reason.
+#[derive(Debug, Default)]
+pub struct PublicOnly(DefaultResolver);
+
+impl Resolver for PublicOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let all = self.0.resolve(uri, config, timeout)?;
+        let mut public = self.empty();
+        for addr in all.iter().filter(|a| !is_internal(a.ip())) {
+            public.push(*addr);
+        }
+        if public.is_empty() {
+            return Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "refused, it points into a private network (tracking.allow_private_targets)",
+            )));
+        }
+        Ok(public)
+    }
+}
+
+/// Whether `ip` is on this machine, in a private, shared or reserved
+/// network, multicast, or a documentation or benchmarking range: the
+/// addresses a user's URL must not make the server call.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0 // "this network"
+                || a >= 240 // reserved
+                || a == 100 && (64..128).contains(&b) // carrier-grade NAT
+                || a == 198 && (18..20).contains(&b) // benchmarking
+                || a == 192 && b == 0 && c == 0 // IETF protocol assignments
+                || v4.is_documentation()
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
+                // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                    && is_internal(IpAddr::V4(std::net::Ipv4Addr::from(u128::from(v6) as u32))))
+        }
+    }
+}
+
+/// The host of a URL (no scheme, user, port or path), for logs and for
+/// grouping deliveries by host.
+pub fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "198.18.0.1",
+            "198.19.255.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "198.51.100.1",
+            "203.0.113.7",
+            "::1",
+            "::",
+            "ff02::1",
+            "fc00::1",
+            "fe80::1",
+            "2001:db8::1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "100.128.0.1", "198.20.0.1", "2606:4700::1111", "64:ff9b::808:808"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(host_of("https://user:pw@Example.com:8443/p?q#f"), "Example.com");
+        assert_eq!(host_of("http://[::1]:9/x"), "::1");
+        assert_eq!(host_of("http://a.b"), "a.b");
+    }
+
+    #[test]
+    fn the_postback_client_refuses_private_targets_on_the_address_it_connects_to() {
+        // A name, not an address: the check is on what the name resolves to.
+        let err = postback_agent(false).get("http://localhost:9/x").call().unwrap_err().to_string();
+        assert!(err.contains("private network"), "{err}");
+        let err = postback_agent(false).get("http://user@[::1]:9/x").call().unwrap_err().to_string();
+        assert!(err.contains("private network"), "{err}");
+    }
+}
