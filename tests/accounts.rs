@@ -207,6 +207,39 @@ fn five_failures_per_email_and_ip_throttle_until_the_minute_is_over() {
 }
 
 #[test]
+fn guesses_at_one_account_spread_over_many_addresses_are_limited_too() {
+    let s = TestServer::with(|c| c.server.trusted_proxies = vec!["127.0.0.1".into()]);
+    s.register("target@example.com");
+    let login_from = |ip: &str, password: &str| {
+        let body = json!({"email": "target@example.com", "password": password, "device_name": "x"}).to_string();
+        request(s.addr(), "POST", "/api/login", &[("X-Forwarded-For", ip)], body.as_bytes())
+    };
+    // Ten addresses, each staying under its own limit of 5 a minute.
+    let mut checked = 0;
+    let mut refused = 0;
+    for n in 0..10 {
+        for _ in 0..4 {
+            match login_from(&format!("198.51.100.{n}"), "wrong-password").status {
+                422 => checked += 1,
+                429 => refused += 1,
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    assert_eq!(checked, 20, "passwords checked for one account in a minute");
+    assert_eq!(refused, 20);
+    // Same answer as any throttle, even with the right password, from a new address.
+    let r = login_from("198.51.100.99", PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.json()["retry_after"].as_u64().is_some_and(|s| s > 60), "{}", r.body);
+    // Other accounts are not affected, and the window ends.
+    s.register("bystander@example.com");
+    assert_eq!(s.login("bystander@example.com", PASSWORD).status, 200);
+    s.app.clock.shift(16 * 60 * 1_000_000);
+    assert_eq!(login_from("198.51.100.99", PASSWORD).status, 200);
+}
+
+#[test]
 fn a_successful_login_resets_the_failure_count() {
     let s = TestServer::start();
     s.register("reset@example.com");

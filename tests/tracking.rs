@@ -456,7 +456,7 @@ fn sign(secret: &str, body: &str) -> String {
 #[test]
 fn payment_notifications_are_signed_idempotent_and_activate_the_account() {
     let t = setup(|c| c.payment.secret = "pay-secret".into());
-    apextrack::accounts::set_status(&t.s.app, t.user_id, "suspended").unwrap();
+    apextrack::accounts::set_status(&t.s.app, t.user_id, "unpaid").unwrap();
     let body = json!({"reference": "INV-1", "email": "AFF@example.com", "amount": "19.99", "currency": "idr", "status": "paid"}).to_string();
     let post = |body: &str, sig: Option<&str>| {
         let mut headers = vec![("Content-Type", "application/json")];
@@ -495,6 +495,20 @@ fn payment_notifications_are_signed_idempotent_and_activate_the_account() {
     for field in ["email", "amount", "currency", "status"] {
         assert!(errors.get(field).is_some(), "{field}: {errors}");
     }
+    // An admin's suspension is lifted by an admin only: no payment, and no
+    // `paid` without money, reactivates the account.
+    apextrack::accounts::set_status(&t.s.app, t.user_id, "suspended").unwrap();
+    let zero =
+        json!({"reference": "INV-3", "email": "aff@example.com", "amount": 0, "currency": "IDR", "status": "paid"})
+            .to_string();
+    let r = post(&zero, Some(&sign("pay-secret", &zero)));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["errors"].get("amount").is_some(), "{}", r.body);
+    let real = zero.replace("\"amount\":0", "\"amount\":5");
+    assert_eq!(post(&real, Some(&sign("pay-secret", &real))).status, 200);
+    let status: String =
+        t.s.sqlite().query_row("SELECT account_status FROM users WHERE id = ?1", [t.user_id], |r| r.get(0)).unwrap();
+    assert_eq!(status, "suspended");
     // Without a configured secret nothing is accepted.
     let open = setup(|_| {});
     let r = request(
@@ -658,4 +672,21 @@ fn the_user_gets_a_postback_url_with_their_secret() {
     let secret = url.split("secret=").nth(1).unwrap();
     assert!(secret.starts_with(&format!("{}-", t.user_id)) && secret.len() > 30);
     assert_eq!(path_of(&url).split('?').next(), Some("/api/postback/conversion"));
+}
+
+#[test]
+fn a_macro_may_not_choose_the_host_of_a_destination() {
+    let t = setup(|_| {});
+    for url in ["http://{sub_id}/", "https://{sub2}.example/", "https://a.example:{sub3}/", "http://x@{sub_id}/p"] {
+        let r = t.s.post("/api/links", Some(&t.token), &json!({"name": "x", "url": url}));
+        assert_eq!(r.status, 422, "{url}: {}", r.body);
+        assert!(r.json()["errors"].get("url").is_some(), "{url}: {}", r.body);
+    }
+    // Macros stay welcome in the path and the query.
+    let slug = t.link(json!({"name": "ok", "url": "https://shop.example/{sub_id}?c={clickid}"}))["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let location = t.click(&slug, "sub_id=evil.example%2F", PHONE);
+    assert!(location.starts_with("https://shop.example/evil.example%2F?c="), "{location}");
 }

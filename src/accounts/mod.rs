@@ -19,7 +19,10 @@ use std::net::IpAddr;
 pub use store::{Token, User};
 
 /// Account states. Only `active` accounts may log in or use their tokens.
-pub const STATUSES: &[&str] = &["active", "suspended"];
+/// `suspended` is an admin's decision and only an admin lifts it;
+/// `unpaid` (set by an admin too) is lifted by a `paid` payment
+/// notification carrying an amount.
+pub const STATUSES: &[&str] = &["active", "suspended", "unpaid"];
 pub const MIN_PASSWORD: usize = 8;
 pub const MAX_FIELD: usize = 255;
 /// `last_used_at` is written at most this often per token, so a busy
@@ -127,10 +130,22 @@ pub fn login(
     // One address trying many accounts is limited too, ten times as loosely.
     let ip_key = format!("login-ip:{ip}");
     let ip_limit = Limit { max: limit.max.saturating_mul(10), window: MINUTE };
+    // And one account, from all addresses together (guesses spread over
+    // many IPs), with back-off: four times the per-IP limit in 15 minutes,
+    // then twenty times in a day.
+    let account = email.to_lowercase();
+    let account_limits = [
+        (format!("login-account:{account}"), Limit { max: limit.max.saturating_mul(4), window: 15 * MINUTE }),
+        (format!("login-account-day:{account}"), Limit { max: limit.max.saturating_mul(20), window: DAY }),
+    ];
     let now = app.clock.now();
-    let blocked = app
-        .db
-        .read(|c| Ok(ratelimit::blocked(c, &key, limit, now)?.max(ratelimit::blocked(c, &ip_key, ip_limit, now)?)))?;
+    let blocked = app.db.read(|c| {
+        let mut worst = ratelimit::blocked(c, &key, limit, now)?.max(ratelimit::blocked(c, &ip_key, ip_limit, now)?);
+        for (k, l) in &account_limits {
+            worst = worst.max(ratelimit::blocked(c, k, *l, now)?);
+        }
+        Ok(worst)
+    })?;
     if let Some(retry_after) = blocked {
         let message = Msg::new("auth.throttle").arg("seconds", retry_after);
         return Err(Error::TooManyRequests { message, retry_after });
@@ -147,11 +162,14 @@ pub fn login(
     let Some(user) = user else {
         app.db.write(|tx| {
             ratelimit::hit(tx, &key, limit, now)?;
+            for (k, l) in &account_limits {
+                ratelimit::hit(tx, k, *l, now)?;
+            }
             Ok(ratelimit::hit(tx, &ip_key, ip_limit, now)?)
         })?;
         return Err(bad_credentials());
     };
-    if user.account_status == "suspended" {
+    if user.account_status != "active" {
         return Err(suspended());
     }
     // With 2FA, a TOTP (or a recovery code) is needed too; the password
@@ -206,7 +224,7 @@ pub fn authenticate(app: &Core, raw: &str) -> Result<Session, Error> {
     if !crypto::ct_eq(hash.as_bytes(), token.token_hash.as_bytes()) || token.expires_at.is_some_and(|t| t <= now) {
         return Err(Error::Unauthenticated);
     }
-    if user.account_status == "suspended" {
+    if user.account_status != "active" {
         return Err(suspended());
     }
     if token.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {

@@ -277,11 +277,11 @@ pub fn id_by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<i6
     conn.query_row("SELECT id FROM users WHERE email = ?1", [email], |r| r.get(0)).optional()
 }
 
-/// `paid` makes an account active again, unless an admin suspended it:
-/// only an admin lifts that.
+/// A payment lifts `unpaid`; a suspension by an admin stays: only an
+/// admin lifts that.
 pub fn activate_after_payment(conn: &Connection, user_id: i64, now: Micros) -> rusqlite::Result<bool> {
     let n = conn.execute(
-        "UPDATE users SET account_status = 'active', updated_at = ?2 WHERE id = ?1 AND account_status != 'suspended'",
+        "UPDATE users SET account_status = 'active', updated_at = ?2 WHERE id = ?1 AND account_status = 'unpaid'",
         params![user_id, now],
     )?;
     Ok(n == 1)

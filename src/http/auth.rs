@@ -77,7 +77,7 @@ fn api_key(ctx: &Ctx, permission: &str) -> Result<Session, Error> {
         return Err(Error::Unauthenticated);
     }
     let user = accounts::find_by_id(app, key.user_id).map_err(|_| Error::Unauthenticated)?;
-    if user.account_status == "suspended" {
+    if user.account_status != "active" {
         return Err(Error::Forbidden(Msg::new("auth.suspended")));
     }
     accounts::require_verified(&user)?;

@@ -180,9 +180,11 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
     })
 }
 
-/// Rows as CSV, for spreadsheets: header from the first row's keys. A
-/// value starting with = + - @ is prefixed with ' so no spreadsheet runs
-/// it as a formula (a sub_id is whatever a visitor typed).
+/// Rows as CSV, for spreadsheets (OWASP's rule against formula
+/// injection): a value starting with = + - @ tab or CR is prefixed with '
+/// so no spreadsheet runs it as a formula (a sub_id is whatever a visitor
+/// typed), and every value holding , ; tab CR LF or " is quoted, so a
+/// spreadsheet that splits on ; cannot find a formula inside a cell.
 pub fn to_csv(columns: &[&str], rows: &[Value]) -> String {
     let mut out = columns.join(",");
     out.push('\n');
@@ -198,7 +200,7 @@ pub fn to_csv(columns: &[&str], rows: &[Value]) -> String {
                     other => other.to_string(),
                 };
                 let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text };
-                if text.contains([',', '"', '\n', '\r']) {
+                if text.contains([',', ';', '\t', '"', '\n', '\r']) {
                     format!("\"{}\"", text.replace('"', "\"\""))
                 } else {
                     text
@@ -219,5 +221,7 @@ mod tests {
     fn csv_escapes_and_defuses_formulas() {
         let rows = vec![json!({"sub_id": "=HYPERLINK(\"x\")", "clicks": 3}), json!({"sub_id": "a,b", "clicks": 1})];
         assert_eq!(to_csv(&["sub_id", "clicks"], &rows), "sub_id,clicks\n\"'=HYPERLINK(\"\"x\"\")\",3\n\"a,b\",1\n");
+        let rows = vec![json!({"sub_id": "a;=1+1", "clicks": 1}), json!({"sub_id": "x\t=2", "clicks": 2})];
+        assert_eq!(to_csv(&["sub_id", "clicks"], &rows), "sub_id,clicks\n\"a;=1+1\",1\n\"x\t=2\",2\n");
     }
 }

@@ -180,10 +180,14 @@ pub fn ascii_url(url: &str) -> String {
     out
 }
 
-/// An absolute http(s) URL without spaces or control characters.
+/// An absolute http(s) URL without spaces or control characters, whose
+/// host has no `{macro}`: a visitor's parameter must never choose where
+/// the redirect goes (`http://{sub_id}/` would be an open redirect).
 pub fn is_http_url(url: &str) -> bool {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let authority = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && authority.is_some_and(|a| !a.contains(['{', '}']))
         && url.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 

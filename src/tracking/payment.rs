@@ -4,6 +4,7 @@
 //! reference; `paid` makes the account `active`.
 
 use super::parse_money;
+use crate::accounts;
 use crate::base::Core;
 use crate::crypto;
 use crate::error::{Error, FieldErrors};
@@ -38,7 +39,8 @@ pub fn handle(app: &Core, body: &Map<String, Value>) -> Result<Value, Error> {
     let email = field(body, "email", &mut errors);
     let currency = field(body, "currency", &mut errors);
     let status = field(body, "status", &mut errors);
-    let amount = body.get("amount").and_then(parse_money);
+    // A payment carries money: `0` would be a free way to lift `unpaid`.
+    let amount = body.get("amount").and_then(parse_money).filter(|cents| *cents > 0);
     if amount.is_none() {
         errors.add("amount", Msg::new("validation.money").arg("attribute", "amount"));
     }
@@ -63,8 +65,7 @@ pub fn handle(app: &Core, body: &Map<String, Value>) -> Result<Value, Error> {
     let currency = currency.to_ascii_uppercase();
     let now = app.clock.now();
     app.db.write(|tx| {
-        let user_id: Option<i64> =
-            tx.query_row("SELECT id FROM users WHERE email = ?1", [email], |r| r.get(0)).optional()?;
+        let user_id = accounts::store::id_by_email(tx, email)?;
         let previous: Option<(String, String)> = tx
             .query_row("SELECT status, email FROM payments WHERE reference = ?1", [reference], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
@@ -92,7 +93,7 @@ pub fn handle(app: &Core, body: &Map<String, Value>) -> Result<Value, Error> {
         };
         if outcome != "unchanged" && status == "paid" {
             if let Some(id) = user_id {
-                tx.execute("UPDATE users SET account_status = 'active', updated_at = ?2 WHERE id = ?1", params![id, now])?;
+                accounts::store::activate_after_payment(tx, id, now)?;
             }
         }
         Ok(json!({"message": "Notification processed.", "outcome": outcome, "account_found": user_id.is_some()}))
