@@ -690,3 +690,56 @@ fn a_macro_may_not_choose_the_host_of_a_destination() {
     let location = t.click(&slug, "sub_id=evil.example%2F", PHONE);
     assert!(location.starts_with("https://shop.example/evil.example%2F?c="), "{location}");
 }
+
+#[test]
+fn a_source_postback_that_never_answers_does_not_delay_account_mail() {
+    // A traffic source that accepts connections and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("http://{}/pb?c={{clickid}}", hang.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&held);
+    std::thread::spawn(move || {
+        for conn in hang.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let recorder = Recorder::start();
+    let endpoint = format!("{}/send", recorder.url());
+    let t = setup(|c| {
+        c.tracking.allow_private_targets = true;
+        c.mail.provider = "http".into();
+        c.mail.endpoint = endpoint;
+    });
+    let slug = t.link(json!({"name": "S", "url": "https://s.example/", "source_postback_url": hang_url}))["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = t.secret();
+    for n in 0..4 {
+        t.click(&slug, &format!("sub_id={n}"), &format!("{PHONE} {n}"));
+        let r = t.postback(&format!("clickid={}&secret={secret}", t.last_clickid()));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // The postbacks are stuck on the dead source by now.
+    for _ in 0..200 {
+        if !held.lock().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!held.lock().unwrap().is_empty(), "the postback worker called the source");
+    let started = std::time::Instant::now();
+    let password = "a-long-password";
+    let r = t.s.post(
+        "/api/register",
+        None,
+        &json!({"name": "N", "email": "new@example.com", "password": password, "password_confirmation": password}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let delivered = || recorder.requests().iter().any(|m| m.answered == 200 && m.body.contains("new@example.com"));
+    while !delivered() && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(delivered(), "the verification mail went out");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+}

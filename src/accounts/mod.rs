@@ -306,7 +306,8 @@ pub fn set_password(app: &Core, user_id: i64, password: &str) -> Result<(), Erro
 
 pub fn set_status(app: &Core, user_id: i64, status: &str) -> Result<(), Error> {
     if !STATUSES.contains(&status) {
-        return Err(Error::internal(format!("unknown status {status:?}: use one of {}", STATUSES.join(", "))));
+        let msg = Msg::new("validation.in").arg("attribute", "status").arg("values", STATUSES.join(", "));
+        return Err(FieldErrors::single("status", msg));
     }
     let now = app.clock.now();
     app.db.write(|tx| if store::set_status(tx, user_id, status, now)? { Ok(()) } else { Err(Error::NotFound) })

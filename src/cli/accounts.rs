@@ -84,7 +84,7 @@ pub(super) enum TokenCommand {
 
 pub(super) fn find_user(app: &App, who: &str) -> Result<User, Failure> {
     accounts::find(app, who).map_err(|e| match e {
-        Error::NotFound => Failure(format!("no user with id or email {who:?}")),
+        Error::NotFound => Failure::input(format!("no user with id or email {who:?}")),
         other => other.into(),
     })
 }
@@ -94,14 +94,14 @@ fn read_password(args: PasswordArgs) -> Result<String, Failure> {
         return Ok(password);
     }
     if !args.password_stdin {
-        return Err(Failure("give --password or --password-stdin".into()));
+        return Err(Failure::input("give --password or --password-stdin"));
     }
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprint!("password: ");
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).map_err(|e| Failure(format!("cannot read standard input: {e}")))?;
+    stdin.lock().read_line(&mut line).map_err(|e| Failure::new(format!("cannot read standard input: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
@@ -187,7 +187,7 @@ pub(super) fn token(app: &App, cmd: TokenCommand) -> Result<(), Failure> {
         }
         TokenCommand::Revoke { id: Some(id), .. } => {
             if !accounts::revoke_token(app, id)? {
-                return Err(Failure(format!("no token with id {id}")));
+                return Err(Failure::input(format!("no token with id {id}")));
             }
             println!("revoked token {id}");
         }

@@ -75,17 +75,37 @@ enum Command {
 }
 
 /// What a failed command prints after `error: `.
-pub(super) struct Failure(pub(super) String);
+pub(super) struct Failure {
+    message: String,
+    /// 2 for a mistake in what was asked (a bad value, an unknown user),
+    /// 1 for a failure of the system (the database, the disk).
+    code: u8,
+}
+
+impl Failure {
+    /// A failure of the system: exit code 1.
+    pub(super) fn new(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 1 }
+    }
+
+    /// A mistake in the input: exit code 2.
+    pub(super) fn input(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), code: 2 }
+    }
+}
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure(e.to_string())
+        match e {
+            Error::Internal(_) | Error::Busy => Failure::new(e.to_string()),
+            _ => Failure::input(e.to_string()),
+        }
     }
 }
 
 impl From<config::ConfigError> for Failure {
     fn from(e: config::ConfigError) -> Failure {
-        Failure(e.to_string())
+        Failure::input(e.to_string())
     }
 }
 
@@ -95,9 +115,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(message)) => {
+        Err(Failure { message, code }) => {
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
@@ -129,6 +149,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(cmd) => user(&app, cmd),
         Command::Token(cmd) => token(&app, cmd),
         Command::Backup { file } => {
+            if file.exists() {
+                return Err(Failure::input(format!("{} already exists; choose a new file name", file.display())));
+            }
             let started = std::time::Instant::now();
             let bytes = backup::run(&app.db, &file)?;
             println!("backed up {bytes} bytes to {} in {:.2?}", file.display(), started.elapsed());
@@ -162,10 +185,10 @@ fn serve(config: Config) -> Result<(), Failure> {
     ctrlc::set_handler(move || {
         let _ = signal_tx.send(());
     })
-    .map_err(|e| Failure(format!("cannot install the signal handler: {e}")))?;
+    .map_err(|e| Failure::new(format!("cannot install the signal handler: {e}")))?;
     let running = http::start(Arc::clone(&app))?;
     let jobs = jobs::Jobs::start(Arc::clone(&app))
-        .map_err(|e| Failure(format!("cannot start the background threads: {e}")))?;
+        .map_err(|e| Failure::new(format!("cannot start the background threads: {e}")))?;
     eprintln!(
         "apextrack {} listening on http://{} (database {}, schema version {})",
         env!("CARGO_PKG_VERSION"),
@@ -191,9 +214,9 @@ fn serve(config: Config) -> Result<(), Failure> {
 fn init(config_path: Option<&Path>, force: bool) -> Result<(), Failure> {
     let path = config_path.unwrap_or(Path::new("apextrack.toml"));
     if path.exists() && !force {
-        return Err(Failure(format!("{} already exists (use --force to overwrite it)", path.display())));
+        return Err(Failure::input(format!("{} already exists (use --force to overwrite it)", path.display())));
     }
-    std::fs::write(path, config::EXAMPLE).map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::write(path, config::EXAMPLE).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))?;
     let app = App::open(Config::from_process(Some(path))?)?;
     println!("wrote {}", path.display());
     println!("created {} (schema version {})", app.db.path().display(), app.db.schema_version()?);
@@ -203,7 +226,9 @@ fn init(config_path: Option<&Path>, force: bool) -> Result<(), Failure> {
 
 pub(super) fn parse_language(app: &App, code: Option<String>) -> Result<Lang, Failure> {
     match code {
-        Some(code) => Lang::parse(&code).ok_or_else(|| Failure(format!("unknown language {code:?}: use id or en"))),
+        Some(code) => {
+            Lang::parse(&code).ok_or_else(|| Failure::input(format!("unknown language {code:?}: use id or en")))
+        }
         None => Ok(app.default_lang),
     }
 }

@@ -49,7 +49,7 @@ pub(super) enum OutboxCommand {
 
 pub(super) fn mail_test(app: &App, address: &str, language: Option<String>) -> Result<(), Failure> {
     if !crate::text::is_email(address) {
-        return Err(Failure(format!("{address:?} is not an email address")));
+        return Err(Failure::input(format!("{address:?} is not an email address")));
     }
     let lang = parse_language(app, language)?;
     let mail = crate::mail::test(lang, address, app.config.app_url());
@@ -60,7 +60,7 @@ pub(super) fn mail_test(app: &App, address: &str, language: Option<String>) -> R
             println!("sent through {provider}: the provider answered {} {}", delivery.status, delivery.response);
             Ok(())
         }
-        Err(reason) => Err(Failure(format!("sending through {provider} failed: {reason}"))),
+        Err(reason) => Err(Failure::new(format!("sending through {provider} failed: {reason}"))),
     }
 }
 
@@ -69,7 +69,7 @@ pub(super) fn outbox(app: &App, cmd: OutboxCommand) -> Result<(), Failure> {
         OutboxCommand::List { status, json } => {
             if let Some(s) = status.as_deref() {
                 if !["pending", "sent", "failed"].contains(&s) {
-                    return Err(Failure(format!("unknown status {s:?}: use pending, sent or failed")));
+                    return Err(Failure::input(format!("unknown status {s:?}: use pending, sent or failed")));
                 }
             }
             let entries = app.db.read(|c| Ok(crate::outbox::list(c, status.as_deref())?))?;
@@ -98,7 +98,10 @@ pub(super) fn outbox(app: &App, cmd: OutboxCommand) -> Result<(), Failure> {
             let now = app.clock.now();
             let n = app.db.write(|tx| Ok(crate::outbox::retry(tx, &ids, now)?))?;
             if !ids.is_empty() && n < ids.len() {
-                return Err(Failure(format!("queued {n} of {} mail(s): the others are not failed mail", ids.len())));
+                return Err(Failure::input(format!(
+                    "queued {n} of {} mail(s): the others are not failed mail",
+                    ids.len()
+                )));
             }
             println!("queued {n} failed mail(s) again; a running server sends them within a second");
         }
@@ -136,7 +139,7 @@ pub(super) fn blacklist(app: &App, cmd: BlacklistCommand) -> Result<(), Failure>
                     + tx.execute("DELETE FROM phone_blocks WHERE ?1 IS NULL OR phone = ?1", [phone.as_deref()])?)
             })?;
             if n == 0 && phone.is_some() {
-                return Err(Failure(format!("{} is not blacklisted", phone.unwrap_or_default())));
+                return Err(Failure::input(format!("{} is not blacklisted", phone.unwrap_or_default())));
             }
             println!("removed {n} number(s) from the blacklist");
         }
