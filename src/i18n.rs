@@ -248,6 +248,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ("links.deleted", "Link berhasil dihapus.", "The link has been deleted."),
     ("payment.bad_signature", "Invalid signature.", "Invalid signature."),
     (
+        "postback.too_many_refused",
+        "Terlalu banyak postback yang ditolak. Silakan coba lagi dalam :seconds detik.",
+        "Too many refused postbacks. Please try again in :seconds seconds.",
+    ),
+    (
         "payment.reference_taken",
         "This reference belongs to a payment of another email address.",
         "This reference belongs to a payment of another email address.",

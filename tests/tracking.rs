@@ -743,3 +743,42 @@ fn a_source_postback_that_never_answers_does_not_delay_account_mail() {
     assert!(delivered(), "the verification mail went out");
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_clickid_alone_cannot_fill_its_owners_postback_log() {
+    let t = setup(|c| c.server.trusted_proxies = vec!["127.0.0.1".into()]);
+    let slug = t.link(json!({"name": "L", "url": "https://l.example/"}))["slug"].as_str().unwrap().to_string();
+    t.click(&slug, "sub_id=a", PHONE);
+    let cid = t.last_clickid();
+    let forged = |ip: &str, n: usize| {
+        let q = format!("/api/postback/conversion?clickid={cid}&secret=wrong&junk=%3Dcmd%7Cspam-{n}");
+        request(t.s.addr(), "GET", &q, &[("X-Forwarded-For", ip)], b"")
+    };
+    let mut answers = Vec::new();
+    for n in 0..40 {
+        // From many addresses: the per-clickid limit holds them all.
+        answers.push(forged(&format!("198.51.100.{}", n % 20), n).status);
+    }
+    assert_eq!(answers.iter().filter(|s| **s == 403).count(), 10, "{answers:?}");
+    assert_eq!(answers.iter().filter(|s| **s == 429).count(), 30, "{answers:?}");
+    let r = forged("198.51.100.77", 99);
+    assert_eq!(r.status, 429);
+    assert!(r.json()["retry_after"].as_u64().is_some(), "{}", r.body);
+    let log = t.s.get("/api/postbacks", Some(&t.token)).json()["data"].clone();
+    let rows = log.as_array().unwrap();
+    assert_eq!(rows.len(), 10, "{log}");
+    assert!(rows.iter().all(|r| r["outcome"] == "bad_secret" && r["params"] == json!({"clickid": cid})), "{log}");
+    // One address spraying made-up clickids is limited too.
+    let statuses: Vec<u16> = (0..70).map(|n| t.postback(&format!("clickid=made-up-{n}&secret=x")).status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 404).count(), 60, "{statuses:?}");
+    assert!(statuses[60..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The genuine postback still lands.
+    let r = request(
+        t.s.addr(),
+        "GET",
+        &format!("/api/postback/conversion?clickid={cid}&secret={}", t.secret()),
+        &[("X-Forwarded-For", "203.0.113.200")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}

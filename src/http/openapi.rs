@@ -264,7 +264,7 @@ fn ops() -> Vec<Op> {
             auth: Public,
             request: None,
             success: (200, schema("Postback")),
-            errors: &[403, 404, 422],
+            errors: &[403, 404, 422, 429],
             params: vec![
                 query("clickid", "or cid, subid"),
                 query("payout", "or sum, amount"),
@@ -283,7 +283,7 @@ fn ops() -> Vec<Op> {
                 &[],
             ))),
             success: (200, schema("Postback")),
-            errors: &[400, 403, 404, 413, 422],
+            errors: &[400, 403, 404, 413, 422, 429],
             params: vec![],
         },
         Op {

@@ -5,10 +5,12 @@
 use super::rollup::{self, Delta, Dims};
 use super::{clip, money, parse_money};
 use crate::base::Core;
-use crate::clock::{self, Micros};
+use crate::clock::{self, Micros, MINUTE};
 use crate::crypto;
 use crate::error::Error;
+use crate::i18n::Msg;
 use crate::outbox;
+use crate::ratelimit::{self, Limit};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -114,6 +116,24 @@ fn find_click(conn: &Connection, clickid: &str) -> rusqlite::Result<Option<Click
     .optional()
 }
 
+/// Refused postbacks answered before the 429s start: per address a minute,
+/// and per clickid an hour.
+const REFUSED_PER_IP: Limit = Limit { max: 60, window: MINUTE };
+const REFUSED_PER_CLICK: Limit = Limit { max: 10, window: 60 * MINUTE };
+/// Rows of the postback log kept per user; older ones make room.
+pub const MAX_LOG_ROWS: i64 = 10_000;
+
+/// Keeps the user's newest [`MAX_LOG_ROWS`] log rows (through the
+/// `(user_id, id)` index: no scan).
+fn cap_log(conn: &Connection, user: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM postback_log WHERE user_id = ?1 AND id <= (
+             SELECT id FROM postback_log WHERE user_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![user, MAX_LOG_ROWS])?;
+    Ok(())
+}
+
 /// Whether `ip` may post for a user with this allowlist ('' allows all).
 pub fn allowed(allowlist: &str, ip: IpAddr) -> bool {
     let entries: Vec<&str> = allowlist.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
@@ -156,6 +176,14 @@ pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)])
     let log = |conn: &Connection, user: Option<i64>, answer: &Answer, lead: Option<i64>| -> rusqlite::Result<()> {
         // Postbacks nobody can be told about are not kept.
         let Some(user) = user else { return Ok(()) };
+        // A refusal for a wrong secret reaches the click's owner (a network
+        // still using an old secret shows up), but none of the sender's
+        // text does: only the clickid and the outcome.
+        let params = if answer.body["outcome"] == "bad_secret" {
+            json!({ "clickid": param(params, &["clickid", "cid", "subid"]).map(|c| clip(c, 64)) }).to_string()
+        } else {
+            logged.clone()
+        };
         conn.prepare_cached(
             "INSERT INTO postback_log (user_id, received_at, method, ip, params, outcome, status, lead_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -165,16 +193,35 @@ pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)])
             now,
             method,
             ip.to_string(),
-            logged,
+            params,
             answer.body["outcome"].as_str(),
             answer.status,
             lead
         ])?;
+        cap_log(conn, user)?;
         Ok(())
     };
+    // Refusals are counted per address and per clickid: past the limits
+    // they are answered 429 and not logged, so holding a clickid (it is in
+    // every redirect) does not let anyone fill its owner's log.
+    let clickid_key =
+        param(params, &["clickid", "cid", "subid"]).map(|c| format!("postback-refused-click:{}", clip(c, 64)));
     let refuse = |user: Option<i64>, answer: Answer| -> Result<Answer, Error> {
-        app.db.write(|tx| Ok(log(tx, user, &answer, None)?))?;
-        Ok(answer)
+        app.db.write_then_refuse(|tx| {
+            let mut keys = vec![(format!("postback-refused-ip:{ip}"), REFUSED_PER_IP)];
+            keys.extend(clickid_key.clone().map(|k| (k, REFUSED_PER_CLICK)));
+            for (key, limit) in &keys {
+                if let Some(retry_after) = ratelimit::blocked(tx, key, *limit, now)? {
+                    let message = Msg::new("postback.too_many_refused").arg("seconds", retry_after);
+                    return Ok(Err(Error::TooManyRequests { message, retry_after }));
+                }
+            }
+            for (key, limit) in &keys {
+                ratelimit::hit(tx, key, *limit, now)?;
+            }
+            log(tx, user, &answer, None)?;
+            Ok(Ok(answer))
+        })
     };
 
     let Some(clickid) = param(params, &["clickid", "cid", "subid"]).filter(|c| !c.is_empty()) else {
@@ -200,9 +247,6 @@ pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)])
     if app.config.tracking.require_postback_secret {
         let expected = secret(app, click.user_id, click.secret_version);
         if !crypto::ct_eq(expected.as_bytes(), given_secret.as_bytes()) {
-            // Logged under the secret's user only if it matches the click's.
-            // Logged for the click's owner: a network still using an old
-            // secret shows up in their log (the clickid is unguessable).
             return refuse(Some(click.user_id), answer(403, "Invalid postback secret.", "bad_secret"));
         }
     }
