@@ -1,5 +1,7 @@
 //! The one error type. Domain code, the HTTP layer and the CLI all return
-//! it; `http::respond` alone turns it into a status and a JSON body.
+//! it, naming what went wrong, never a status code or a response shape:
+//! `http::respond::error` alone turns it into a status and a body, in the
+//! shape the route table gives the route.
 
 use crate::i18n::Msg;
 use std::collections::BTreeMap;
@@ -13,22 +15,21 @@ pub enum Error {
     Unauthenticated,
     /// 403 on a `verified` route for an unverified email.
     Unverified,
-    /// 403 with a message (a suspended account, a wrong secret).
+    /// 403 with a message (a suspended account, a wrong secret, a
+    /// blacklisted number).
     Forbidden(Msg),
-    /// 400 in seed 003's envelope: `{"success": false, "message"}`.
-    Envelope { status: u16, msg: Msg },
-    /// A failure of a seed 004 route, in its envelope:
-    /// `{"success": false, "code": "<key>", "message"}`.
-    Settings { status: u16, msg: Msg },
     /// 403 at login: the account has 2FA and no (or a wrong) `otp_code` came.
     TwoFactorRequired,
     /// 404 `Not Found.`
     NotFound,
+    /// 404 for a thing the request named, with a message of its own (an
+    /// API key of seed 004).
+    Missing(Msg),
     /// 405: the path exists, the method does not; lists the methods it takes.
     MethodNotAllowed { method: String, allowed: String },
     /// 413: the body is over `server.max_body_bytes`.
     PayloadTooLarge { limit: u64 },
-    /// 422 with a message only (a wrong verification code, as the seed shows).
+    /// 422 with a message only (a wrong code, a refused change, as the seeds show).
     Unprocessable(Msg),
     /// 422 with Laravel's `errors` object.
     Validation(FieldErrors),
@@ -50,8 +51,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         use crate::i18n::Lang;
         match self {
-            Error::BadRequest(m) | Error::Forbidden(m) | Error::Unprocessable(m) => f.write_str(&m.render(Lang::En)),
-            Error::Envelope { msg, .. } | Error::Settings { msg, .. } => f.write_str(&msg.render(Lang::En)),
+            Error::BadRequest(m) | Error::Forbidden(m) | Error::Unprocessable(m) | Error::Missing(m) => {
+                f.write_str(&m.render(Lang::En))
+            }
             Error::TwoFactorRequired => f.write_str("two-factor code required"),
             Error::TooManyRequests { message, .. } => f.write_str(&message.render(Lang::En)),
             Error::Unauthenticated => f.write_str("unauthenticated"),

@@ -370,7 +370,7 @@ fn the_verified_guard_refuses_unverified_users() {
     s.register("guard@example.com");
     let user = accounts::find(&s.app, "guard@example.com").unwrap();
     let e = accounts::require_verified(&user).unwrap_err();
-    let r = apextrack::http::respond::error(&e, apextrack::i18n::Lang::Id);
+    let r = apextrack::http::respond::error(&e, apextrack::http::respond::Shape::Plain, apextrack::i18n::Lang::Id);
     assert_eq!(r.status_code, 403);
     accounts::mark_verified(&s.app, user.id).unwrap();
     assert!(accounts::require_verified(&accounts::find(&s.app, "guard@example.com").unwrap()).is_ok());

@@ -194,7 +194,7 @@ fn mail_that_keeps_failing_is_marked_failed_and_can_be_retried_from_the_cli() {
     let delivered = recorder.wait_delivered(1);
     assert_eq!(delivered[0].json()["to"], "fail@example.com");
     let bad = cli(&dir, &["outbox", "retry", "999"]);
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
 }
 
 #[test]
@@ -221,5 +221,5 @@ fn mail_test_reports_the_providers_answer() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sending through http failed: HTTP 422"));
     let out = cli(d, &["mail", "test", "not-an-address"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
 }

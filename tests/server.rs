@@ -96,12 +96,13 @@ fn start_up_errors_name_the_bad_key_and_value() {
     ];
     for (env, config, needle) in cases {
         let (code, stderr) = run(&env, &config);
-        assert_eq!(code, Some(1), "{env:?}");
+        assert_eq!(code, Some(2), "{env:?}");
+        assert!(!stderr.contains("internal error"), "{env:?}: {stderr}");
         assert!(stderr.contains(needle), "{env:?}: {stderr:?} lacks {needle:?}");
     }
     std::fs::write(dir.path().join("bad.toml"), "[server]\nthreads = \"many\"\n").unwrap();
     let (code, stderr) = run(&[], "bad.toml");
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("server.threads: invalid type: string \"many\""), "{stderr}");
     // The port is taken: say so.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -138,7 +138,7 @@ fn otp_failed() -> Error {
 }
 
 fn settings_error(key: &'static str) -> Error {
-    Error::Settings { status: 422, msg: Msg::new(key) }
+    Error::Unprocessable(Msg::new(key))
 }
 
 /// Turns 2FA on with a code from the app; returns 8 recovery codes, shown once.

@@ -109,6 +109,13 @@ impl From<config::ConfigError> for Failure {
     }
 }
 
+/// Opens the app; a configuration that does not validate is a mistake in
+/// the input (exit 2, with the key named), not an internal error.
+fn open(config: Config) -> Result<App, Failure> {
+    config.validate()?;
+    Ok(App::open(config)?)
+}
+
 /// The top-level entry point of the binary.
 pub fn main() -> ExitCode {
     return_big_allocations_to_the_system();
@@ -144,7 +151,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve => return serve(Config::from_process(config_path)?),
         _ => {}
     }
-    let app = App::open(Config::from_process(config_path)?)?;
+    let app = open(Config::from_process(config_path)?)?;
     match cli.command {
         Command::User(cmd) => user(&app, cmd),
         Command::Token(cmd) => token(&app, cmd),
@@ -180,7 +187,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 fn serve(config: Config) -> Result<(), Failure> {
-    let app = Arc::new(App::open(config)?);
+    let app = Arc::new(open(config)?);
     let (signal_tx, signal_rx) = mpsc::channel();
     ctrlc::set_handler(move || {
         let _ = signal_tx.send(());
@@ -217,7 +224,7 @@ fn init(config_path: Option<&Path>, force: bool) -> Result<(), Failure> {
         return Err(Failure::input(format!("{} already exists (use --force to overwrite it)", path.display())));
     }
     std::fs::write(path, config::EXAMPLE).map_err(|e| Failure::new(format!("cannot write {}: {e}", path.display())))?;
-    let app = App::open(Config::from_process(Some(path))?)?;
+    let app = open(Config::from_process(Some(path))?)?;
     println!("wrote {}", path.display());
     println!("created {} (schema version {})", app.db.path().display(), app.db.schema_version()?);
     println!("next: apextrack --config {} serve", path.display());

@@ -33,8 +33,8 @@ pub struct Ctx<'a> {
     pub lang: Cell<Lang>,
     session: OnceCell<Session>,
     body: OnceCell<Vec<u8>>,
-    /// A seed 004 route: errors answer in its envelope.
-    pub envelope: Cell<bool>,
+    /// The shape of this route's answers, from the route table.
+    pub shape: Cell<respond::Shape>,
 }
 
 impl<'a> Ctx<'a> {
@@ -48,7 +48,7 @@ impl<'a> Ctx<'a> {
             lang: Cell::new(lang),
             session: OnceCell::new(),
             body: OnceCell::new(),
-            envelope: Cell::new(false),
+            shape: Cell::new(respond::Shape::Plain),
         }
     }
 
@@ -126,9 +126,13 @@ impl server::Service for Service {
     fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response {
         let lang = self.app.default_lang;
         let response = if status == 500 {
-            respond::error(&Error::internal(detail), lang)
+            respond::error(&Error::internal(detail), respond::Shape::Plain, lang)
         } else if status == 413 {
-            respond::error(&Error::PayloadTooLarge { limit: self.app.config.server.max_body_bytes }, lang)
+            respond::error(
+                &Error::PayloadTooLarge { limit: self.app.config.server.max_body_bytes },
+                respond::Shape::Plain,
+                lang,
+            )
         } else {
             respond::message(status, &crate::i18n::Msg::new("http.bad_request").arg("detail", detail), lang)
         };
@@ -196,11 +200,7 @@ pub fn guarded(ctx: &Ctx, f: impl FnOnce() -> Result<Response, Error>) -> Respon
         let path = input::raw_path(ctx.req).escape_default();
         ctx.app.log.line(format!("error: {} {path}: {detail}", ctx.req.method()));
     }
-    if ctx.envelope.get() {
-        respond::envelope_error(&error, ctx.lang.get())
-    } else {
-        respond::error(&error, ctx.lang.get())
-    }
+    respond::error(&error, ctx.shape.get(), ctx.lang.get())
 }
 
 #[cfg(test)]

@@ -16,24 +16,40 @@ pub fn message(status: u16, msg: &Msg, lang: Lang) -> Response {
     json(status, &json!({ "message": msg.render(lang) }))
 }
 
-/// Renders an error in the contract's shape for its class. Exhaustive on
-/// purpose: a new variant does not compile until it has a status and a body.
-pub fn error(error: &Error, lang: Lang) -> Response {
+/// The shape of a route's answers, given by the route table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// §2 of the contract: `{"message"}`, Laravel's `errors`.
+    Plain,
+    /// Seed 003's link routes: a 400 is `{"success": false, "message"}`.
+    Seed003,
+    /// Seed 004's settings: `{"success": false, "code", "message", "data"}`.
+    Seed004,
+}
+
+/// Renders an error in `shape`. The only place an error becomes a status
+/// and a body; exhaustive on purpose, with no catch-all arm: a new variant
+/// does not compile until it has a status and a body in every shape.
+pub fn error(error: &Error, shape: Shape, lang: Lang) -> Response {
     let text = |key: &'static str| Msg::new(key).render(lang);
+    // A failure the seeds' envelopes report with its message key as `code`.
+    let reported = |status: u16, msg: &Msg| match shape {
+        Shape::Seed004 => {
+            json(status, &json!({ "success": false, "code": msg.key, "message": msg.render(lang), "data": null }))
+        }
+        Shape::Seed003 if status == 400 => json(400, &json!({ "success": false, "message": msg.render(lang) })),
+        Shape::Seed003 | Shape::Plain => message(status, msg, lang),
+    };
     match error {
-        Error::BadRequest(msg) => message(400, msg, lang),
+        Error::BadRequest(msg) => reported(400, msg),
         Error::Unauthenticated => json(401, &json!({ "message": text("http.unauthenticated") })),
         Error::Unverified => json(403, &json!({ "message": text("http.unverified") })),
-        Error::Forbidden(msg) => message(403, msg, lang),
-        Error::Settings { status, msg } => {
-            json(*status, &json!({ "success": false, "code": msg.key, "message": msg.render(lang), "data": null }))
-        }
+        Error::Forbidden(msg) => reported(403, msg),
         Error::TwoFactorRequired => {
             json(403, &json!({ "message": text("auth.otp_failed"), "two_factor_required": true }))
         }
-        Error::Envelope { status, msg } => json(*status, &json!({ "success": false, "message": msg.render(lang) })),
-        Error::Unprocessable(msg) => message(422, msg, lang),
         Error::NotFound => json(404, &json!({ "message": text("http.not_found") })),
+        Error::Missing(msg) => reported(404, msg),
         Error::MethodNotAllowed { method, allowed } => {
             let msg = Msg::new("http.method_not_allowed").arg("method", method).arg("allowed", allowed);
             message(405, &msg, lang).with_additional_header("Allow", allowed.replace(", ", ","))
@@ -43,52 +59,33 @@ pub fn error(error: &Error, lang: Lang) -> Response {
             message(413, &Msg::new("http.payload_too_large").arg("limit", limit), lang)
                 .with_additional_header("Connection", "close")
         }
+        Error::Unprocessable(msg) => reported(422, msg),
         Error::Validation(fields) => {
             let errors: Map<String, Value> = fields
                 .0
                 .iter()
                 .map(|(field, msgs)| (field.clone(), msgs.iter().map(|m| Value::from(m.render(lang))).collect()))
                 .collect();
-            json(422, &json!({ "message": text("http.invalid"), "errors": errors }))
+            let message = text("http.invalid");
+            match shape {
+                Shape::Seed004 => json(
+                    422,
+                    &json!({ "success": false, "code": "api.validation_error", "message": message,
+                             "errors": errors, "data": null }),
+                ),
+                Shape::Seed003 | Shape::Plain => json(422, &json!({ "message": message, "errors": errors })),
+            }
         }
         Error::TooManyRequests { message, retry_after } => {
-            json(429, &json!({ "message": message.render(lang), "retry_after": retry_after }))
-                .with_additional_header("Retry-After", retry_after.to_string())
+            let body = match shape {
+                Shape::Seed004 => json!({ "success": false, "code": message.key, "message": message.render(lang),
+                                          "retry_after": retry_after, "data": null }),
+                Shape::Seed003 | Shape::Plain => json!({ "message": message.render(lang), "retry_after": retry_after }),
+            };
+            json(429, &body).with_additional_header("Retry-After", retry_after.to_string())
         }
         Error::Busy => json(503, &json!({ "message": text("http.busy") })).with_additional_header("Retry-After", "1"),
         Error::Internal(_) => json(500, &json!({ "message": text("http.server_error") })),
-    }
-}
-
-/// Renders an error of a seed 004 route: the failures a handler reports
-/// (validation, a wrong code, a refusal, a limit) in the envelope with
-/// their message key as `code`; the rest as on every other route.
-pub fn envelope_error(error: &Error, lang: Lang) -> Response {
-    let envelope = |status: u16, code: &str, message: String| {
-        json(status, &json!({ "success": false, "code": code, "message": message, "data": null }))
-    };
-    match error {
-        Error::Validation(fields) => {
-            let errors: Map<String, Value> = fields
-                .0
-                .iter()
-                .map(|(field, msgs)| (field.clone(), msgs.iter().map(|m| Value::from(m.render(lang))).collect()))
-                .collect();
-            json(
-                422,
-                &json!({ "success": false, "code": "api.validation_error",
-                         "message": Msg::new("http.invalid").render(lang), "errors": errors, "data": null }),
-            )
-        }
-        Error::Forbidden(msg) => envelope(403, msg.key, msg.render(lang)),
-        Error::Unprocessable(msg) => envelope(422, msg.key, msg.render(lang)),
-        Error::BadRequest(msg) => envelope(400, msg.key, msg.render(lang)),
-        Error::TooManyRequests { message, retry_after } => json(
-            429,
-            &json!({ "success": false, "code": message.key, "message": message.render(lang), "retry_after": retry_after, "data": null }),
-        )
-        .with_additional_header("Retry-After", retry_after.to_string()),
-        other => self::error(other, lang),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The route table: path, then method (a known path with another method is
-//! a 405), each with the guard it needs.
+//! a 405), each path with the shape its answers take (plain §2, seed 003's
+//! or seed 004's envelope) and each method with the guard it needs.
 
 use super::assets;
 use super::auth::{self, Guard};
-use super::respond;
+use super::respond::{self, Shape};
 use super::routes::{accounts, settings, tracking, verification};
 use super::{input, Ctx};
 use crate::error::Error;
@@ -13,56 +14,64 @@ use serde_json::json;
 type Handler = fn(&Ctx) -> Result<Response, Error>;
 type Methods = &'static [(&'static str, Guard, Handler)];
 
-fn routes(segments: &[&str]) -> Option<Methods> {
+fn routes(segments: &[&str]) -> Option<(Shape, Methods)> {
     use Guard::*;
+    use Shape::*;
     Some(match segments {
-        [page] if assets::PAGES.contains(page) => &[("GET", Public, assets::page)],
-        ["assets", _file] => &[("GET", Public, assets::asset)],
-        ["api", "health"] => &[("GET", Public, health)],
-        ["api", "openapi.json"] => &[("GET", Public, super::openapi::serve)],
-        ["api", "register"] => &[("POST", Public, accounts::register)],
-        ["api", "login"] => &[("POST", Public, accounts::login)],
-        ["api", "logout"] => &[("POST", Auth, accounts::logout)],
-        ["api", "user"] => &[("GET", Auth, accounts::me)],
-        ["api", "email", "verify"] => &[("POST", Auth, verification::verify_code)],
-        ["api", "email", "resend"] => &[("POST", Auth, verification::resend_code)],
-        ["api", "email", "verification-notification"] => &[("POST", Auth, verification::send_link)],
-        ["api", "email", "verification-resend"] => &[("POST", Auth, verification::resend_link)],
-        ["api", "email", "verify", _id, _hash] => &[("GET", Public, verification::verify_link)],
-        ["api", "links"] => {
-            &[("GET", Api("links:read"), tracking::list_links), ("POST", Api("links:write"), tracking::create_link)]
-        }
-        ["api", "links", _id] => &[
-            ("GET", Api("links:read"), tracking::show_link),
-            ("PUT", Api("links:write"), tracking::update_link),
-            ("DELETE", Api("links:write"), tracking::delete_link),
-        ],
-        ["go", _slug] => &[("GET", Public, tracking::click)],
+        [page] if assets::PAGES.contains(page) => (Plain, &[("GET", Public, assets::page)]),
+        ["assets", _file] => (Plain, &[("GET", Public, assets::asset)]),
+        ["api", "health"] => (Plain, &[("GET", Public, health)]),
+        ["api", "openapi.json"] => (Plain, &[("GET", Public, super::openapi::serve)]),
+        ["api", "register"] => (Plain, &[("POST", Public, accounts::register)]),
+        ["api", "login"] => (Plain, &[("POST", Public, accounts::login)]),
+        ["api", "logout"] => (Plain, &[("POST", Auth, accounts::logout)]),
+        ["api", "user"] => (Plain, &[("GET", Auth, accounts::me)]),
+        ["api", "email", "verify"] => (Plain, &[("POST", Auth, verification::verify_code)]),
+        ["api", "email", "resend"] => (Plain, &[("POST", Auth, verification::resend_code)]),
+        ["api", "email", "verification-notification"] => (Seed003, &[("POST", Auth, verification::send_link)]),
+        ["api", "email", "verification-resend"] => (Seed003, &[("POST", Auth, verification::resend_link)]),
+        ["api", "email", "verify", _id, _hash] => (Plain, &[("GET", Public, verification::verify_link)]),
+        ["api", "links"] => (
+            Plain,
+            &[("GET", Api("links:read"), tracking::list_links), ("POST", Api("links:write"), tracking::create_link)],
+        ),
+        ["api", "links", _id] => (
+            Plain,
+            &[
+                ("GET", Api("links:read"), tracking::show_link),
+                ("PUT", Api("links:write"), tracking::update_link),
+                ("DELETE", Api("links:write"), tracking::delete_link),
+            ],
+        ),
+        ["go", _slug] => (Plain, &[("GET", Public, tracking::click)]),
         ["api", "postback", "conversion"] => {
-            &[("GET", Public, tracking::conversion), ("POST", Public, tracking::conversion)]
+            (Plain, &[("GET", Public, tracking::conversion), ("POST", Public, tracking::conversion)])
         }
-        ["api", "postbacks"] => &[("GET", Verified, tracking::postback_log)],
-        ["api", "payment", "notification"] => &[("POST", Public, tracking::payment_notification)],
-        ["api", "dashboard-data"] => &[("GET", Api("dashboard:read"), tracking::dashboard_data)],
-        ["api", "reports"] => &[("GET", Api("reports:read"), tracking::reports)],
-        ["api", "user", "postback-secret"] => &[("POST", Verified, tracking::rotate_secret)],
-        ["api", "user", "postback-allowlist"] => &[("PUT", Verified, tracking::set_allowlist)],
+        ["api", "postbacks"] => (Plain, &[("GET", Verified, tracking::postback_log)]),
+        ["api", "payment", "notification"] => (Plain, &[("POST", Public, tracking::payment_notification)]),
+        ["api", "dashboard-data"] => (Plain, &[("GET", Api("dashboard:read"), tracking::dashboard_data)]),
+        ["api", "reports"] => (Plain, &[("GET", Api("reports:read"), tracking::reports)]),
+        ["api", "user", "postback-secret"] => (Plain, &[("POST", Verified, tracking::rotate_secret)]),
+        ["api", "user", "postback-allowlist"] => (Plain, &[("PUT", Verified, tracking::set_allowlist)]),
         // Seed 004: account settings, in its envelope; never reachable with an API key.
-        ["api", "users", "phone-otp"] => &[("POST", Verified, settings::send_phone_code)],
-        ["api", "users", "phone-bind"] => &[("POST", Verified, settings::bind_phone)],
-        ["api", "users", "twofa"] => &[("GET", Verified, settings::twofa_status)],
-        ["api", "users", "twofa-bind"] => &[("POST", Verified, settings::twofa_bind)],
-        ["api", "users", "twofa-unbind"] => &[("POST", Verified, settings::twofa_unbind)],
-        ["api", "users", "twofa-recovery-codes"] => &[("POST", Verified, settings::twofa_recovery_codes)],
-        ["api", "users", "language"] => &[("PATCH", Verified, settings::language)],
-        ["api", "users", "currency"] => &[("PATCH", Verified, settings::currency)],
-        ["api", "users", "email-otp"] => &[("POST", Verified, settings::email_otp)],
-        ["api", "user", "api-key"] => &[
-            ("GET", Verified, settings::list_api_keys),
-            ("POST", Verified, settings::create_api_key),
-            ("PUT", Verified, settings::regenerate_api_key),
-            ("DELETE", Verified, settings::delete_api_key),
-        ],
+        ["api", "users", "phone-otp"] => (Seed004, &[("POST", Verified, settings::send_phone_code)]),
+        ["api", "users", "phone-bind"] => (Seed004, &[("POST", Verified, settings::bind_phone)]),
+        ["api", "users", "twofa"] => (Seed004, &[("GET", Verified, settings::twofa_status)]),
+        ["api", "users", "twofa-bind"] => (Seed004, &[("POST", Verified, settings::twofa_bind)]),
+        ["api", "users", "twofa-unbind"] => (Seed004, &[("POST", Verified, settings::twofa_unbind)]),
+        ["api", "users", "twofa-recovery-codes"] => (Seed004, &[("POST", Verified, settings::twofa_recovery_codes)]),
+        ["api", "users", "language"] => (Seed004, &[("PATCH", Verified, settings::language)]),
+        ["api", "users", "currency"] => (Seed004, &[("PATCH", Verified, settings::currency)]),
+        ["api", "users", "email-otp"] => (Seed004, &[("POST", Verified, settings::email_otp)]),
+        ["api", "user", "api-key"] => (
+            Seed004,
+            &[
+                ("GET", Verified, settings::list_api_keys),
+                ("POST", Verified, settings::create_api_key),
+                ("PUT", Verified, settings::regenerate_api_key),
+                ("DELETE", Verified, settings::delete_api_key),
+            ],
+        ),
         _ => return None,
     })
 }
@@ -70,8 +79,8 @@ fn routes(segments: &[&str]) -> Option<Methods> {
 pub fn dispatch(ctx: &Ctx) -> Result<Response, Error> {
     let path = input::raw_path(ctx.req);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let methods = routes(&segments).ok_or(Error::NotFound)?;
-    ctx.envelope.set(matches!(segments.as_slice(), ["api", "users", _] | ["api", "user", "api-key"]));
+    let (shape, methods) = routes(&segments).ok_or(Error::NotFound)?;
+    ctx.shape.set(shape);
     let method = ctx.req.method();
     // HEAD is answered as GET; the connection layer leaves the body out.
     let wanted = if method == "HEAD" { "GET" } else { method };

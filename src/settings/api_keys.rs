@@ -58,11 +58,11 @@ fn new_key() -> String {
 }
 
 fn not_found() -> Error {
-    Error::Settings { status: 404, msg: Msg::new("api.user_api_key_not_found") }
+    Error::Missing(Msg::new("api.user_api_key_not_found"))
 }
 
 fn refuse(key: &'static str) -> Error {
-    Error::Settings { status: 422, msg: Msg::new(key) }
+    Error::Unprocessable(Msg::new(key))
 }
 
 /// A key to create, as the form gave it.

@@ -69,8 +69,12 @@ fn blocked_for(conn: &Connection, number: &str, user_id: i64) -> rusqlite::Resul
         .is_some())
 }
 
-fn refuse(status: u16, key: &'static str) -> Error {
-    Error::Settings { status, msg: Msg::new(key) }
+fn blacklisted_number() -> Error {
+    Error::Forbidden(Msg::new("api.phone_number_blacklisted"))
+}
+
+fn refuse(key: &'static str) -> Error {
+    Error::Unprocessable(Msg::new(key))
 }
 
 fn too_many(retry_after: u64) -> Error {
@@ -82,10 +86,10 @@ pub fn send_code(app: &Core, user: &User, number: &str, ip: IpAddr) -> Result<()
     let now = app.clock.now();
     app.db.write(|tx| {
         if blacklisted(tx, number)? || blocked_for(tx, number, user.id)? {
-            return Err(refuse(403, "api.phone_number_blacklisted"));
+            return Err(blacklisted_number());
         }
         if store::phone_taken_by_other(tx, number, user.id)? {
-            return Err(refuse(422, "api.phone_number_taken"));
+            return Err(refuse("api.phone_number_taken"));
         }
         let (user_key, number_key) = (format!("phone-otp:{}", user.id), format!("phone-otp-number:{number}"));
         let ip_key = format!("phone-otp-ip:{ip}");
@@ -117,10 +121,10 @@ pub fn bind(app: &Core, user: &User, number: &str, code: &str) -> Result<(), Err
     let wrong_key = format!("phone-bind-wrong:{}:{number}", user.id);
     app.db.write_then_refuse(|tx| {
         if store::phone_taken_by_other(tx, number, user.id)? {
-            return Ok(Err(refuse(422, "api.phone_number_taken")));
+            return Ok(Err(refuse("api.phone_number_taken")));
         }
         if blacklisted(tx, number)? || blocked_for(tx, number, user.id)? {
-            return Ok(Err(refuse(403, "api.phone_number_blacklisted")));
+            return Ok(Err(blacklisted_number()));
         }
         // Only guesses at a code really sent to this number count.
         let code_sent = otp::pending_for(tx, user.id, "phone", number, now)?;
@@ -138,7 +142,7 @@ pub fn bind(app: &Core, user: &User, number: &str, code: &str) -> Result<(), Err
                 )?;
             }
         }
-        Ok(Err(refuse(422, "api.otp_verification_code_invalid")))
+        Ok(Err(refuse("api.otp_verification_code_invalid")))
     })
 }
 

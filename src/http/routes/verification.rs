@@ -43,11 +43,7 @@ pub fn resend_link(ctx: &Ctx) -> Result<Response, Error> {
 /// mailer (local development): anywhere else it would let the caller
 /// verify an address they cannot read.
 fn link_sent(ctx: &Ctx, message: &'static str) -> Result<Response, Error> {
-    let url = match verification::resend(ctx.app, &ctx.session()?.user) {
-        Ok(url) => url,
-        Err(Error::BadRequest(msg)) => return Err(Error::Envelope { status: 400, msg }),
-        Err(e) => return Err(e),
-    };
+    let url = verification::resend(ctx.app, &ctx.session()?.user)?;
     let url = (ctx.app.config.mail.provider == "log").then_some(url);
     let lang = ctx.lang.get();
     Ok(respond::json(
