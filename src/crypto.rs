@@ -21,32 +21,14 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+/// Lowercase hex (through `data-encoding`).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
+    data_encoding::HEXLOWER.encode(bytes)
 }
 
 /// Standard base64 with padding (HTTP Basic credentials).
 pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    data_encoding::BASE64.encode(data)
 }
 
 pub fn sha1_hex(data: &[u8]) -> String {
@@ -77,31 +59,25 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
+/// Whether `given_hex` (either case) is the HMAC-SHA256 of `message` under
+/// `key`, checked by the `hmac` crate's constant-time `verify_slice`.
+pub fn hmac_sha256_verify(key: &[u8], message: &[u8], given_hex: &str) -> bool {
+    let Ok(tag) = data_encoding::HEXLOWER_PERMISSIVE.decode(given_hex.trim().as_bytes()) else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.verify_slice(&tag).is_ok()
+}
+
+/// Compares two byte strings in time that depends only on their lengths
+/// (through `subtle`).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 /// RFC 4648 base32 without padding (TOTP secrets for authenticator apps).
 pub fn base32(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &b in data {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            out.push(ALPHABET[((buffer >> (bits - 5)) & 31) as usize] as char);
-            bits -= 5;
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
+    data_encoding::BASE32_NOPAD.encode(data)
 }
 
 /// RFC 6238 TOTP with HMAC-SHA1 and 6 digits, for time step `step`
@@ -353,5 +329,17 @@ mod tests {
         assert_eq!(a.len(), 40);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, random_alphanumeric(40));
+    }
+
+    #[test]
+    fn hmac_verification_takes_either_case_and_refuses_anything_else() {
+        let tag = hex(&hmac_sha256(b"key", b"message"));
+        assert!(hmac_sha256_verify(b"key", b"message", &tag));
+        assert!(hmac_sha256_verify(b"key", b"message", &tag.to_ascii_uppercase()));
+        assert!(!hmac_sha256_verify(b"key", b"messagE", &tag));
+        assert!(!hmac_sha256_verify(b"key", b"message", &tag[..62]));
+        assert!(!hmac_sha256_verify(b"key", b"message", "zz"));
+        assert!(!hmac_sha256_verify(b"key", b"message", ""));
+        assert_eq!(base32(b"12345678901234567890"), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
     }
 }

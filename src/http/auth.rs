@@ -69,11 +69,11 @@ fn api_key(ctx: &Ctx, permission: &str) -> Result<Session, Error> {
     let key = api_keys::find_by_api_key(app, api_key)?.ok_or(Error::Unauthenticated)?;
     let mut message = format!("{timestamp}{}{}", ctx.req.method(), ctx.req.raw_url()).into_bytes();
     message.extend_from_slice(ctx.body()?);
-    let expected = crypto::hex(&crypto::hmac_sha256(api_keys::secret_of(app, api_key).as_bytes(), &message));
-    if !crypto::ct_eq(expected.as_bytes(), signature.to_ascii_lowercase().as_bytes()) {
+    if !crypto::hmac_sha256_verify(api_keys::secret_of(app, api_key).as_bytes(), &message, signature) {
         return Err(Error::Unauthenticated);
     }
-    if !app.api_replays.first_use(&expected, now_ms, 2 * api_keys::WINDOW_MS) {
+    // Remembered in one case, so the same signature in upper case is a replay too.
+    if !app.api_replays.first_use(&signature.to_ascii_lowercase(), now_ms, 2 * api_keys::WINDOW_MS) {
         return Err(Error::Unauthenticated);
     }
     let user = accounts::find_by_id(app, key.user_id).map_err(|_| Error::Unauthenticated)?;

@@ -17,8 +17,7 @@ pub const STATUSES: &[&str] = &["paid", "failed", "expired"];
 /// Whether `signature` (hex, any case) is our HMAC of `body`.
 pub fn signature_ok(secret: &str, body: &[u8], signature: Option<&str>) -> bool {
     let Some(given) = signature else { return false };
-    let expected = crypto::hex(&crypto::hmac_sha256(secret.as_bytes(), body));
-    !secret.is_empty() && crypto::ct_eq(expected.as_bytes(), given.trim().to_ascii_lowercase().as_bytes())
+    !secret.is_empty() && crypto::hmac_sha256_verify(secret.as_bytes(), body, given)
 }
 
 fn field<'a>(body: &'a Map<String, Value>, name: &str, errors: &mut FieldErrors) -> Option<&'a str> {

@@ -183,10 +183,10 @@ pub fn verify_link(
     let (Some(expires), Some(given)) = (expires.and_then(|e| e.parse::<i64>().ok()), signature_hex) else {
         return Ok(LinkOutcome::Invalid);
     };
-    let expected = signature(app, user_id, hash, expires);
     let email_hash = crypto::sha1_hex(user.email.to_lowercase().as_bytes());
     let now = app.clock.now();
-    let genuine = crypto::ct_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+    let signed = signed_part(app, user_id, hash, expires);
+    let genuine = crypto::hmac_sha256_verify(&app.signing_key, signed.as_bytes(), given)
         & crypto::ct_eq(email_hash.as_bytes(), hash.to_ascii_lowercase().as_bytes());
     if !genuine || expires.saturating_mul(SECOND) <= now {
         return Ok(LinkOutcome::Invalid);
