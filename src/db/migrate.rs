@@ -1,9 +1,11 @@
-//! Applies `schema.sql` (embedded at compile time) step by step, recording
-//! the applied version in `PRAGMA user_version`. Upgrades in place, never
-//! downgrades.
+//! Applies `schema.sql` (embedded at compile time) step by step through
+//! `rusqlite_migration`, recording the applied version in `PRAGMA
+//! user_version`. Upgrades in place, never downgrades. `schema.sql` stays
+//! the one schema: its `-- version: N` sections are the steps.
 
 use crate::error::Error;
 use rusqlite::{Connection, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -28,28 +30,33 @@ pub fn steps(schema: &str) -> Vec<(u32, String)> {
 }
 
 /// Brings the database up to the newest version of `schema` and returns it.
+/// The steps run through `rusqlite_migration`, one transaction each (taken
+/// IMMEDIATE, so the write lock is held from the start); a step that fails
+/// because another process applied it meanwhile is not an error.
 pub fn upgrade(conn: &mut Connection, schema: &str) -> Result<u32, Error> {
     let steps = steps(schema);
     let latest = steps.last().map_or(0, |(v, _)| *v);
-    for (version, sql) in steps {
-        // IMMEDIATE takes the write lock before reading the version, so two
-        // processes starting at once cannot both apply the same step.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let current: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if current > latest {
-            return Err(Error::internal(format!(
-                "the database is at schema version {current}, newer than this binary's {latest}: \
-                 run a newer apextrack"
-            )));
-        }
-        if version <= current {
-            continue;
-        }
-        tx.execute_batch(&sql).map_err(|e| Error::internal(format!("schema step {version}: {e}")))?;
-        tx.pragma_update(None, "user_version", version)?;
-        tx.commit()?;
+    let migrations = Migrations::new(steps.iter().map(|(_, sql)| M::up(sql)).collect());
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
+    let current = version(conn)?;
+    if current > latest {
+        return Err(Error::internal(format!(
+            "the database is at schema version {current}, newer than this binary's {latest}: run a newer apextrack"
+        )));
     }
+    for step in current + 1..=latest {
+        if let Err(e) = migrations.to_version(conn, step as usize) {
+            if version(conn)? < step {
+                return Err(Error::internal(format!("schema step {step}: {e}")));
+            }
+        }
+    }
+    conn.set_transaction_behavior(TransactionBehavior::Deferred);
     Ok(latest)
+}
+
+fn version(conn: &Connection) -> Result<u32, Error> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
 }
 
 #[cfg(test)]
