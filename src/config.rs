@@ -325,32 +325,19 @@ fn check_range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigEr
     }
 }
 
+/// Reads the typed configuration from a TOML table; an error names the
+/// dotted key it is about (`server.threads`), tracked by
+/// `serde_path_to_error` while deserializing.
 fn deserialize(table: &toml::Table, source: &str) -> Result<Config, ConfigError> {
-    let text = toml::to_string(table).map_err(|e| ConfigError(format!("{source}: {e}")))?;
-    toml::from_str(&text).map_err(|e| {
-        let key = e.span().and_then(|span| key_at(&text, span.start));
-        let message = e.message().trim().replace('\n', " ");
-        ConfigError(match key {
-            Some(key) => format!("{source}: {key}: {message}"),
-            None => format!("{source}: {message}"),
+    serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.inner().to_string().trim().replace('\n', " ");
+        ConfigError(if key.is_empty() || key == "." {
+            format!("{source}: {message}")
+        } else {
+            format!("{source}: {key}: {message}")
         })
     })
-}
-
-/// The dotted key (`server.threads`) whose line holds byte `offset` of a
-/// document that `toml::to_string` wrote: `[section]` headers, `key = value` lines.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let before = text.get(..offset)?;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next()?;
-    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"'));
-    let section =
-        before[..line_start].lines().rev().find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.strip_suffix(']')));
-    match (section, key) {
-        (Some(section), Some(key)) => Some(format!("{section}.{key}")),
-        (None, Some(key)) => Some(key.to_string()),
-        _ => None,
-    }
 }
 
 /// Overlays `APEXTRACK_<SECTION>_<KEY>` variables on the file's table. Each
