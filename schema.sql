@@ -250,6 +250,10 @@ CREATE INDEX api_keys_user ON api_keys(user_id, id);
 -- version: 5
 -- Pruning through indexes instead of scans; postbacks queued per owner
 -- (capped per user); numbers an account guessed codes for too often.
+-- Email verification codes join the other one-time codes in `otps`
+-- (purpose 'verify-email'); a code mailed before the upgrade stops working,
+-- the link in the same mail still does, and a resend makes a new code.
+DROP TABLE email_codes;
 CREATE INDEX click_fingerprints_last_at ON click_fingerprints(last_at);
 CREATE INDEX postback_log_received ON postback_log(received_at);
 ALTER TABLE outbox ADD COLUMN owner_id INTEGER;

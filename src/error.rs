@@ -122,6 +122,16 @@ impl FieldErrors {
         }
     }
 
+    /// The form when every field was read and nothing is wrong, else the
+    /// 422 with every problem. `form` is None only when a field is missing,
+    /// and a missing field is always among the errors.
+    pub fn finish<T>(self, form: Option<T>) -> Result<T, Error> {
+        match form {
+            Some(form) if self.0.is_empty() => Ok(form),
+            _ => Err(Error::Validation(self)),
+        }
+    }
+
     /// A one-field 422, e.g. wrong login credentials under `email`.
     pub fn single(field: &str, msg: Msg) -> Error {
         let mut errors = FieldErrors::default();

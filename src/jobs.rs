@@ -9,7 +9,7 @@
 use crate::app::App;
 use crate::base::Core;
 use crate::outbox::{self, Queue, Worker};
-use crate::{accounts, ratelimit, settings, tracking, verification};
+use crate::{accounts, ratelimit, tracking};
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -107,11 +107,10 @@ type Pruner = fn(&Connection, i64, i64) -> rusqlite::Result<usize>;
 /// Each table's owner prunes its own rows, in its own short transactions;
 /// one failing does not stop the others, and each failure is logged.
 pub fn prune(core: &Core) -> usize {
-    let owners: [(&str, Pruner); 7] = [
+    let owners: [(&str, Pruner); 6] = [
         ("expired tokens", accounts::prune),
         ("rate-limit windows", ratelimit::prune),
-        ("verification codes", verification::prune),
-        ("one-time codes", settings::otp::prune),
+        ("one-time codes", accounts::otp::prune),
         ("outbox", outbox::prune),
         ("click fingerprints", tracking::clicks::prune),
         ("postback log", tracking::postback::prune_log),

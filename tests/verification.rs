@@ -65,7 +65,7 @@ fn register_mails_a_code_and_a_link_and_both_verify() {
         .collect();
     assert_eq!(stored, ["", ""]);
     let dump: String = db
-        .query_row("SELECT group_concat(code_hash) FROM email_codes", [], |r| r.get::<_, Option<String>>(0))
+        .query_row("SELECT group_concat(code_hash) FROM otps", [], |r| r.get::<_, Option<String>>(0))
         .unwrap()
         .unwrap_or_default();
     assert!(!dump.contains(&code_a));
@@ -123,8 +123,7 @@ fn codes_expire_after_the_configured_minutes() {
     assert_eq!(r.status, 422);
     assert!(verified_at(&s, &token).is_null());
     // The maintenance thread's pruning removes the dead code.
-    let count =
-        |s: &TestServer| s.sqlite().query_row("SELECT count(*) FROM email_codes", [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |s: &TestServer| s.sqlite().query_row("SELECT count(*) FROM otps", [], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(count(&s), 1);
     apextrack::jobs::prune(&s.app);
     assert_eq!(count(&s), 0);

@@ -4,6 +4,7 @@
 //! the command line. Signing up with a verification mail is
 //! `verification::register`, which calls down into [`insert_account`].
 
+pub mod otp;
 pub mod store;
 pub mod twofa;
 

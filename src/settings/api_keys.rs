@@ -6,7 +6,7 @@
 //! The signature check and its replay guard are the HTTP layer's
 //! (`http::auth`); the keys and their SQL are here.
 
-use super::otp;
+use crate::accounts::otp;
 use crate::accounts::User;
 use crate::base::Core;
 use crate::clock::{Micros, MINUTE};

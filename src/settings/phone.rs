@@ -2,7 +2,7 @@
 //! account once the code is right. Wrong codes are counted per number and
 //! account; five within an hour shut that account out of the number.
 
-use super::otp;
+use crate::accounts::otp;
 use crate::accounts::{store, User};
 use crate::base::Core;
 use crate::clock::{Micros, MINUTE};

@@ -1,6 +1,6 @@
 //! Language, currency, and the email code for sensitive actions.
 
-use super::otp;
+use crate::accounts::otp;
 use crate::accounts::{store, User};
 use crate::base::Core;
 use crate::error::Error;

@@ -32,6 +32,15 @@ fn field<'a>(body: &'a Map<String, Value>, name: &str, errors: &mut FieldErrors)
 }
 
 /// Records the notification; returns the answer body.
+/// A notification whose fields all passed their checks.
+struct Payment<'a> {
+    reference: &'a str,
+    email: &'a str,
+    currency: &'a str,
+    status: &'a str,
+    amount: i64,
+}
+
 pub fn handle(app: &Core, body: &Map<String, Value>) -> Result<Value, Error> {
     let mut errors = FieldErrors::default();
     let reference = field(body, "reference", &mut errors);
@@ -55,12 +64,10 @@ pub fn handle(app: &Core, body: &Map<String, Value>) -> Result<Value, Error> {
     if status.is_some_and(|s| !STATUSES.contains(&s)) {
         errors.add("status", Msg::new("validation.in").arg("attribute", "status").arg("values", STATUSES.join(", ")));
     }
-    errors.into_result()?;
-    let (Some(reference), Some(email), Some(currency), Some(status), Some(amount)) =
-        (reference, email, currency, status, amount)
-    else {
-        return Err(Error::internal("validated payment fields missing"));
-    };
+    let form = (|| {
+        Some(Payment { reference: reference?, email: email?, currency: currency?, status: status?, amount: amount? })
+    })();
+    let Payment { reference, email, currency, status, amount } = errors.finish(form)?;
     let currency = currency.to_ascii_uppercase();
     let now = app.clock.now();
     app.db.write(|tx| {

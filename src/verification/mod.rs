@@ -4,9 +4,7 @@
 //! carries both; every send goes through the outbox. Signing up is here
 //! too ([`register`]): the account and its first mail commit together.
 
-pub mod store;
-
-use crate::accounts::{self, User};
+use crate::accounts::{self, otp, User};
 use crate::base::Core;
 use crate::clock::{Micros, DAY, MINUTE, SECOND};
 use crate::crypto;
@@ -17,8 +15,8 @@ use crate::outbox;
 use crate::ratelimit::{self, Limit};
 use rusqlite::Connection;
 
-/// Wrong codes a code survives.
-pub const MAX_TRIES: u32 = 5;
+/// The purpose of the verification code in `accounts::otp`.
+const PURPOSE: &str = "verify-email";
 /// Links live 60 minutes (seed 003).
 pub const LINK_TTL: Micros = 60 * MINUTE;
 /// One verification mail per user per minute, whichever route asks...
@@ -35,17 +33,6 @@ fn resend_key(user_id: i64) -> String {
 
 fn already_verified() -> Error {
     Error::BadRequest(Msg::new("verify.already"))
-}
-
-/// A new random code, uniform over 000000–999999.
-fn new_code() -> String {
-    format!("{:06}", rand::random_range(0..1_000_000u32))
-}
-
-/// Codes are kept as an HMAC under the instance key, bound to the user, so
-/// the table alone does not give them away.
-fn code_hash(app: &Core, user_id: i64, code: &str) -> String {
-    crypto::hex(&crypto::hmac_sha256(&app.signing_key, format!("email-code:{user_id}:{code}").as_bytes()))
 }
 
 /// The URL a link's signature covers: always built from `server.app_url`,
@@ -69,10 +56,8 @@ pub fn link(app: &Core, user: &User, now: Micros) -> String {
 /// the caller's transaction (so the code and its mail commit together).
 /// Returns the link.
 pub fn queue_mail(app: &Core, tx: &Connection, user: &User, now: Micros) -> Result<String, Error> {
-    let code = new_code();
+    let code = otp::issue(app, tx, user.id, PURPOSE, &user.email, now)?;
     let ttl_minutes = app.config.security.code_ttl_minutes;
-    let expires_at = now + i64::from(ttl_minutes) * MINUTE;
-    store::put_code(tx, user.id, &code_hash(app, user.id, &code), expires_at, now)?;
     let url = link(app, user, now);
     let lang = app.lang_of(&user.language);
     let mail = mail::verification(lang, &user.email, &user.name, &code, &url, ttl_minutes);
@@ -128,31 +113,23 @@ pub fn verify_code(app: &Core, user: &User, code: &str) -> Result<(), Error> {
         return Err(already_verified());
     }
     let now = app.clock.now();
-    let hash = code_hash(app, user.id, code.trim());
     let wrong_key = format!("verify-code:{}", user.id);
-    let verified = app.db.write(|tx| {
+    app.db.write_then_refuse(|tx| {
         if let Some(retry_after) = ratelimit::blocked(tx, &wrong_key, WRONG_CODES, now)? {
             let message = Msg::new("verify.too_many_tries").arg("seconds", retry_after);
-            return Err(Error::TooManyRequests { message, retry_after });
+            return Ok(Err(Error::TooManyRequests { message, retry_after }));
         }
-        let Some(stored) = store::find_code(tx, user.id)? else { return Ok(false) };
-        if stored.expires_at <= now || stored.attempts >= MAX_TRIES {
-            return Ok(false);
-        }
-        if !crypto::ct_eq(hash.as_bytes(), stored.code_hash.as_bytes()) {
-            store::count_attempt(tx, user.id)?;
-            ratelimit::hit(tx, &wrong_key, WRONG_CODES, now)?;
-            return Ok(false);
+        let live = otp::pending_for(tx, user.id, PURPOSE, &user.email, now)?;
+        if !otp::check(app, tx, user.id, PURPOSE, &user.email, code, now)? {
+            // A wrong guess at a live code counts (and sticks) towards the hour's limit.
+            if live {
+                ratelimit::hit(tx, &wrong_key, WRONG_CODES, now)?;
+            }
+            return Ok(Err(Error::Unprocessable(Msg::new("verify.code_invalid"))));
         }
         accounts::store::mark_verified(tx, user.id, now)?;
-        store::delete_code(tx, user.id)?;
-        Ok(true)
-    })?;
-    if verified {
-        Ok(())
-    } else {
-        Err(Error::Unprocessable(Msg::new("verify.code_invalid")))
-    }
+        Ok(Ok(()))
+    })
 }
 
 /// What a link check found.
@@ -200,13 +177,8 @@ pub fn verify_link(
     }
     app.db.write(|tx| {
         accounts::store::mark_verified(tx, user_id, now)?;
-        store::delete_code(tx, user_id)?;
+        otp::consume(tx, user_id, PURPOSE)?;
         Ok(())
     })?;
     Ok(LinkOutcome::Verified)
-}
-
-/// Deletes expired codes, in batches; run by the maintenance thread.
-pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
-    store::prune(conn, now, limit)
 }

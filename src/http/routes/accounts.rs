@@ -27,10 +27,7 @@ pub fn register(ctx: &Ctx) -> Result<Response, Error> {
     if password.is_some() && confirmation != password {
         errors.add("password", Msg::new("validation.confirmed").arg("attribute", "password"));
     }
-    errors.into_result()?;
-    let (Some(name), Some(email), Some(password)) = (name, email, password) else {
-        return Err(Error::internal("validated fields missing"));
-    };
+    let (name, email, password) = errors.finish((|| Some((name?, email?, password?)))())?;
     verification::register(ctx.app, &name, &email, &password, ctx.lang.get())?;
     Ok(respond::message(201, &Msg::new("register.success"), ctx.lang.get()))
 }
@@ -52,10 +49,7 @@ pub fn login(ctx: &Ctx) -> Result<Response, Error> {
             errors.add("device_name", msg);
         }
     }
-    errors.into_result()?;
-    let (Some(email), Some(password), Some(device_name)) = (email, password, device_name) else {
-        return Err(Error::internal("validated fields missing"));
-    };
+    let (email, password, device_name) = errors.finish((|| Some((email?, password?, device_name?)))())?;
     let (user, token) = accounts::login(ctx.app, &email, &password, otp_code.as_deref(), &device_name, ctx.ip)?;
     Ok(respond::json(
         200,

@@ -1,6 +1,8 @@
-//! One-time codes sent by mail or SMS for settings actions: one live code
-//! per user and purpose, stored as an HMAC, valid `security.code_ttl_minutes`,
-//! dead after five wrong tries, consumed when used.
+//! One-time codes sent by mail or SMS: the email verification code, the
+//! phone binding code and the email code for sensitive actions share this
+//! one store and check. One live code per user and purpose, stored as an
+//! HMAC (never in clear), valid `security.code_ttl_minutes`, dead after
+//! five wrong tries, consumed when used.
 
 use crate::base::Core;
 use crate::clock::{Micros, MINUTE};
