@@ -1,0 +1,152 @@
+//! The OpenAPI 3.1 description of the JSON API, served at
+//! `GET /api/openapi.json`. `tests/openapi.rs` calls every operation it
+//! lists against the running server and checks the statuses it documents.
+
+use super::{respond, Ctx};
+use crate::error::Error;
+use rouille::Response;
+use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
+
+mod ops;
+use ops::ops;
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn body(schema_value: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema_value}}})
+}
+
+fn reply(description: &str, schema_value: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema_value}}})
+}
+
+/// One operation: summary, security (None = public), request body,
+/// success (status, schema), and the other statuses it answers with.
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    auth: Auth,
+    request: Option<Value>,
+    success: (u16, Value),
+    errors: &'static [u16],
+    params: Vec<Value>,
+}
+
+#[derive(Clone, Copy)]
+enum Auth {
+    Public,
+    Token,
+    /// A token, or an API key with this permission.
+    Key(&'static str),
+}
+
+fn query(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+}
+
+fn path_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {
+    let properties: Map<String, Value> = props.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    json!({"type": "object", "properties": properties, "required": required})
+}
+
+fn s() -> Value {
+    json!({"type": "string"})
+}
+
+fn n() -> Value {
+    json!({"type": "number"})
+}
+
+fn components() -> Value {
+    json!({
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "`<id>|<40 characters>` from /api/login"},
+            "xToken": {"type": "apiKey", "in": "header", "name": "X-Token"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-KEY",
+                       "description": "With X-API-TIMESTAMP (unix ms) and X-API-SIGNATURE = hex HMAC-SHA256(secret, timestamp + METHOD + path?query + body)"},
+        },
+        "schemas": {
+            "Message": obj(&[("message", s())], &["message"]),
+            "Error": obj(&[("message", s()), ("errors", json!({"type": "object"})), ("retry_after", n())], &["message"]),
+            "Envelope": obj(&[("success", json!({"type": "boolean"})), ("code", s()), ("message", s()), ("data", json!({})),
+                              ("errors", json!({"type": "object"})), ("retry_after", n())], &["success", "code", "message"]),
+            "LinkSent": obj(&[("success", json!({"type": "boolean"})), ("message", s()),
+                              ("data", obj(&[("verification_url", json!({"type": ["string", "null"]}))], &[]))], &["success", "message"]),
+            "LinkResult": obj(&[("status", s()), ("message", s()), ("redirect_url", s())], &["status", "message"]),
+            "User": obj(&[("id", n()), ("name", s()), ("email", s()), ("email_verified_at", json!({"type": ["string", "null"]})),
+                          ("account_status", s()), ("language", s()), ("currency", s()), ("phone", json!({"type": ["string", "null"]})),
+                          ("two_factor_enabled", json!({"type": "boolean"})), ("postback_url", s())], &["id", "name", "email", "account_status"]),
+            "Link": obj(&[("id", n()), ("name", s()), ("url", s()), ("slug", s()), ("tracking_url", s()), ("payout", n()),
+                          ("status", s()), ("source_postback_url", s()), ("created_at", s())], &["id", "name", "url", "slug", "tracking_url", "payout", "status"]),
+            "LinkInput": obj(&[("name", s()), ("url", s()), ("payout", json!({"type": ["string", "number"]})), ("status", s()),
+                               ("slug", s()), ("source_postback_url", s())], &[]),
+            "Postback": obj(&[("message", s()), ("outcome", s()), ("lead", json!({"type": "object"}))], &["message", "outcome"]),
+            "Dashboard": obj(&[("summary", obj(&[("liveClicksLast30Seconds", n()), ("clicksToday", n()), ("totalLeads", n()), ("totalPayout", n())],
+                                              &["liveClicksLast30Seconds", "clicksToday", "totalLeads", "totalPayout"])),
+                               ("report", json!({"type": "array"})), ("recent_clicks", json!({"type": "array"})), ("recent_leads", json!({"type": "array"}))],
+                             &["summary", "report", "recent_clicks", "recent_leads"]),
+        }
+    })
+}
+
+/// The whole document.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut paths = Map::new();
+        for op in ops() {
+            let mut responses = Map::new();
+            responses.insert(op.success.0.to_string(), reply("Success", op.success.1.clone()));
+            for status in op.errors {
+                // Seed 004's routes answer errors in their envelope.
+                let envelope = op.path.starts_with("/api/users/") || op.path == "/api/user/api-key";
+                let schema_value = if envelope { schema("Envelope") } else { schema("Error") };
+                responses.insert(status.to_string(), reply("See the contract", schema_value));
+            }
+            if op.request.is_some() {
+                responses.insert("400".into(), reply("The body is not a JSON object", schema("Error")));
+                responses.insert("413".into(), reply("The body is over server.max_body_bytes", schema("Error")));
+            }
+            if op.path == "/go/{slug}" {
+                responses.insert("404".into(), json!({"description": "Unknown or paused link", "content": {"text/html": {}}}));
+            }
+            responses.insert("405".into(), reply("Method not allowed", schema("Error")));
+            responses.insert("500".into(), reply("Server error", schema("Error")));
+            responses.insert("503".into(), reply("The database stayed busy", schema("Error")));
+            let security = match op.auth {
+                Auth::Public => json!([]),
+                Auth::Token => json!([{"bearer": []}, {"xToken": []}]),
+                Auth::Key(_) => json!([{"bearer": []}, {"xToken": []}, {"apiKey": []}]),
+            };
+            let mut operation = json!({"summary": op.summary, "security": security, "parameters": op.params, "responses": responses});
+            if let Auth::Key(permission) = op.auth {
+                operation["x-api-key-permission"] = json!(permission);
+            }
+            if let Some(request) = op.request.clone() {
+                operation["requestBody"] = request;
+            }
+            let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+            entry[op.method] = operation;
+        }
+        json!({
+            "openapi": "3.1.0",
+            "info": {"title": "apextrack", "version": env!("CARGO_PKG_VERSION"),
+                     "description": "Self-hosted affiliate click and conversion tracker. Messages are localized (id, en)."},
+            "paths": paths,
+            "components": components(),
+        })
+    })
+}
+
+/// `GET /api/openapi.json`.
+pub fn serve(_: &Ctx) -> Result<Response, Error> {
+    Ok(respond::json(200, document()))
+}
