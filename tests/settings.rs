@@ -540,3 +540,19 @@ fn a_bound_phone_makes_the_sms_code_required_for_new_keys() {
         json!({"apiName": "k", "emailOtpCode": email_code, "phoneOtpCode": phone_code, "permissions": ["links:read"]});
     assert_envelope(&s.post("/api/user/api-key", Some(&token), &body), 200, "api.generate_key_successful");
 }
+
+#[test]
+fn signed_requests_record_their_key_in_use_at_most_once_a_minute() {
+    let (s, _recorder, _token, key) = with_key("touch@example.com", json!(["links:read"]));
+    let last_used =
+        || -> Option<i64> { s.sqlite().query_row("SELECT last_used_at FROM api_keys", [], |r| r.get(0)).unwrap() };
+    assert_eq!(last_used(), None);
+    assert_eq!(signed(&s, &key, "GET", "/api/links", "", 0).status, 200);
+    let first = last_used().expect("recorded on first use");
+    s.app.clock.shift(10 * SECOND);
+    assert_eq!(signed(&s, &key, "GET", "/api/links?page=2", "", 0).status, 200);
+    assert_eq!(last_used(), Some(first), "not written again within the minute");
+    s.app.clock.shift(51 * SECOND);
+    assert_eq!(signed(&s, &key, "GET", "/api/links?page=3", "", 0).status, 200);
+    assert!(last_used().unwrap() >= first + 61 * SECOND, "written again after a minute");
+}
