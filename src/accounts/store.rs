@@ -286,3 +286,10 @@ pub fn activate_after_payment(conn: &Connection, user_id: i64, now: Micros) -> r
     )?;
     Ok(n == 1)
 }
+
+/// The version of the user's postback secret, if the user exists.
+pub fn postback_secret_version(conn: &Connection, user_id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT postback_secret_version FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()
+}

@@ -4,6 +4,7 @@
 
 use super::rollup::{self, Delta, Dims};
 use super::{clip, money, parse_money};
+use crate::accounts;
 use crate::base::Core;
 use crate::clock::{self, Micros, MINUTE};
 use crate::crypto;
@@ -163,14 +164,7 @@ pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)])
     // if the secret is genuine: nobody can write into someone else's log.
     let secret_user: Option<i64> =
         given_secret.split_once('-').and_then(|(id, _)| id.parse::<i64>().ok()).filter(|&id| {
-            let version: Option<i64> = app
-                .db
-                .read(|c| {
-                    Ok(c.query_row("SELECT postback_secret_version FROM users WHERE id = ?1", [id], |r| r.get(0))
-                        .optional()?)
-                })
-                .ok()
-                .flatten();
+            let version = app.db.read(|c| Ok(accounts::store::postback_secret_version(c, id)?)).ok().flatten();
             version.is_some_and(|v| crypto::ct_eq(secret(app, id, v).as_bytes(), given_secret.as_bytes()))
         });
     let log = |conn: &Connection, user: Option<i64>, answer: &Answer, lead: Option<i64>| -> rusqlite::Result<()> {
