@@ -35,10 +35,12 @@ pub struct Server {
     pub bind: String,
     pub threads: u32,
     pub max_connections: u32,
+    pub max_connections_per_ip: u32,
     pub keep_alive_secs: u64,
     pub app_url: String,
     pub trusted_proxies: Vec<String>,
     pub max_body_bytes: u64,
+    pub max_body_memory_bytes: u64,
     pub default_language: String,
     pub utc_offset: String,
     pub static_dir: String,
@@ -50,10 +52,12 @@ impl Default for Server {
             bind: "127.0.0.1:8080".into(),
             threads: 8,
             max_connections: 1024,
+            max_connections_per_ip: 64,
             keep_alive_secs: 15,
             app_url: "http://localhost:8080".into(),
             trusted_proxies: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            max_body_memory_bytes: 4 * 1024 * 1024,
             default_language: "id".into(),
             utc_offset: "+00:00".into(),
             static_dir: String::new(),
@@ -231,6 +235,7 @@ impl Config {
         }
         check_range("server.threads", s.threads.into(), 1, 512)?;
         check_range("server.max_connections", s.max_connections.into(), 16, 65_536)?;
+        check_range("server.max_connections_per_ip", s.max_connections_per_ip.into(), 1, 65_536)?;
         check_range("server.keep_alive_secs", s.keep_alive_secs, 1, 3600)?;
         if !(s.app_url.starts_with("http://") || s.app_url.starts_with("https://")) {
             return bad("server.app_url", &s.app_url, "must start with http:// or https://");
@@ -241,6 +246,11 @@ impl Config {
             }
         }
         check_range("server.max_body_bytes", s.max_body_bytes, 1024, 1 << 30)?;
+        check_range("server.max_body_memory_bytes", s.max_body_memory_bytes, 1024, 1 << 40)?;
+        if s.max_body_memory_bytes < s.max_body_bytes {
+            let value = s.max_body_memory_bytes.to_string();
+            return bad("server.max_body_memory_bytes", &value, "must be at least server.max_body_bytes");
+        }
         if crate::i18n::Lang::parse(&s.default_language).is_none() {
             return bad("server.default_language", &s.default_language, "must be \"id\" or \"en\"");
         }
@@ -494,6 +504,12 @@ mod tests {
             ("", &[("APEXTRACK_SERVER_BINDD", "x")], "APEXTRACK_SERVER_BINDD"),
             ("", &[("APEXTRACK_SERVER_BIND", "nowhere")], "server.bind = \"nowhere\""),
             ("", &[("APEXTRACK_SERVER_UTC_OFFSET", "7")], "server.utc_offset"),
+            ("", &[("APEXTRACK_SERVER_MAX_CONNECTIONS_PER_IP", "0")], "server.max_connections_per_ip = 0"),
+            (
+                "",
+                &[("APEXTRACK_SERVER_MAX_BODY_MEMORY_BYTES", "65536")],
+                "server.max_body_memory_bytes = \"65536\": must be at least server.max_body_bytes",
+            ),
             ("", &[("APEXTRACK_MAIL_PROVIDER", "pigeon")], "mail.provider = \"pigeon\""),
             ("", &[("APEXTRACK_SERVER_TRUSTED_PROXIES", "10.0.0.0/99")], "server.trusted_proxies"),
             ("", &[("APEXTRACK_MAIL_PROVIDER", "http")], "mail.endpoint must be set when mail.provider = \"http\""),

@@ -11,20 +11,29 @@
 //! `server.max_connections`), so a new connection never waits behind an
 //! idle one. An idle connection is closed after `server.keep_alive_secs`,
 //! and right after its answer when the server is near its limit.
+//!
+//! Against clients that hold connections without finishing requests
+//! (slowloris): a head must arrive within 10 s of its first byte, one
+//! address holds at most `server.max_connections_per_ip` connections, and
+//! at `server.max_connections` the connection stalled longest in a head is
+//! closed to make room. Request bodies held in memory at once are bounded
+//! by `server.max_body_memory_bytes` (503 beyond).
 
+mod budget;
 mod conn;
+mod registry;
 mod response;
 
+use budget::Budget;
 use conn::{Conn, Stop};
+use registry::Registry;
 use response::write_response;
 use rouille::{Request, Response};
-use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,6 +43,9 @@ const MAX_HEADERS: usize = 64;
 /// Longest a request (head and body) may take to arrive once it has begun:
 /// a client trickling a byte at a time does not hold a thread for long.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// Longest a request head may take to arrive once it has begun; a client
+/// sends a head in one packet, a slowloris one byte at a time.
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Empty lines tolerated before a request line.
 const MAX_BLANK_LINES: usize = 8;
 /// Longest a client may take to accept a part of an answer.
@@ -48,7 +60,8 @@ pub trait Service: Send + Sync + 'static {
     /// Answers a request.
     fn handle(&self, req: &Request) -> Response;
     /// The answer to bytes that are not an HTTP request we can take
-    /// (`status` 400, 408, 413, 431 or 501; 500 if the handler panicked).
+    /// (`status` 400, 408, 413, 431 or 501; 500 if the handler panicked;
+    /// 503, to come back shortly, when bodies would take too much memory).
     fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response;
 }
 
@@ -65,6 +78,22 @@ pub struct Limits {
     /// handler to refuse by its `Content-Length`; a chunked one that grows
     /// bigger is refused here (413).
     pub max_body: u64,
+    /// Bytes of request bodies held in memory at once, across connections;
+    /// a body that would pass it is refused (503).
+    pub max_body_memory: u64,
+    /// Connections one client address (the TCP peer's) may hold at once.
+    pub max_connections_per_ip: usize,
+    /// Networks exempt from `max_connections_per_ip`: the reverse proxies
+    /// every connection comes through.
+    pub uncapped: Vec<(IpAddr, u8)>,
+}
+
+impl Limits {
+    /// The cap on connections from `ip`, if it has one.
+    fn cap_for(&self, ip: IpAddr) -> Option<usize> {
+        let exempt = self.uncapped.iter().any(|&(net, len)| crate::http::input::in_network(ip, net, len));
+        (!exempt).then_some(self.max_connections_per_ip)
+    }
 }
 
 /// A listening server; [`Server::shutdown`] stops it.
@@ -89,28 +118,13 @@ struct Shared<S> {
     threads: AtomicUsize,
     /// Connections being served.
     open: AtomicUsize,
-    /// A handle on each and whether it is in a request, so that a stop can
-    /// close the idle ones at once.
-    /// (Descriptors: an entry leaves, under the lock, before its socket is
-    /// closed, so the stop never touches a closed or reused descriptor.)
-    connections: Mutex<HashMap<u64, (RawFd, Arc<AtomicBool>)>>,
-    next_id: AtomicU64,
+    /// Each one, where it is, and how many each address holds: a stop
+    /// closes the idle ones at once, a full server makes room.
+    registry: Registry,
+    budget: Budget,
+    /// When the server started: the clock of stalled heads' ages.
+    epoch: Instant,
     stopping: AtomicBool,
-}
-
-impl<S> Shared<S> {
-    /// Ends every connection that is between requests: its thread's next
-    /// read sees the end of the stream.
-    fn close_idle(&self) {
-        for (fd, busy) in self.connections.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            if !busy.load(Ordering::SeqCst) {
-                // SAFETY: the descriptor is open while its entry is in the
-                // map, and the map is locked (see `connections`).
-                let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
-                let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Read);
-            }
-        }
-    }
 }
 
 impl<S: Service> Control for Shared<S> {
@@ -121,7 +135,7 @@ impl<S: Service> Control for Shared<S> {
         let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
         // A connection between requests sees its end and closes; one in
         // the middle of a request still writes its answer.
-        self.close_idle();
+        self.registry.close_idle();
     }
 
     fn open_connections(&self) -> usize {
@@ -135,6 +149,7 @@ impl Server {
         let listener = listen(bind, &limits)?;
         let addr = listener.local_addr()?;
         let spare = limits.spare_threads.max(1);
+        let max_body_memory = limits.max_body_memory;
         let shared = Arc::new(Shared {
             service,
             limits,
@@ -142,8 +157,9 @@ impl Server {
             waiting: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
-            connections: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
+            registry: Registry::default(),
+            budget: Budget::new(max_body_memory),
+            epoch: Instant::now(),
             stopping: AtomicBool::new(false),
         });
         for _ in 0..spare {
@@ -243,45 +259,61 @@ fn accept_loop<S: Service>(shared: Arc<Shared<S>>) {
                 continue;
             }
         };
-        if still_waiting == 0 && !shared.stopping.load(Ordering::SeqCst) {
-            // At the limit, idle keep-alive connections make room (their
-            // clients reconnect); a failed spawn leaves this thread to
-            // accept again after its connection.
-            if let Ok(false) = spawn(&shared) {
-                shared.close_idle();
-            }
-        }
-        shared.open.fetch_add(1, Ordering::SeqCst);
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let busy = Arc::new(AtomicBool::new(false));
-        shared
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (stream.as_raw_fd(), Arc::clone(&busy)));
-        // Accepted as a stop began (after its sweep of idle connections):
-        // its first request is still served, but it gets a second, not the
-        // keep-alive time, to send one.
-        if shared.stopping.load(Ordering::SeqCst) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        }
-        let mut conn = Conn { stream, buf: &mut buf, pos: 0, len: 0, busy: &busy, started: None };
-        let _ = catch_unwind(AssertUnwindSafe(|| serve(&shared, &mut conn, peer, &mut out)));
-        conn.mark(false);
-        shared.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        drop(conn);
-        shared.open.fetch_sub(1, Ordering::SeqCst);
+        // Over its address's share, a connection is closed unanswered.
+        let _: Result<(), TooMany> = take(&shared, stream, peer, still_waiting, &mut buf, &mut out);
     }
     shared.threads.fetch_sub(1, Ordering::SeqCst);
 }
 
+struct TooMany;
+
+/// Takes an accepted connection: makes room for it or refuses it, then
+/// serves it to its end.
+fn take<S: Service>(
+    shared: &Arc<Shared<S>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    still_waiting: usize,
+    buf: &mut [u8],
+    out: &mut Vec<u8>,
+) -> Result<(), TooMany> {
+    let cap = shared.limits.cap_for(peer.ip());
+    let (id, tracked) = shared.registry.add(stream, peer.ip(), shared.epoch, cap).map_err(|_| TooMany)?;
+    if still_waiting == 0 && !shared.stopping.load(Ordering::SeqCst) {
+        // At the limit, idle keep-alive connections make room (their
+        // clients reconnect), or else the one stalled longest in a head;
+        // a failed spawn leaves this thread to accept again after its
+        // connection.
+        if let Ok(false) = spawn(shared) {
+            if shared.registry.close_idle() == 0 {
+                shared.registry.evict_stalled_head();
+            }
+        }
+    }
+    shared.open.fetch_add(1, Ordering::SeqCst);
+    let stream = &tracked.stream;
+    // Accepted as a stop began (after its sweep of idle connections):
+    // its first request is still served, but it gets a second, not the
+    // keep-alive time, to send one.
+    if shared.stopping.load(Ordering::SeqCst) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    }
+    let mut conn = Conn::new(stream, buf, &tracked.phase, shared.limits.keep_alive);
+    let _ = catch_unwind(AssertUnwindSafe(|| serve(shared, &mut conn, peer, out)));
+    conn.next_request();
+    // The entry leaves before the socket closes (with the last handle).
+    shared.registry.remove(id);
+    drop(tracked);
+    shared.open.fetch_sub(1, Ordering::SeqCst);
+    Ok(())
+}
+
 /// Serves one connection until it closes, idles out or must be closed.
-fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out: &mut Vec<u8>) {
+fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn<&TcpStream>, peer: SocketAddr, out: &mut Vec<u8>) {
     let limits = &shared.limits;
     let mut first = true;
     loop {
-        conn.mark(false);
-        conn.started = None;
+        conn.next_request();
         // Between requests, a stop either saw this connection idle (and shut
         // it) or is seen here; a connection accepted just before the stop
         // still gets its first request served.
@@ -294,7 +326,7 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out:
             Ok(None) | Err(Stop::Quiet) => return,
             Err(Stop::Reject(status, detail)) => return reject(shared, conn, out, peer, status, &detail),
         };
-        let (body, complete) = match conn.read_body(&head, limits.max_body) {
+        let (body, lease, complete) = match conn.read_body(&head, limits.max_body, &shared.budget) {
             Ok(body) => body,
             Err(Stop::Quiet) => return,
             Err(Stop::Reject(status, detail)) => return reject(shared, conn, out, peer, status, &detail),
@@ -310,7 +342,9 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out:
         let req = Request::fake_http_from(peer, head.method, head.target, head.headers, body);
         let response = catch_unwind(AssertUnwindSafe(|| shared.service.handle(&req)))
             .unwrap_or_else(|_| shared.service.reject(peer, 500, "the handler panicked"));
+        // The body leaves memory, and gives its share of the budget back.
         drop(req);
+        drop(lease);
         // Near the limit, or stopping: free this thread for someone else.
         let crowded = shared.open.load(Ordering::Relaxed) + limits.max_connections / 8 >= limits.max_connections;
         if crowded || shared.stopping.load(Ordering::Relaxed) {
@@ -333,7 +367,7 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn, peer: SocketAddr, out:
 /// Answers a request that could not be read, then closes.
 fn reject<S: Service>(
     shared: &Shared<S>,
-    conn: &mut Conn,
+    conn: &mut Conn<&TcpStream>,
     out: &mut Vec<u8>,
     peer: SocketAddr,
     status: u16,
@@ -348,7 +382,7 @@ fn reject<S: Service>(
 /// bytes at close make the kernel reset the connection, which can destroy
 /// the answer before the client reads it; so stop writing, and read (and
 /// drop) what still comes for a moment first.
-fn linger(conn: &mut Conn) {
+fn linger(conn: &mut Conn<&TcpStream>) {
     let _ = conn.stream.shutdown(Shutdown::Write);
     let _ = conn.stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut sink = [0u8; 4096];

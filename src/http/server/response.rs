@@ -6,12 +6,11 @@ use crate::clock;
 use rouille::Response;
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes the answer; returns whether the connection stays open.
 pub(super) fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut impl Write,
     out: &mut Vec<u8>,
     response: Response,
     head_only: bool,
