@@ -21,6 +21,8 @@
 
 mod budget;
 mod conn;
+#[cfg(test)]
+mod fuzz;
 mod registry;
 mod response;
 
