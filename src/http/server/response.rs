@@ -4,6 +4,7 @@
 use super::ONE_WRITE;
 use crate::clock;
 use rouille::Response;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -26,23 +27,7 @@ pub(super) fn write_response(
     if size.is_none() && !http11 {
         keep = false;
     }
-    out.clear();
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
-    for (name, value) in &response.headers {
-        let framing = ["Connection", "Content-Length", "Transfer-Encoding", "Date"];
-        if framing.iter().any(|f| name.eq_ignore_ascii_case(f)) || has_line_break(name) || has_line_break(value) {
-            continue;
-        }
-        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
-            out.extend_from_slice(part);
-        }
-    }
-    DATE.with(|date| out.extend_from_slice(date.borrow_mut().now().as_bytes()));
-    if !keep {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if !http11 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
+    write_head(out, status, &response.headers, keep, http11);
     let bodiless = status < 200 || status == 204 || status == 304;
     match size {
         Some(size) => {
@@ -67,18 +52,7 @@ pub(super) fn write_response(
         None if http11 => {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
             stream.write_all(out)?;
-            let mut chunk = vec![0u8; 16 * 1024];
-            loop {
-                let n = body.read(&mut chunk)?;
-                out.clear();
-                let _ = write!(out, "{n:x}\r\n");
-                out.extend_from_slice(&chunk[..n]);
-                out.extend_from_slice(b"\r\n");
-                stream.write_all(out)?;
-                if n == 0 {
-                    break;
-                }
-            }
+            write_chunks(stream, out, &mut body)?;
         }
         None => {
             out.extend_from_slice(b"\r\n");
@@ -87,6 +61,43 @@ pub(super) fn write_response(
         }
     }
     Ok(keep)
+}
+
+/// The status line and headers, up to the framing ones, into `out`.
+fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(Cow<str>, Cow<str>)], keep: bool, http11: bool) {
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\n", reason(status));
+    for (name, value) in headers {
+        let framing = ["Connection", "Content-Length", "Transfer-Encoding", "Date"];
+        if framing.iter().any(|f| name.eq_ignore_ascii_case(f)) || has_line_break(name) || has_line_break(value) {
+            continue;
+        }
+        for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+            out.extend_from_slice(part);
+        }
+    }
+    DATE.with(|date| out.extend_from_slice(date.borrow_mut().now().as_bytes()));
+    if !keep {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if !http11 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+}
+
+/// A body of unknown size, chunked, up to its last (empty) chunk.
+fn write_chunks(stream: &mut impl Write, out: &mut Vec<u8>, body: &mut impl Read) -> io::Result<()> {
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = body.read(&mut chunk)?;
+        out.clear();
+        let _ = write!(out, "{n:x}\r\n");
+        out.extend_from_slice(&chunk[..n]);
+        out.extend_from_slice(b"\r\n");
+        stream.write_all(out)?;
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 fn has_line_break(text: &str) -> bool {
