@@ -35,6 +35,9 @@ impl Lease<'_> {
     /// Takes `bytes` more; false (and nothing taken) if that would pass
     /// the limit.
     pub(super) fn grow(&mut self, bytes: u64) -> bool {
+        if bytes == 0 {
+            return true;
+        }
         let budget = self.budget;
         let taken = budget.held.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |held| {
             held.checked_add(bytes).filter(|&total| total <= budget.limit)
