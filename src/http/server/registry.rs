@@ -79,16 +79,18 @@ impl Registry {
         epoch: Instant,
         cap: Option<usize>,
     ) -> Result<(u64, Arc<Tracked>), TooMany> {
-        let mut inner = self.lock();
-        let held = inner.per_ip.get(&ip).copied().unwrap_or(0);
-        if cap.is_some_and(|cap| held >= cap) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        // One look-up of the address; a refused one already had an entry.
+        let held = inner.per_ip.entry(ip).or_insert(0);
+        if cap.is_some_and(|cap| *held >= cap) {
             let idle = inner.open.values().find(|t| t.ip == ip && t.phase.get() == IDLE);
             match idle {
                 Some(idle) => shut(idle),
                 None => return Err(TooMany),
             }
         }
-        *inner.per_ip.entry(ip).or_insert(0) += 1;
+        *held += 1;
         let id = inner.next_id;
         inner.next_id += 1;
         let tracked = Arc::new(Tracked { stream, phase: Phase::new(epoch), ip });
