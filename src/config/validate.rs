@@ -13,6 +13,7 @@ impl Config {
         }
         check_range("server.threads", s.threads.into(), 1, 512)?;
         check_range("server.max_connections", s.max_connections.into(), 16, 65_536)?;
+        check_range("server.max_connections_per_ip", s.max_connections_per_ip.into(), 1, 65_536)?;
         check_range("server.keep_alive_secs", s.keep_alive_secs, 1, 3600)?;
         if !(s.app_url.starts_with("http://") || s.app_url.starts_with("https://")) {
             return bad("server.app_url", &s.app_url, "must start with http:// or https://");
@@ -23,6 +24,11 @@ impl Config {
             }
         }
         check_range("server.max_body_bytes", s.max_body_bytes, 1024, 1 << 30)?;
+        check_range("server.max_body_memory_bytes", s.max_body_memory_bytes, 1024, 1 << 40)?;
+        if s.max_body_memory_bytes < s.max_body_bytes {
+            let value = s.max_body_memory_bytes.to_string();
+            return bad("server.max_body_memory_bytes", &value, "must be at least server.max_body_bytes");
+        }
         if crate::i18n::Lang::parse(&s.default_language).is_none() {
             return bad("server.default_language", &s.default_language, "must be \"id\" or \"en\"");
         }

@@ -127,6 +127,8 @@ impl server::Service for Service {
         let lang = self.app.default_lang;
         let response = if status == 500 {
             respond::error(&Error::internal(detail), respond::Shape::Plain, lang)
+        } else if status == 503 {
+            respond::error(&Error::Busy, respond::Shape::Plain, lang)
         } else if status == 413 {
             respond::error(
                 &Error::PayloadTooLarge { limit: self.app.config.server.max_body_bytes },
@@ -150,6 +152,9 @@ pub fn start(app: Arc<App>) -> Result<Running, Error> {
         max_connections: cfg.max_connections as usize,
         keep_alive: Duration::from_secs(cfg.keep_alive_secs),
         max_body: cfg.max_body_bytes,
+        max_body_memory: cfg.max_body_memory_bytes,
+        max_connections_per_ip: cfg.max_connections_per_ip as usize,
+        uncapped: app.trusted_proxies.clone(),
     };
     let bind = cfg.bind.clone();
     let service = Service { app: Arc::clone(&app) };
