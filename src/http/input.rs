@@ -21,10 +21,112 @@ pub fn json_object(body: &[u8]) -> Result<Input, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Input(Map::new()));
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(Input(map)),
-        Ok(_) => Err(Error::BadRequest(Msg::new("http.not_object"))),
-        Err(e) => Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
+    match parse_json(body)? {
+        Value::Object(map) => Ok(Input(map)),
+        _ => Err(Error::BadRequest(Msg::new("http.not_object"))),
+    }
+}
+
+/// Most values (objects, arrays, strings, numbers...) one JSON body may
+/// hold. A request names a handful of fields; a body of a million tiny
+/// values would cost some thirty times its size in memory once parsed, so
+/// it is refused as it is read, before it grows.
+pub const MAX_JSON_VALUES: usize = 10_000;
+
+/// Parses a JSON body, at most [`MAX_JSON_VALUES`] values deep and wide;
+/// not JSON, or too many values, is a 400 saying why.
+pub fn parse_json(body: &[u8]) -> Result<Value, Error> {
+    use serde::de::DeserializeSeed;
+    let budget = std::cell::Cell::new(MAX_JSON_VALUES);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = bounded::Bounded(&budget).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    parsed.map_err(|e| Error::BadRequest(Msg::new("http.bad_json").arg("detail", e)))
+}
+
+mod bounded {
+    //! A `serde_json::Value` built under a budget of values.
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+    use std::cell::Cell;
+    use std::fmt;
+
+    pub struct Bounded<'b>(pub &'b Cell<usize>);
+
+    impl Bounded<'_> {
+        fn spend<E: de::Error>(&self) -> Result<(), E> {
+            match self.0.get() {
+                0 => Err(E::custom(format_args!("more than {} values", super::MAX_JSON_VALUES))),
+                left => {
+                    self.0.set(left - 1);
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+        type Value = Value;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Bounded<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            self.spend().map(|()| Value::Bool(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            self.spend().map(|()| Value::from(v))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            self.spend().map(|()| Value::from(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            self.spend().map(|()| Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            self.spend().map(|()| Value::String(v.to_string()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+            self.spend().map(|()| Value::String(v))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            self.spend().map(|()| Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            self.spend()?;
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element_seed(Bounded(self.0))? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            self.spend()?;
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                self.spend()?;
+                let value = map.next_value_seed(Bounded(self.0))?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
     }
 }
 
@@ -154,6 +256,19 @@ mod tests {
         assert_eq!(ip("10.1.2.3:1", None), "10.1.2.3");
         assert_eq!(ip("10.1.2.3:1", Some("garbage")), "10.1.2.3");
         assert_eq!(client_ip(&req_from("10.1.2.3:1", Some("1.2.3.4")), &[]).to_string(), "10.1.2.3");
+    }
+
+    #[test]
+    fn json_bodies_hold_a_bounded_number_of_values() {
+        let ok = parse_json(br#"{"a": [1, 2.5, "x", null, true, {"b": -3}]}"#).unwrap();
+        assert_eq!(ok, serde_json::json!({"a": [1, 2.5, "x", null, true, {"b": -3}]}));
+        let many = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+        let e = parse_json(many.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("more than 10000 values"), "{e}");
+        let keys: String = (0..MAX_JSON_VALUES).map(|i| format!("\"k{i}\":1,")).collect();
+        assert!(parse_json(format!("{{{keys}\"z\":1}}").as_bytes()).is_err());
+        assert!(parse_json(b"{} x").is_err(), "trailing bytes");
+        assert!(parse_json(b"[1,").is_err());
     }
 
     #[test]

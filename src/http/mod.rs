@@ -97,6 +97,11 @@ impl Running {
         self.server.addr()
     }
 
+    /// Connections open right now (accepted and not yet closed).
+    pub fn open_connections(&self) -> usize {
+        self.server.open_connections()
+    }
+
     /// Refuses new connections, closes idle ones and lets the requests in
     /// flight finish (up to 30 s): those being handled, and those whose
     /// body is still arriving. Returns false if some were still running.

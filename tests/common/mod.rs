@@ -147,6 +147,20 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Connections the server has accepted and not yet closed.
+    pub fn open_connections(&self) -> usize {
+        self.running.as_ref().map_or(0, |(running, _)| running.open_connections())
+    }
+
+    /// Waits (up to 10 s) until the server holds at least `n` connections.
+    pub fn wait_for_connections(&self, n: usize) {
+        let t = std::time::Instant::now();
+        while self.open_connections() < n && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(self.open_connections() >= n, "{} connections open, {n} expected", self.open_connections());
+    }
+
     pub fn start() -> TestServer {
         TestServer::with(|_| {})
     }

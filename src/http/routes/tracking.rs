@@ -2,6 +2,7 @@
 
 use crate::accounts::store as accounts_store;
 use crate::error::{Error, FieldErrors};
+use crate::http::input::parse_json;
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
@@ -89,10 +90,9 @@ pub fn conversion(ctx: &Ctx) -> Result<Response, Error> {
         let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
             || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if is_json {
-            match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(map)) => params.extend(postback::json_params(&map)),
-                Ok(_) => return Err(Error::BadRequest(Msg::new("http.not_object"))),
-                Err(e) => return Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
+            match parse_json(body)? {
+                Value::Object(map) => params.extend(postback::json_params(&map)),
+                _ => return Err(Error::BadRequest(Msg::new("http.not_object"))),
             }
         } else {
             params.extend(form_pairs(&String::from_utf8_lossy(body)));
@@ -143,10 +143,9 @@ pub fn payment_notification(ctx: &Ctx) -> Result<Response, Error> {
         return Err(Error::Forbidden(Msg::new("payment.bad_signature")));
     }
     let fields = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(Error::BadRequest(Msg::new("http.not_object"))),
-            Err(e) => return Err(Error::BadRequest(Msg::new("http.bad_json").arg("detail", e))),
+        match parse_json(body)? {
+            Value::Object(map) => map,
+            _ => return Err(Error::BadRequest(Msg::new("http.not_object"))),
         }
     } else {
         form_pairs(&String::from_utf8_lossy(body)).into_iter().map(|(k, v)| (k, Value::String(v))).collect()
