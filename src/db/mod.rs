@@ -153,3 +153,32 @@ impl Db {
         self.read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prune_deletes_in_batches_of_its_own_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config::Database { path: dir.path().join("p.db"), ..Default::default() };
+        let db = Db::open(&cfg).unwrap();
+        db.write(|tx| {
+            for i in 0..12_001 {
+                crate::ratelimit::hit(tx, &format!("k{i}"), crate::ratelimit::Limit { max: 1, window: 1 }, 0)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let batches = std::cell::RefCell::new(Vec::new());
+        let deleted = db
+            .prune(|tx, limit| {
+                let n = crate::ratelimit::prune(tx, 10 * crate::clock::DAY, limit)?;
+                batches.borrow_mut().push(n);
+                Ok(n)
+            })
+            .unwrap();
+        assert_eq!(deleted, 12_001);
+        assert_eq!(*batches.borrow(), [5000, 5000, 2001]);
+    }
+}
