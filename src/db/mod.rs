@@ -37,6 +37,11 @@ pub struct Db {
 /// 8000, and 8000 about 3 % against 20 000.
 const WRITER_AUTOCHECKPOINT: u32 = 16_000;
 
+/// Size the WAL file is cut back to whenever it starts over (64 MiB).
+/// Without it SQLite keeps the file at the largest size it ever reached,
+/// which a replicator holding readers open (Litestream) can make large.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 impl Db {
     /// Opens (creating if needed) and upgrades the database file.
     pub fn open(cfg: &config::Database) -> Result<Db, Error> {
@@ -63,6 +68,7 @@ impl Db {
                     // every click: give it room to keep them (4 MiB).
                     c.execute_batch("PRAGMA cache_size = -4096;")?;
                     c.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)?;
+                    c.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
                 }
                 Ok(())
             });
@@ -76,6 +82,7 @@ impl Db {
         };
         let checkpointer = Connection::open(&cfg.path)?;
         checkpointer.busy_timeout(timeout)?;
+        checkpointer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         Ok(Db {
             readers: pool(cfg.pool_size, true)?,
             writer: pool(1, false)?,
