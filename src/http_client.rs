@@ -44,6 +44,10 @@ fn config(total: Duration) -> ureq::config::Config {
         .max_idle_connections(0)
         .max_idle_connections_per_host(0)
         .max_redirects(0)
+        // No proxy from the environment (HTTP_PROXY, ALL_PROXY...): through
+        // one, the address connected to would be the proxy's, and the guard
+        // would never see where a user's URL really leads.
+        .proxy(None)
         .user_agent(USER_AGENT)
         .build()
 }
@@ -111,12 +115,17 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// The host of a URL (no scheme, user, port or path), for logs and for
-/// grouping deliveries by host.
-pub fn host_of(url: &str) -> &str {
+/// The host and port of a URL (no scheme, user or path): deliveries to one
+/// server go one at a time.
+pub fn authority_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
+}
+
+/// The host of a URL (no scheme, user, port or path), for logs.
+pub fn host_of(url: &str) -> &str {
+    let host = authority_of(url);
     if let Some(v6) = host.strip_prefix('[') {
         return v6.split(']').next().unwrap_or(v6);
     }
@@ -165,8 +174,18 @@ mod tests {
     }
 
     #[test]
+    fn no_proxy_from_the_environment_is_used() {
+        std::env::set_var("ALL_PROXY", "http://203.0.113.1:3128");
+        std::env::set_var("HTTP_PROXY", "http://203.0.113.1:3128");
+        assert!(config(Duration::from_secs(1)).proxy().is_none());
+        std::env::remove_var("ALL_PROXY");
+        std::env::remove_var("HTTP_PROXY");
+    }
+
+    #[test]
     fn hosts_of_urls() {
         assert_eq!(host_of("https://user:pw@Example.com:8443/p?q#f"), "Example.com");
+        assert_eq!(authority_of("https://user:pw@Example.com:8443/p?q#f"), "Example.com:8443");
         assert_eq!(host_of("http://[::1]:9/x"), "::1");
         assert_eq!(host_of("http://a.b"), "a.b");
     }

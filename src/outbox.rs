@@ -97,7 +97,10 @@ pub fn enqueue_sms(conn: &Connection, to: &str, text: &str, now: Micros) -> rusq
 
 /// GETs `url`; Ok with the status on 2xx, else a one-line reason.
 fn get(url: &str, allow_internal: bool) -> Result<String, String> {
-    let response = http_client::postback_agent(allow_internal).get(url).call().map_err(|e| format!("{url}: {e}"))?;
+    // Errors name the host only: the URL carries the user's click data and
+    // maybe a token of the traffic source.
+    let host = http_client::host_of(url);
+    let response = http_client::postback_agent(allow_internal).get(url).call().map_err(|e| format!("{host}: {e}"))?;
     let status = response.status().as_u16();
     let body: String = response.into_body().read_to_string().unwrap_or_default().chars().take(200).collect();
     if (200..300).contains(&status) {
@@ -230,13 +233,23 @@ struct Due {
 
 impl Worker<'_> {
     fn due(&self, queue: Queue, now: Micros) -> Result<Vec<Due>, Error> {
-        let sql = format!(
-            "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
-             WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN {} ORDER BY id LIMIT 50",
-            queue.channels()
-        );
+        let sql = match queue {
+            Queue::Account => {
+                "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms') ORDER BY id LIMIT 50"
+            }
+            // Owners take turns: each round sends the oldest due postback of
+            // each owner, so one user's thousand postbacks to a dead host
+            // hold one slot a round, not the whole queue.
+            Queue::Postbacks => {
+                "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
+                 WHERE id IN (SELECT min(id) FROM outbox
+                              WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel = 'get' GROUP BY owner_id)
+                 ORDER BY id LIMIT 50"
+            }
+        };
         self.db.read(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
+            let mut stmt = c.prepare_cached(sql)?;
             let rows = stmt.query_map([now], |r| {
                 Ok(Due {
                     id: r.get(0)?,
@@ -267,13 +280,13 @@ impl Worker<'_> {
         Ok(sent)
     }
 
-    /// Postbacks: at most one request per host at a time, up to
+    /// Postbacks: at most one request per host (and port) at a time, up to
     /// [`POSTBACK_HOSTS_AT_ONCE`] hosts side by side; a host's later
     /// postbacks wait for the next round.
     fn send_by_host(&self, due: Vec<Due>, stop: &AtomicBool) -> usize {
         let mut hosts: Vec<(String, Due)> = Vec::new();
         for item in due {
-            let host = http_client::host_of(&item.mail.to).to_ascii_lowercase();
+            let host = http_client::authority_of(&item.mail.to).to_ascii_lowercase();
             if hosts.len() < POSTBACK_HOSTS_AT_ONCE && !hosts.iter().any(|(h, _)| *h == host) {
                 hosts.push((host, item));
             }

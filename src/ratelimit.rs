@@ -44,8 +44,8 @@ pub fn clear(conn: &Connection, key: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Deletes windows that ended more than a day ago (no limit here is longer).
-/// Deletes up to `limit` windows that ended over a day ago.
+/// Deletes up to `limit` windows that ended over a day ago (no limit here
+/// is longer); run by the maintenance thread.
 pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
     conn.execute(
         "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE window_start < ?1 LIMIT ?2)",

@@ -782,3 +782,44 @@ fn a_clickid_alone_cannot_fill_its_owners_postback_log() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn one_users_dead_traffic_source_does_not_hold_up_anothers_postbacks() {
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("http://{}/pb?c={{clickid}}", hang.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hang.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let recorder = Recorder::start();
+    let t = setup(|c| c.tracking.allow_private_targets = true);
+    // User A: sixty approved leads whose source never answers.
+    let slug = t.link(json!({"name": "A", "url": "https://a.example/", "source_postback_url": hang_url}))["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = t.secret();
+    for n in 0..60 {
+        t.click(&slug, &format!("sub_id={n}"), &format!("{PHONE} {n}"));
+        assert_eq!(t.postback(&format!("clickid={}&secret={secret}", t.last_clickid())).status, 200);
+    }
+    // User B: one lead, whose source answers.
+    let (_, token_b) = verified_user(&t.s, "b@example.com");
+    let source = format!("{}/pb?c={{clickid}}", recorder.url());
+    let r = t.s.post(
+        "/api/links",
+        Some(&token_b),
+        &json!({"name": "B", "url": "https://b.example/", "source_postback_url": source}),
+    );
+    let slug_b = r.json()["data"]["slug"].as_str().unwrap().to_string();
+    t.click(&slug_b, "sub_id=b", DESKTOP);
+    let url_b = t.s.get("/api/user", Some(&token_b)).json()["postback_url"].as_str().unwrap().to_string();
+    let secret_b = url_b.split("secret=").nth(1).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(t.postback(&format!("clickid={}&secret={secret_b}", t.last_clickid())).status, 200);
+    let got = recorder.wait_delivered(1);
+    assert!(got[0].url.starts_with("/pb?c="), "{got:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
+}

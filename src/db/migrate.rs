@@ -5,7 +5,7 @@
 
 use crate::error::Error;
 use rusqlite::{Connection, TransactionBehavior};
-use rusqlite_migration::{Migrations, M};
+use rusqlite_migration::{HookError, Migrations, M};
 
 pub const SCHEMA: &str = include_str!("../../schema.sql");
 
@@ -30,13 +30,31 @@ pub fn steps(schema: &str) -> Vec<(u32, String)> {
 }
 
 /// Brings the database up to the newest version of `schema` and returns it.
-/// The steps run through `rusqlite_migration`, one transaction each (taken
-/// IMMEDIATE, so the write lock is held from the start); a step that fails
-/// because another process applied it meanwhile is not an error.
+/// The steps run through `rusqlite_migration`, one transaction each, taken
+/// IMMEDIATE so the write lock is held from the start. rusqlite_migration
+/// reads the version before that transaction, so two processes starting at
+/// once could both decide to apply a step: a hook inside the transaction
+/// checks the version again and rolls the step back if another process
+/// applied it meanwhile, which is then not an error.
 pub fn upgrade(conn: &mut Connection, schema: &str) -> Result<u32, Error> {
     let steps = steps(schema);
     let latest = steps.last().map_or(0, |(v, _)| *v);
-    let migrations = Migrations::new(steps.iter().map(|(_, sql)| M::up(sql)).collect());
+    let migrations = Migrations::new(
+        steps
+            .iter()
+            .map(|(version, sql)| {
+                let before = version - 1;
+                M::up_with_hook(sql, move |tx: &rusqlite::Transaction| {
+                    let now: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                    if now == before {
+                        Ok(())
+                    } else {
+                        Err(HookError::Hook(format!("already at version {now}: applied by another process")))
+                    }
+                })
+            })
+            .collect(),
+    );
     conn.set_transaction_behavior(TransactionBehavior::Immediate);
     let current = version(conn)?;
     if current > latest {
@@ -98,5 +116,38 @@ mod tests {
         let u_exists: bool =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'u'", [], |r| r.get(0)).unwrap();
         assert!(!u_exists);
+    }
+
+    #[test]
+    fn processes_upgrading_at_once_apply_each_step_once() {
+        // A step that would not fail if run twice: only the version check
+        // inside its transaction keeps it from counting twice.
+        let schema = "-- version: 1\nCREATE TABLE t (a INTEGER);\n-- version: 2\nINSERT INTO t VALUES (1);\n";
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("m{round}.db"));
+            let mut conn = Connection::open(&path).unwrap();
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(())).unwrap();
+            upgrade(&mut conn, "-- version: 1\nCREATE TABLE t (a INTEGER);\n").unwrap();
+            drop(conn);
+            let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        let mut conn = Connection::open(&path).unwrap();
+                        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                        start.wait();
+                        upgrade(&mut conn, schema).unwrap()
+                    })
+                })
+                .collect();
+            for w in workers {
+                assert_eq!(w.join().unwrap(), 2);
+            }
+            let conn = Connection::open(&path).unwrap();
+            let rows: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+            assert_eq!(rows, 1, "round {round}: step 2 ran {rows} times");
+        }
     }
 }

@@ -85,6 +85,11 @@ pub fn create(app: &Core, user: &User, new: &NewKey) -> Result<(Key, String), Er
     }
     let now = app.clock.now();
     let key = app.db.write_then_refuse(|tx| {
+        // At the limit, say so before any code is used up.
+        let count: i64 = tx.query_row("SELECT count(*) FROM api_keys WHERE user_id = ?1", [user.id], |r| r.get(0))?;
+        if count >= MAX_KEYS {
+            return Ok(Err(refuse("api.too_many_api_keys")));
+        }
         // Both codes are checked before either is used up.
         if !otp::peek(app, tx, user.id, "email", &user.email, &new.email_code, now)? {
             return Ok(Err(refuse("api.email_otp_error")));
@@ -97,10 +102,6 @@ pub fn create(app: &Core, user: &User, new: &NewKey) -> Result<(Key, String), Er
             otp::consume(tx, user.id, "phone")?;
         }
         otp::consume(tx, user.id, "email")?;
-        let count: i64 = tx.query_row("SELECT count(*) FROM api_keys WHERE user_id = ?1", [user.id], |r| r.get(0))?;
-        if count >= MAX_KEYS {
-            return Ok(Err(refuse("api.too_many_api_keys")));
-        }
         tx.execute(
             "INSERT INTO api_keys (user_id, name, api_key, permissions, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![user.id, new.name, new_key(), new.permissions.join(","), now],

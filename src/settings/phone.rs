@@ -1,6 +1,7 @@
 //! Phone binding: an SMS code to the number, then the number bound to the
 //! account once the code is right. Wrong codes are counted per number and
-//! account; five within an hour shut that account out of the number.
+//! account; five within an hour shut that account out of the number for a
+//! day (an admin can lift it at once with `apextrack blacklist clear`).
 
 use crate::accounts::otp;
 use crate::accounts::{store, User};
@@ -61,10 +62,18 @@ fn blacklisted(conn: &Connection, number: &str) -> rusqlite::Result<bool> {
     Ok(conn.query_row("SELECT 1 FROM phone_blacklist WHERE phone = ?1", [number], |_| Ok(())).optional()?.is_some())
 }
 
-/// Whether this account was shut out of `number` for guessing its codes.
-fn blocked_for(conn: &Connection, number: &str, user_id: i64) -> rusqlite::Result<bool> {
+/// How long an account stays shut out of a number it guessed codes for.
+const BLOCK_FOR: Micros = 24 * 60 * MINUTE;
+
+/// Whether this account was shut out of `number` for guessing its codes
+/// within the last [`BLOCK_FOR`].
+fn blocked_for(conn: &Connection, number: &str, user_id: i64, now: Micros) -> rusqlite::Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM phone_blocks WHERE phone = ?1 AND user_id = ?2", params![number, user_id], |_| Ok(()))
+        .query_row(
+            "SELECT 1 FROM phone_blocks WHERE phone = ?1 AND user_id = ?2 AND created_at > ?3",
+            params![number, user_id, now - BLOCK_FOR],
+            |_| Ok(()),
+        )
         .optional()?
         .is_some())
 }
@@ -85,7 +94,7 @@ fn too_many(retry_after: u64) -> Error {
 pub fn send_code(app: &Core, user: &User, number: &str, ip: IpAddr) -> Result<(), Error> {
     let now = app.clock.now();
     app.db.write(|tx| {
-        if blacklisted(tx, number)? || blocked_for(tx, number, user.id)? {
+        if blacklisted(tx, number)? || blocked_for(tx, number, user.id, now)? {
             return Err(blacklisted_number());
         }
         if store::phone_taken_by_other(tx, number, user.id)? {
@@ -113,7 +122,7 @@ pub fn send_code(app: &Core, user: &User, number: &str, ip: IpAddr) -> Result<()
 /// Binds `number` to `user` when `code` is the one sent to it.
 ///
 /// Wrong codes are counted per number and account: five within an hour
-/// shut this account out of the number. Nobody else is affected, so a
+/// shut this account out of the number for a day. Nobody else is affected, so a
 /// stranger who asks for codes to someone's number and guesses wrong
 /// cannot keep its owner from binding it.
 pub fn bind(app: &Core, user: &User, number: &str, code: &str) -> Result<(), Error> {
@@ -123,7 +132,7 @@ pub fn bind(app: &Core, user: &User, number: &str, code: &str) -> Result<(), Err
         if store::phone_taken_by_other(tx, number, user.id)? {
             return Ok(Err(refuse("api.phone_number_taken")));
         }
-        if blacklisted(tx, number)? || blocked_for(tx, number, user.id)? {
+        if blacklisted(tx, number)? || blocked_for(tx, number, user.id, now)? {
             return Ok(Err(blacklisted_number()));
         }
         // Only guesses at a code really sent to this number count.
@@ -137,7 +146,7 @@ pub fn bind(app: &Core, user: &User, number: &str, code: &str) -> Result<(), Err
             if ratelimit::blocked(tx, &wrong_key, WRONG_PER_ACCOUNT, now)?.is_some() {
                 tx.execute(
                     "INSERT INTO phone_blocks (phone, user_id, created_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (phone, user_id) DO NOTHING",
+                     ON CONFLICT (phone, user_id) DO UPDATE SET created_at = excluded.created_at",
                     params![number, user.id, now],
                 )?;
             }

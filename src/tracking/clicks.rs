@@ -229,9 +229,9 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<(), Erro
     Ok(rollups.write(tx)?)
 }
 
-/// Forgets visitors last seen over a day ago; run by the maintenance thread.
-/// Deletes up to `limit` fingerprints older than a day (through the
-/// `click_fingerprints_last_at` index, not a scan).
+/// Forgets up to `limit` visitors last seen over a day ago (through the
+/// `click_fingerprints_last_at` index, not a scan); run by the maintenance
+/// thread.
 pub fn prune(conn: &rusqlite::Connection, now: i64, limit: i64) -> rusqlite::Result<usize> {
     conn.execute(
         "DELETE FROM click_fingerprints WHERE (link_id, fingerprint) IN
