@@ -47,6 +47,27 @@ pub fn local_date(ts: Micros, offset_secs: i32) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// The instant a local date (`YYYY-MM-DD`, `offset_secs` east of UTC)
+/// begins; None if `date` is not a real date.
+pub fn local_midnight(date: &str, offset_secs: i32) -> Option<Micros> {
+    if !is_date(date) {
+        return None;
+    }
+    let (y, m, d): (i64, u32, u32) = (date[0..4].parse().ok()?, date[5..7].parse().ok()?, date[8..10].parse().ok()?);
+    Some((days_from_civil(y, m, d) * 86_400 - i64::from(offset_secs)) * SECOND)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// An HTTP date (RFC 9110 IMF-fixdate) of a Unix time in seconds:
 /// `Sun, 22 Nov 2026 08:05:00 GMT`.
 pub fn http_date(secs: i64) -> String {
@@ -123,5 +144,17 @@ mod tests {
         let before = clock.now();
         clock.shift(DAY);
         assert!(clock.now() - before >= DAY);
+    }
+
+    #[test]
+    fn local_midnights() {
+        assert_eq!(local_midnight("1970-01-01", 0), Some(0));
+        assert_eq!(local_midnight("2024-08-17", 0).map(format).as_deref(), Some("2024-08-17T00:00:00.000000Z"));
+        assert_eq!(local_midnight("2024-08-17", 7 * 3600).map(format).as_deref(), Some("2024-08-16T17:00:00.000000Z"));
+        assert_eq!(local_midnight("2024-03-01", 0).map(|t| local_date(t, 0)).as_deref(), Some("2024-03-01"));
+        assert_eq!(local_midnight("2024-02-30", 0), None);
+        for day in ["2000-02-29", "1999-12-31", "2100-03-01", "2026-11-27"] {
+            assert_eq!(local_date(local_midnight(day, -5 * 3600).unwrap(), -5 * 3600), day);
+        }
     }
 }

@@ -123,5 +123,17 @@ pub fn prune(core: &Core) -> usize {
             Err(e) => core.log.line(format!("warning: pruning {what} failed: {e}")),
         }
     }
+    let days = core.config.tracking.raw_click_days;
+    if days > 0 {
+        let before = now - i64::from(days) * crate::clock::DAY;
+        match core.db.prune(|tx, limit| tracking::clicks::purge(tx, before, limit)) {
+            Ok(0) => {}
+            Ok(n) => {
+                core.log.line(format!("retention: deleted {n} raw clicks older than {days} days"));
+                total += n;
+            }
+            Err(e) => core.log.line(format!("warning: deleting raw clicks older than {days} days failed: {e}")),
+        }
+    }
     total
 }

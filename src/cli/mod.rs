@@ -55,6 +55,15 @@ enum Command {
     /// Phone numbers refused for binding
     #[command(subcommand)]
     Blacklist(BlacklistCommand),
+    /// Delete raw clicks recorded before a day (reports keep their numbers)
+    Purge {
+        /// The first day kept, YYYY-MM-DD in server.utc_offset
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        before: String,
+        /// Only count what would go
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Fill the database with synthetic clicks and leads, for benchmarks
     DevSeed {
         /// The user that owns them (created, verified, if missing; password "seed-password")
@@ -167,6 +176,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mail(MailCommand::Test { address, language }) => mail_test(&app, &address, language),
         Command::Outbox(cmd) => outbox(&app, cmd),
         Command::Blacklist(cmd) => blacklist(&app, cmd),
+        Command::Purge { before, dry_run } => purge(&app, &before, dry_run),
         Command::DevSeed { email, clicks, leads, days, links, sub_ids } => {
             let user = match crate::accounts::find(&app, &email) {
                 Ok(user) => user,
@@ -184,6 +194,37 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Init { .. } | Command::Serve => Ok(()),
     }
+}
+
+/// `apextrack purge --before YYYY-MM-DD [--dry-run]`: the same batched
+/// delete as `tracking.raw_click_days`, by hand; safe while the server
+/// runs (each batch is a short transaction of its own).
+fn purge(app: &App, before: &str, dry_run: bool) -> Result<(), Failure> {
+    let cutoff = crate::clock::local_midnight(before, app.utc_offset)
+        .ok_or_else(|| Failure::input(format!("--before {before:?}: expected a date like 2026-01-31")))?;
+    if dry_run {
+        let n = app.db.read(|c| Ok(crate::tracking::clicks::count_before(c, cutoff)?))?;
+        println!("would delete {n} raw clicks recorded before {before} (dry run: nothing deleted)");
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut total = 0usize;
+    loop {
+        let n = app.db.write(|tx| Ok(crate::tracking::clicks::purge(tx, cutoff, crate::db::PRUNE_BATCH as i64)?))?;
+        total += n;
+        if n > 0 && started.elapsed() > std::time::Duration::from_secs(1) {
+            eprint!("\rdeleted {total} raw clicks so far…");
+        }
+        if n < crate::db::PRUNE_BATCH {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    if started.elapsed() > std::time::Duration::from_secs(1) {
+        eprintln!();
+    }
+    println!("deleted {total} raw clicks recorded before {before} in {:.1?}", started.elapsed());
+    Ok(())
 }
 
 fn serve(config: Config) -> Result<(), Failure> {

@@ -145,6 +145,8 @@ pub struct Tracking {
     pub geoip_db: String,
     pub country_header: String,
     pub allow_private_targets: bool,
+    /// Raw clicks older than this many days are deleted; 0 keeps them.
+    pub raw_click_days: u32,
 }
 
 impl Default for Tracking {
@@ -154,6 +156,7 @@ impl Default for Tracking {
             geoip_db: String::new(),
             country_header: String::new(),
             allow_private_targets: false,
+            raw_click_days: 0,
         }
     }
 }

@@ -240,6 +240,32 @@ pub fn prune(conn: &rusqlite::Connection, now: i64, limit: i64) -> rusqlite::Res
     )
 }
 
+/// Deletes up to `limit` raw clicks recorded before `before`, oldest
+/// first. Rows are stored in time order, so the oldest are the first by id:
+/// the batch walks from the start of the table and stops at the first
+/// newer click, never scanning the rest. Rollups, leads and fingerprints
+/// are left alone: reports do not change.
+pub fn purge(conn: &rusqlite::Connection, before: i64, limit: i64) -> rusqlite::Result<usize> {
+    let mut last = None;
+    let mut oldest = conn.prepare_cached("SELECT id, created_at FROM clicks ORDER BY id LIMIT ?1")?;
+    let mut rows = oldest.query([limit])?;
+    while let Some(row) = rows.next()? {
+        if row.get::<_, i64>(1)? >= before {
+            break;
+        }
+        last = Some(row.get::<_, i64>(0)?);
+    }
+    match last {
+        Some(id) => conn.prepare_cached("DELETE FROM clicks WHERE id <= ?1")?.execute([id]),
+        None => Ok(0),
+    }
+}
+
+/// How many raw clicks were recorded before `before` (for a dry run).
+pub fn count_before(conn: &rusqlite::Connection, before: i64) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM clicks WHERE created_at < ?1", [before], |r| r.get(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -239,6 +239,22 @@ pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)])
         clip(param(params, &["txid", "tid", "transaction_id"]).filter(|t| !t.is_empty()).unwrap_or(clickid), 255);
 
     let Some(click) = app.db.read(|c| Ok(find_click(c, clickid)?))? else {
+        // The click may have been purged (`tracking.raw_click_days`): its
+        // lead, found by the genuine secret's user and the txid, still moves.
+        if let Some(user) = secret_user {
+            let allowlist = app.db.read(|c| Ok(accounts::store::find_user(c, user)?))?.map(|u| u.postback_allowlist);
+            if allowlist.is_some_and(|list| allowed(&list, ip)) {
+                let moved = app.db.write(|tx| {
+                    let Some(lead) = find_lead(tx, user, &txid)? else { return Ok(None) };
+                    let (answer, lead_id, _) = move_lead(tx, user, lead, &txid, &status, payout, now)?;
+                    log(tx, Some(user), &answer, lead_id)?;
+                    Ok(Some(answer))
+                })?;
+                if let Some(answer) = moved {
+                    return Ok(answer);
+                }
+            }
+        }
         return refuse(secret_user, answer(404, "Click not found.", "unknown_click"));
     };
     if app.config.tracking.require_postback_secret {
@@ -323,23 +339,7 @@ fn apply(
     now: Micros,
     utc_offset: i32,
 ) -> Result<(Answer, Option<i64>, bool), Error> {
-    let existing: Option<Lead> = tx
-        .prepare_cached(
-            "SELECT id, status, payout_cents, day, sub1, country, device, link_id FROM leads WHERE user_id = ?1 AND txid = ?2",
-        )?
-        .query_row(params![click.user_id, txid], |r| {
-            Ok(Lead {
-                id: r.get(0)?,
-                status: r.get(1)?,
-                cents: r.get(2)?,
-                day: r.get(3)?,
-                sub1: r.get(4)?,
-                country: r.get(5)?,
-                device: r.get(6)?,
-                link_id: r.get(7)?,
-            })
-        })
-        .optional()?;
+    let existing = find_lead(tx, click.user_id, txid)?;
     let Some(lead) = existing else {
         let dims = Dims { sub_id: &click.sub1, country: &click.country, device: &click.device, link_id: click.link_id };
         let cents = payout.unwrap_or(click.link_payout);
@@ -368,8 +368,41 @@ fn apply(
                           "lead": {"txid": txid, "status": status, "payout": money(cents)}});
         return Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"));
     };
-    // A known txid moves its own lead, counted where that lead counts,
-    // whichever click this postback names.
+    move_lead(tx, click.user_id, lead, txid, status, payout, now)
+}
+
+/// The user's lead with this transaction id.
+fn find_lead(tx: &Connection, user_id: i64, txid: &str) -> rusqlite::Result<Option<Lead>> {
+    tx.prepare_cached(
+        "SELECT id, status, payout_cents, day, sub1, country, device, link_id FROM leads WHERE user_id = ?1 AND txid = ?2",
+    )?
+    .query_row(params![user_id, txid], |r| {
+        Ok(Lead {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            cents: r.get(2)?,
+            day: r.get(3)?,
+            sub1: r.get(4)?,
+            country: r.get(5)?,
+            device: r.get(6)?,
+            link_id: r.get(7)?,
+        })
+    })
+    .optional()
+}
+
+/// A known txid moves its own lead, counted where that lead counts (its
+/// own day, sub_id, country, device and link), whichever click this
+/// postback names, and whether or not that click is still stored.
+fn move_lead(
+    tx: &Connection,
+    user_id: i64,
+    lead: Lead,
+    txid: &str,
+    status: &str,
+    payout: Option<i64>,
+    now: Micros,
+) -> Result<(Answer, Option<i64>, bool), Error> {
     let (lead_id, old_status, old_cents, day) = (lead.id, lead.status, lead.cents, lead.day);
     let dims = Dims { sub_id: &lead.sub1, country: &lead.country, device: &lead.device, link_id: lead.link_id };
     if old_status == status {
@@ -390,7 +423,7 @@ fn apply(
     let cents = payout.unwrap_or(old_cents);
     tx.prepare_cached("UPDATE leads SET status = ?2, payout_cents = ?3, updated_at = ?4 WHERE id = ?1")?
         .execute(params![lead_id, status, cents, now])?;
-    rollup::add(tx, click.user_id, &day, &dims, Delta::transition(&old_status, old_cents, status, cents), false)?;
+    rollup::add(tx, user_id, &day, &dims, Delta::transition(&old_status, old_cents, status, cents), false)?;
     let body = json!({"message": "Conversion updated.", "outcome": "updated",
                       "lead": {"txid": txid, "status": status, "payout": money(cents)}});
     Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"))
