@@ -1,6 +1,6 @@
 //! `Core`: what every domain module needs (configuration, database,
 //! clock, log, the instance key, the outbox's wake-up, the default
-//! language and the server's UTC offset), built once and lent by
+//! language, the server's UTC offset and the metrics), built once and lent by
 //! reference. Domain code takes `&Core`; only the composition root above
 //! it (`app`) adds the runtime state of tracking and of the HTTP service.
 
@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::i18n::Lang;
 use crate::keys;
 use crate::log::Log;
+use crate::metrics::Metrics;
 use crate::outbox::Wake;
 
 pub struct Core {
@@ -24,6 +25,8 @@ pub struct Core {
     pub default_lang: Lang,
     /// `server.utc_offset` in seconds east of UTC: where "today" starts.
     pub utc_offset: i32,
+    /// What `GET /metrics` reports.
+    pub metrics: Metrics,
 }
 
 impl Core {
@@ -43,6 +46,7 @@ impl Core {
             outbox_wake: Wake::default(),
             default_lang,
             utc_offset,
+            metrics: Metrics::default(),
         })
     }
 

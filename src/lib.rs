@@ -7,8 +7,8 @@
 //!
 //! ```text
 //! L0  clock  crypto  i18n  error  text  net
-//! L1  config  log  db  keys  ratelimit  http_client  backup
-//! L2  mail  sms  outbox            base (Core: config, db, clock, log, key, outbox wake, language, offset)
+//! L1  config  log  metrics  db  keys  ratelimit  http_client  backup
+//! L2  mail  sms  outbox            base (Core: config, db, clock, log, key, outbox wake, language, offset, metrics)
 //! L3  accounts  verification  settings  tracking      (each takes &Core, plus its own runtime state)
 //! L4  app        (composition root: Core + tracking::Runtime + API-key replay guard + trusted proxies)
 //! L5  http  jobs  cli
@@ -31,6 +31,7 @@ pub mod jobs;
 pub mod keys;
 pub mod log;
 pub mod mail;
+pub mod metrics;
 pub mod net;
 pub mod outbox;
 pub mod ratelimit;

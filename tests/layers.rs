@@ -8,7 +8,7 @@ use std::path::Path;
 /// Bottom to top, as in `src/lib.rs`.
 const LAYERS: &[&[&str]] = &[
     &["clock", "crypto", "i18n", "error", "text", "net"],
-    &["config", "log", "db", "keys", "ratelimit", "http_client", "backup"],
+    &["config", "log", "metrics", "db", "keys", "ratelimit", "http_client", "backup"],
     &["mail", "sms", "outbox", "base"],
     &["accounts", "verification", "settings", "tracking"],
     &["app"],

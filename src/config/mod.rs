@@ -43,6 +43,8 @@ pub struct Server {
     pub default_language: String,
     pub utc_offset: String,
     pub static_dir: String,
+    /// Bearer token of `GET /metrics`; "" turns the endpoint off (404).
+    pub metrics_token: String,
 }
 
 impl Default for Server {
@@ -60,6 +62,7 @@ impl Default for Server {
             default_language: "id".into(),
             utc_offset: "+00:00".into(),
             static_dir: String::new(),
+            metrics_token: String::new(),
         }
     }
 }

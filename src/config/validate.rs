@@ -35,6 +35,11 @@ impl Config {
         if parse_utc_offset(&s.utc_offset).is_none() {
             return bad("server.utc_offset", &s.utc_offset, "must look like +07:00 or -05:30");
         }
+        if !s.metrics_token.is_empty()
+            && (s.metrics_token.len() < 16 || !s.metrics_token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return err("server.metrics_token must be at least 16 visible characters (or \"\" for no /metrics)".into());
+        }
         if !s.static_dir.is_empty() && !Path::new(&s.static_dir).join("index.html").is_file() {
             return bad("server.static_dir", &s.static_dir, "must be a folder with an index.html (like static/)");
         }

@@ -9,6 +9,7 @@
 
 use super::Db;
 use crate::error::Error;
+use crate::metrics::{self, Histogram};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -17,6 +18,8 @@ use std::thread::{self, Thread};
 
 pub struct GroupCommit<T> {
     state: Mutex<State<T>>,
+    /// How many items each transaction held.
+    pub batch_sizes: Histogram,
 }
 
 struct State<T> {
@@ -48,7 +51,10 @@ impl Waiter {
 
 impl<T> Default for GroupCommit<T> {
     fn default() -> Self {
-        GroupCommit { state: Mutex::new(State { queue: Vec::new(), leading: false }) }
+        GroupCommit {
+            state: Mutex::new(State { queue: Vec::new(), leading: false }),
+            batch_sizes: Histogram::new(metrics::BATCH_BOUNDS),
+        }
     }
 }
 
@@ -68,6 +74,19 @@ impl<T> GroupCommit<T> {
         db: &Db,
         item: T,
         write: impl Fn(&Connection, &[T]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.submit_with(db, item, write, |()| {})
+    }
+
+    /// As [`GroupCommit::submit`], with `write` returning a summary of what
+    /// it stored that `committed` receives once that transaction has
+    /// committed (so a batch that fails and is retried counts once).
+    pub fn submit_with<S>(
+        &self,
+        db: &Db,
+        item: T,
+        write: impl Fn(&Connection, &[T]) -> Result<S, Error>,
+        committed: impl Fn(S),
     ) -> Result<(), Error> {
         let me = Arc::new(Waiter { thread: thread::current(), outcome: AtomicU8::new(PENDING) });
         let lead = {
@@ -94,10 +113,15 @@ impl<T> GroupCommit<T> {
         // Leader: write everything queued (our own item among it) at once.
         let (items, waiters): (Vec<T>, Vec<Arc<Waiter>>) = std::mem::take(&mut self.lock().queue).into_iter().unzip();
         // A panic must not leave the others parked, or `leading` set, forever.
-        let attempt = |items: &[T]| {
-            catch_unwind(AssertUnwindSafe(|| db.write(|tx| write(tx, items))))
-                .unwrap_or_else(|_| Err(Error::internal("a grouped write panicked")))
+        let attempt = |items: &[T]| match catch_unwind(AssertUnwindSafe(|| db.write(|tx| write(tx, items)))) {
+            Ok(Ok(summary)) => {
+                committed(summary);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::internal("a grouped write panicked")),
         };
+        self.batch_sizes.observe(items.len() as f64);
         let whole = attempt(&items);
         let retry = outcome_of(&whole) == FAILED && items.len() > 1;
         // The leader keeps its own error (for the log); the others get its kind.

@@ -160,6 +160,7 @@ pub fn start(app: Arc<App>) -> Result<Running, Error> {
         max_body_memory: cfg.max_body_memory_bytes,
         max_connections_per_ip: cfg.max_connections_per_ip as usize,
         uncapped: app.trusted_proxies.clone(),
+        open: Arc::clone(&app.metrics.connections_open),
     };
     let bind = cfg.bind.clone();
     let service = Service { app: Arc::clone(&app) };
@@ -175,6 +176,8 @@ pub fn handle(app: &App, req: &Request) -> Response {
     let ctx = Ctx::new(app, req);
     let response = guarded(&ctx, || router::dispatch(&ctx));
     let response = respond::with_security_headers(response);
+    let elapsed = started.elapsed();
+    app.metrics.route(input::raw_path(req)).observe(elapsed.as_secs_f64());
     // The path only: query strings may carry signatures and secrets.
     let path = loggable_path(input::raw_path(req));
     app.log.access(format!(
@@ -184,7 +187,7 @@ pub fn handle(app: &App, req: &Request) -> Response {
         req.method(),
         path.escape_default(),
         response.status_code,
-        started.elapsed().as_secs_f64() * 1000.0
+        elapsed.as_secs_f64() * 1000.0
     ));
     response
 }

@@ -5,7 +5,7 @@
 use super::assets;
 use super::auth::{self, Guard};
 use super::respond::{self, Shape};
-use super::routes::{accounts, settings, tracking, verification};
+use super::routes::{accounts, metrics, settings, tracking, verification};
 use super::{input, Ctx};
 use crate::error::Error;
 use rouille::Response;
@@ -21,6 +21,8 @@ fn routes(segments: &[&str]) -> Option<(Shape, Methods)> {
         [page] if assets::PAGES.contains(page) => (Plain, &[("GET", Public, assets::page)]),
         ["assets", _file] => (Plain, &[("GET", Public, assets::asset)]),
         ["api", "health"] => (Plain, &[("GET", Public, health)]),
+        // Its own bearer token (server.metrics_token), checked by the handler.
+        ["metrics"] => (Plain, &[("GET", Public, metrics::serve)]),
         ["api", "openapi.json"] => (Plain, &[("GET", Public, super::openapi::serve)]),
         ["api", "register"] => (Plain, &[("POST", Public, accounts::register)]),
         ["api", "login"] => (Plain, &[("POST", Public, accounts::login)]),

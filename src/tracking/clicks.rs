@@ -154,7 +154,7 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         now,
     };
     rt.click_writer
-        .submit(&app.db, click, write_batch)
+        .submit_with(&app.db, click, write_batch, |counts: Counts| counts.add_to(&app.metrics))
         // The link or its owner may have been removed behind the cache's
         // back (the CLI deleting a user): look it up afresh next time.
         .inspect_err(|_| rt.slugs.clear())?;
@@ -176,9 +176,27 @@ pub struct NewClick {
     now: i64,
 }
 
+/// Clicks of a committed batch, by kind, for the metrics.
+#[derive(Default)]
+struct Counts {
+    unique: u64,
+    repeat: u64,
+    bot: u64,
+}
+
+impl Counts {
+    fn add_to(&self, metrics: &crate::metrics::Metrics) {
+        use std::sync::atomic::Ordering::Relaxed;
+        metrics.clicks_unique.fetch_add(self.unique, Relaxed);
+        metrics.clicks_repeat.fetch_add(self.repeat, Relaxed);
+        metrics.clicks_bot.fetch_add(self.bot, Relaxed);
+    }
+}
+
 /// Stores a batch of clicks in one transaction: each click row and its
 /// uniqueness, then the batch's rollup deltas, merged per row.
-fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<(), Error> {
+fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<Counts, Error> {
+    let mut counts = Counts::default();
     let mut rollups = rollup::Batch::default();
     let mut last_seen =
         tx.prepare_cached("SELECT last_at FROM click_fingerprints WHERE link_id = ?1 AND fingerprint = ?2")?;
@@ -219,14 +237,21 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<(), Erro
             c.now
         ])?;
         let delta = if is_bot {
+            counts.bot += 1;
             Delta { bot_clicks: 1, ..Delta::default() }
         } else {
+            if is_unique {
+                counts.unique += 1;
+            } else {
+                counts.repeat += 1;
+            }
             Delta { clicks: 1, unique_clicks: i64::from(is_unique), ..Delta::default() }
         };
         let dims = Dims { sub_id: s1, country: &c.country, device: c.device, link_id: c.link_id };
         rollups.add(c.user_id, &c.day, &dims, delta, is_bot);
     }
-    Ok(rollups.write(tx)?)
+    rollups.write(tx)?;
+    Ok(counts)
 }
 
 /// Forgets up to `limit` visitors last seen over a day ago (through the

@@ -151,6 +151,16 @@ pub fn allowed(allowlist: &str, ip: IpAddr) -> bool {
 /// Handles one postback. Never fails outright: every outcome is an answer,
 /// and is logged (attributed to the user when the click or secret tells who).
 pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
+    let result = received(app, method, ip, params);
+    app.metrics.postback(match &result {
+        Ok(answer) => answer.body["outcome"].as_str().unwrap_or("other"),
+        Err(Error::TooManyRequests { .. }) => "throttled",
+        Err(_) => "error",
+    });
+    result
+}
+
+fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
     let now = app.clock.now();
     let given_secret = param(params, &["secret"]).unwrap_or("");
     // The log keeps what was sent, minus the secret.

@@ -3,6 +3,7 @@
 //! domains; no domain imports them.
 
 pub mod accounts;
+pub mod metrics;
 pub mod settings;
 pub mod tracking;
 pub mod verification;

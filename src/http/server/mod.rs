@@ -88,6 +88,9 @@ pub struct Limits {
     /// Networks exempt from `max_connections_per_ip`: the reverse proxies
     /// every connection comes through.
     pub uncapped: Vec<(IpAddr, u8)>,
+    /// Where the count of open connections is kept (the application reads
+    /// it for its metrics).
+    pub open: Arc<AtomicUsize>,
 }
 
 impl Limits {
@@ -119,7 +122,7 @@ struct Shared<S> {
     /// Threads alive.
     threads: AtomicUsize,
     /// Connections being served.
-    open: AtomicUsize,
+    open: Arc<AtomicUsize>,
     /// Each one, where it is, and how many each address holds: a stop
     /// closes the idle ones at once, a full server makes room.
     registry: Registry,
@@ -152,13 +155,14 @@ impl Server {
         let addr = listener.local_addr()?;
         let spare = limits.spare_threads.max(1);
         let max_body_memory = limits.max_body_memory;
+        let open = Arc::clone(&limits.open);
         let shared = Arc::new(Shared {
             service,
             limits,
             listener,
             waiting: AtomicUsize::new(0),
             threads: AtomicUsize::new(0),
-            open: AtomicUsize::new(0),
+            open,
             registry: Registry::default(),
             budget: Budget::new(max_body_memory),
             epoch: Instant::now(),
