@@ -21,6 +21,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Under a stream of clicks the WAL grows by megabytes a second; copied
 /// this often, it stays small and commits rarely pay for a checkpoint.
 const UPKEEP_EVERY: Duration = Duration::from_millis(100);
+/// Upkeep rounds between looks at the GeoIP file (30 s).
+const GEOIP_CHECK_ROUNDS: u32 = 300;
 
 /// Handle to the background threads; `stop` ends them.
 pub struct Jobs {
@@ -52,7 +54,19 @@ impl Jobs {
         }
         let (upkeep_app, upkeep_stop) = (Arc::clone(&app), Arc::clone(&stop));
         let upkeep = thread::Builder::new().name("upkeep".into()).spawn(move || {
+            let mut rounds = 0u32;
             while !upkeep_stop.load(Ordering::Relaxed) {
+                rounds = rounds.wrapping_add(1);
+                // A GeoIP file replaced (by `apextrack geoip update`) is in use within 30 s.
+                if rounds.is_multiple_of(GEOIP_CHECK_ROUNDS) {
+                    match upkeep_app.tracking.geoip.reload_if_changed() {
+                        Ok(true) => upkeep_app
+                            .log
+                            .line(format!("geoip: now using {}", upkeep_app.tracking.geoip.path().display())),
+                        Ok(false) => {}
+                        Err(e) => upkeep_app.log.line(format!("warning: geoip: kept the database in use: {e}")),
+                    }
+                }
                 if let Err(e) = upkeep_app.db.checkpoint_passive() {
                     upkeep_app.log.line(format!("warning: checkpoint failed: {e}"));
                 }

@@ -259,7 +259,14 @@ async function dashboard() {
   const report = h("div", { class: "card" });
   const recent = h("div", { class: "grid2" });
   const empty = h("div");
-  app.append(h("h1", {}, t("dashboard")), empty, cards, chart, report, recent);
+  const credit = h("p", { class: "muted", id: "geoip-credit" });
+  app.append(h("h1", {}, t("dashboard")), empty, cards, chart, report, recent, credit);
+  // DB-IP's free database is CC BY 4.0: say whose it is while it is in use.
+  fetch("/api/health").then((r) => r.json()).then((health) => {
+    if (health.geoip && /^dbip/i.test(health.geoip.database)) {
+      credit.replaceChildren(t("geoip_by"), " ", h("a", { href: "https://db-ip.com", rel: "noopener" }, "DB-IP"), " (CC BY 4.0)");
+    }
+  }).catch(() => {});
   const stat = (id, label, value) => h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value", id }, value));
   const load = async () => {
     const d = await api("GET", "/api/dashboard-data?limit=100");

@@ -55,6 +55,9 @@ enum Command {
     /// Phone numbers refused for binding
     #[command(subcommand)]
     Blacklist(BlacklistCommand),
+    /// The GeoIP country database
+    #[command(subcommand)]
+    Geoip(GeoipCommand),
     /// Delete raw clicks recorded before a day (reports keep their numbers)
     Purge {
         /// The first day kept, YYYY-MM-DD in server.utc_offset
@@ -80,6 +83,19 @@ enum Command {
         links: u32,
         #[arg(long, default_value_t = 200)]
         sub_ids: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GeoipCommand {
+    /// Download the country database (DB-IP Lite by default) and swap it in
+    Update {
+        /// Download this MMDB file instead (plain, .gz or a .tar.gz holding one)
+        #[arg(long)]
+        url: Option<String>,
+        /// Download MaxMind's GeoLite2 Country with this licence key
+        #[arg(long, env = "MAXMIND_LICENSE_KEY", hide_env_values = true)]
+        maxmind_key: Option<String>,
     },
 }
 
@@ -177,6 +193,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Outbox(cmd) => outbox(&app, cmd),
         Command::Blacklist(cmd) => blacklist(&app, cmd),
         Command::Purge { before, dry_run } => purge(&app, &before, dry_run),
+        Command::Geoip(GeoipCommand::Update { url, maxmind_key }) => geoip_update(&app, url, maxmind_key),
         Command::DevSeed { email, clicks, leads, days, links, sub_ids } => {
             let user = match crate::accounts::find(&app, &email) {
                 Ok(user) => user,
@@ -194,6 +211,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Init { .. } | Command::Serve => Ok(()),
     }
+}
+
+/// `apextrack geoip update [--url URL] [--maxmind-key KEY]`: downloads,
+/// checks and swaps in the country database where the server reads it.
+fn geoip_update(app: &App, url: Option<String>, maxmind_key: Option<String>) -> Result<(), Failure> {
+    use crate::tracking::geoip;
+    let urls = match (url, maxmind_key) {
+        (Some(url), _) => vec![url],
+        (None, Some(key)) => vec![geoip::maxmind_url(&key)],
+        (None, None) => geoip::dbip_urls(app.clock.now()),
+    };
+    let dest = app.tracking.geoip.path().to_path_buf();
+    let mb = |b: u64| b as f64 / 1e6;
+    let updated = geoip::update(&urls, &dest, |got, total| match total {
+        Some(total) => eprint!("\rdownloading: {:.1} of {:.1} MB", mb(got), mb(total)),
+        None => eprint!("\rdownloading: {:.1} MB", mb(got)),
+    });
+    eprintln!();
+    let updated = updated?;
+    println!(
+        "wrote {} ({}, built {}, {} bytes) from {}; a running server uses it within 30 s",
+        updated.path.display(),
+        updated.database_type,
+        crate::clock::local_date(updated.build_epoch as i64 * crate::clock::SECOND, 0),
+        updated.bytes,
+        updated.url
+    );
+    Ok(())
 }
 
 /// `apextrack purge --before YYYY-MM-DD [--dry-run]`: the same batched

@@ -94,9 +94,13 @@ pub fn dispatch(ctx: &Ctx) -> Result<Response, Error> {
     handler(ctx)
 }
 
-/// `GET /api/health`: answers 200 only when the database answers.
+/// `GET /api/health`: answers 200 only when the database answers; names
+/// the GeoIP database in use (the web UI credits it as its licence asks).
 fn health(ctx: &Ctx) -> Result<Response, Error> {
     let schema_version = ctx.app.db.schema_version()?;
+    let geoip = ctx.app.tracking.geoip.loaded().map(|(database, built)| {
+        json!({"database": database, "built": crate::clock::local_date(built as i64 * crate::clock::SECOND, 0)})
+    });
     Ok(respond::json(
         200,
         &json!({
@@ -104,6 +108,7 @@ fn health(ctx: &Ctx) -> Result<Response, Error> {
             "version": env!("CARGO_PKG_VERSION"),
             "database": "ok",
             "schema_version": schema_version,
+            "geoip": geoip,
         }),
     ))
 }

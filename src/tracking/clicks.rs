@@ -74,10 +74,7 @@ pub fn fill<'v>(url: &str, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> Stri
 /// The visitor's country: the GeoIP database when configured, else the
 /// configured header (e.g. `CF-IPCountry`), else `XX`.
 pub fn country(rt: &Runtime, ip: IpAddr, header: Option<&str>) -> String {
-    let from_geoip = rt.geoip.as_ref().and_then(|reader| {
-        let found = reader.lookup(ip).ok()?;
-        found.decode_path::<String>(&maxminddb::path!["country", "iso_code"]).ok().flatten()
-    });
+    let from_geoip = rt.geoip.country(ip);
     let code = from_geoip.or_else(|| header.map(str::to_string)).unwrap_or_default();
     let code = code.trim().to_ascii_uppercase();
     if code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()) {

@@ -5,6 +5,7 @@
 pub mod clicks;
 pub mod dashboard;
 pub mod device;
+pub mod geoip;
 pub mod links;
 pub mod payment;
 pub mod postback;
@@ -16,25 +17,21 @@ use crate::db::group::GroupCommit;
 use crate::error::Error;
 use serde_json::Value;
 
-/// The click path's state beside the database: the GeoIP reader, active
+/// The click path's state beside the database: the GeoIP database, active
 /// links by slug, and the group commit of clicks.
 pub struct Runtime {
-    /// `tracking.geoip_db`, loaded once.
-    pub geoip: Option<maxminddb::Reader<Vec<u8>>>,
+    pub geoip: geoip::Geo,
     pub slugs: links::SlugCache,
     pub click_writer: GroupCommit<clicks::NewClick>,
 }
 
 impl Runtime {
-    pub fn open(cfg: &config::Tracking) -> Result<Runtime, Error> {
-        let geoip =
-            match cfg.geoip_db.as_str() {
-                "" => None,
-                path => Some(maxminddb::Reader::open_readfile(path).map_err(|e| {
-                    Error::internal(format!("invalid configuration: tracking.geoip_db = {path:?}: {e}"))
-                })?),
-            };
-        Ok(Runtime { geoip, slugs: Default::default(), click_writer: Default::default() })
+    pub fn open(cfg: &config::Tracking, db_path: &std::path::Path) -> Result<Runtime, Error> {
+        Ok(Runtime {
+            geoip: geoip::Geo::open(cfg, db_path)?,
+            slugs: Default::default(),
+            click_writer: Default::default(),
+        })
     }
 }
 

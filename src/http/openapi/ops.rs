@@ -27,7 +27,18 @@ pub(super) fn ops() -> Vec<Op> {
             summary: "Server and database state",
             auth: Public,
             request: None,
-            success: (200, obj(&[("status", s()), ("version", s()), ("schema_version", n())], &["status"])),
+            success: (
+                200,
+                obj(
+                    &[
+                        ("status", s()),
+                        ("version", s()),
+                        ("schema_version", n()),
+                        ("geoip", json!({"type": ["object", "null"]})),
+                    ],
+                    &["status"],
+                ),
+            ),
             errors: &[503],
             params: vec![],
         },
