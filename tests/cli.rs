@@ -6,7 +6,7 @@ mod common;
 use common::{cli, cli_with_stdin, write_config, Client, Proc, PASSWORD};
 use serde_json::Value;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -246,4 +246,29 @@ fn backup_while_the_server_is_writing_is_consistent_and_complete() {
     let version: u32 = copy.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, apextrack::db::migrate::latest_version());
     fails(&cli(d, &["backup", "snapshot.db"]), "already exists");
+}
+
+#[test]
+fn the_readmes_systemd_unit_passes_systemd_analyze_verify() {
+    let Ok(found) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed: skipped");
+        return;
+    };
+    assert!(found.status.success());
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- systemd unit -->\n```ini\n").expect("the unit in README")
+        + "<!-- systemd unit -->\n```ini\n".len();
+    let unit = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(unit.contains("StateDirectory=apextrack") && unit.contains("Restart=on-failure"));
+    for hardening in ["NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes"] {
+        assert!(unit.contains(hardening), "{hardening}");
+    }
+    // Verified against the binary just built, where the unit names /usr/local/bin.
+    let unit = unit.replace("/usr/local/bin/apextrack", env!("CARGO_BIN_EXE_apextrack"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("apextrack.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
