@@ -37,12 +37,20 @@ impl Jobs {
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_pruner, stopped) = mpsc::channel::<()>();
         let pruner_app = Arc::clone(&app);
-        let pruner = thread::Builder::new().name("prune".into()).spawn(move || loop {
-            prune(&pruner_app);
-            // Sleeps until the next round, or returns when stopped.
-            match stopped.recv_timeout(PRUNE_EVERY) {
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                _ => return,
+        let pruner = thread::Builder::new().name("prune".into()).spawn(move || {
+            let mut last_geoip_try = None;
+            loop {
+                prune(&pruner_app);
+                if geoip_due(&pruner_app, &mut last_geoip_try) {
+                    // A download may take minutes: not on this thread, which a stop waits for.
+                    let app = Arc::clone(&pruner_app);
+                    let _ = thread::Builder::new().name("geoip".into()).spawn(move || fetch_geoip(&app));
+                }
+                // Sleeps until the next round, or returns when stopped.
+                match stopped.recv_timeout(PRUNE_EVERY) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => return,
+                }
             }
         })?;
         let mut senders = Vec::new();
@@ -150,4 +158,46 @@ pub fn prune(core: &Core) -> usize {
         }
     }
     total
+}
+
+/// Whether the GeoIP database is due for a download by
+/// `tracking.geoip_update_days` (missing, or older than that many days),
+/// at most every six hours.
+pub fn geoip_due(app: &App, last_try: &mut Option<std::time::Instant>) -> bool {
+    let days = app.config.tracking.geoip_update_days;
+    if days == 0 || last_try.is_some_and(|t| t.elapsed() < Duration::from_secs(6 * 3600)) {
+        return false;
+    }
+    let age =
+        std::fs::metadata(app.tracking.geoip.path()).and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
+    if age.is_some_and(|age| age < Duration::from_secs(u64::from(days) * 86_400)) {
+        return false;
+    }
+    *last_try = Some(std::time::Instant::now());
+    true
+}
+
+/// Downloads the GeoIP database from `tracking.geoip_update_url` (or
+/// DB-IP's); the upkeep thread then loads it. True when a new file was written.
+pub fn fetch_geoip(app: &App) -> bool {
+    let path = app.tracking.geoip.path();
+    let urls = match app.config.tracking.geoip_update_url.as_str() {
+        "" => tracking::geoip::dbip_urls(app.clock.now()),
+        url => vec![url.to_string()],
+    };
+    match tracking::geoip::update(&urls, path, |_, _| {}) {
+        Ok(updated) => {
+            app.log.line(format!(
+                "geoip: downloaded {} ({}) from {}",
+                path.display(),
+                updated.database_type,
+                updated.url
+            ));
+            true
+        }
+        Err(e) => {
+            app.log.line(format!("warning: geoip: could not download a new database: {e}"));
+            false
+        }
+    }
 }

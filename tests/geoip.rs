@@ -143,3 +143,26 @@ fn this_months_file_missing_falls_back_to_last_months_and_tar_gz_is_unpacked() {
     assert!(e.contains("not found (404)"), "{e}");
     assert!(!dir.path().join("other.mmdb").exists());
 }
+
+#[test]
+fn the_server_fetches_a_database_when_geoip_update_days_says_so() {
+    let files = Files::start();
+    let url = files.put("/auto.mmdb.gz", 200, gzip(&mmdb(&[("203.0.113.0", 24, "ID")])));
+    let s = TestServer::with(|c| {
+        c.tracking.geoip_update_days = 30;
+        c.tracking.geoip_update_url = url.clone();
+    });
+    let mut last = None;
+    // No file yet: due, fetched, then not again for six hours.
+    assert!(apextrack::jobs::geoip_due(&s.app, &mut last));
+    assert!(apextrack::jobs::fetch_geoip(&s.app));
+    assert!(!apextrack::jobs::geoip_due(&s.app, &mut last));
+    assert!(s.app.tracking.geoip.reload_if_changed().unwrap());
+    assert_eq!(s.app.tracking.geoip.country("203.0.113.9".parse().unwrap()).as_deref(), Some("ID"));
+    // A fresh file is not due, whenever asked.
+    assert!(!apextrack::jobs::geoip_due(&s.app, &mut None));
+    assert!(s.log().contains("geoip: downloaded"), "{}", s.log());
+    // Off by default.
+    let off = TestServer::start();
+    assert!(!apextrack::jobs::geoip_due(&off.app, &mut None));
+}

@@ -150,6 +150,11 @@ pub struct Tracking {
     pub allow_private_targets: bool,
     /// Raw clicks older than this many days are deleted; 0 keeps them.
     pub raw_click_days: u32,
+    /// The server downloads the GeoIP database again when it is older than
+    /// this many days; 0 = never (use `apextrack geoip update`).
+    pub geoip_update_days: u32,
+    /// Where those downloads come from; "" = DB-IP Lite's monthly file.
+    pub geoip_update_url: String,
 }
 
 impl Default for Tracking {
@@ -160,6 +165,8 @@ impl Default for Tracking {
             country_header: String::new(),
             allow_private_targets: false,
             raw_click_days: 0,
+            geoip_update_days: 0,
+            geoip_update_url: String::new(),
         }
     }
 }

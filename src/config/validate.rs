@@ -93,6 +93,11 @@ impl Config {
         check_range("security.login_max_attempts", self.security.login_max_attempts.into(), 1, 1000)?;
         check_range("security.code_ttl_minutes", self.security.code_ttl_minutes.into(), 1, 10_080)?;
         check_range("tracking.raw_click_days", self.tracking.raw_click_days.into(), 0, 36_500)?;
+        check_range("tracking.geoip_update_days", self.tracking.geoip_update_days.into(), 0, 365)?;
+        let url = &self.tracking.geoip_update_url;
+        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
+            return bad("tracking.geoip_update_url", url, "must start with https:// or http://");
+        }
         check_range("backup.keep", self.backup.keep.into(), 1, 10_000)?;
         check_range("backup.interval_hours", self.backup.interval_hours.into(), 0, 8760)?;
         if self.backup.interval_hours > 0 && self.backup.dir.is_empty() {
