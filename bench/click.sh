@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The click redirect under load, side by side with nginx `return 302` (the
-# ceiling of this machine), with the same wrk settings, in two modes:
-# keep-alive, and one new connection per click. Each mode runs 3 times;
+# ceiling of this machine), with the same wrk settings, in three modes:
+# keep-alive, one new connection per click, and keep-alive with distinct
+# visitors (a new address and User-Agent on every click). Each mode runs 3 times;
 # medians are reported, plus the server CPU time per click and a check that
 # every 302 left a committed click row.
 # Needs wrk, nginx and sqlite3 (Debian: apt-get install wrk nginx-light sqlite3).
@@ -36,6 +37,7 @@ NGINX
 nginx -p "$work/nginx" -c nginx.conf
 
 export APEXTRACK_SERVER_BIND=127.0.0.1:$apex_port APEXTRACK_DATABASE_PATH=$work/bench.db
+export APEXTRACK_SERVER_TRUSTED_PROXIES=127.0.0.1
 [ -n "${THREADS:-}" ] && export APEXTRACK_SERVER_THREADS=$THREADS
 "$bin" user create --name Bench --email bench@example.com --password bench-password --verified >/dev/null
 "$bin" serve 2>/dev/null &
@@ -56,7 +58,9 @@ cpu_ticks() { awk '{print $14 + $15}' /proc/$apex_pid/stat; }
 # run LABEL URL PORT [wrk args...] -> prints "rps p50 p99"
 run() {
     local url=$1 port=$2; shift 2
-    wrk -t1 -c32 -d"${duration}s" --latency -H "User-Agent: $ua" "$@" "$url" > "$work/wrk.out"
+    local uah=(-H "User-Agent: $ua")
+    [ "${mode:-}" = visitors ] && uah=()   # the script sets one per request
+    wrk -t1 -c32 -d"${duration}s" --latency "${uah[@]}" "$@" "$url" > "$work/wrk.out"
     local rps p50 p99
     rps=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
     p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
@@ -65,9 +69,24 @@ run() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-for mode in keepalive close; do
+# Distinct visitors: every click from another address (through the trusted
+# proxy's X-Forwarded-For) with one of a few hundred realistic User-Agents,
+# so each is unique and fingerprints, User-Agents and rows all grow.
+cat > "$work/visitors.lua" <<'LUA'
+math.randomseed(7)
+request = function()
+    local ip = math.random(11, 220) .. "." .. math.random(0, 255) .. "." .. math.random(0, 255) .. "." .. math.random(1, 254)
+    local ua = "Mozilla/5.0 (Linux; Android " .. math.random(10, 14) .. "; SM-A" .. math.random(100, 999) ..
+        "E) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/" .. math.random(110, 129) .. ".0." .. math.random(1000, 6999) ..
+        ".0 Mobile Safari/537.36"
+    return wrk.format("GET", nil, { ["X-Forwarded-For"] = ip, ["User-Agent"] = ua })
+end
+LUA
+
+for mode in keepalive close visitors; do
     extra=()
     [ $mode = close ] && extra=(-H 'Connection: close')
+    [ $mode = visitors ] && extra=(-s "$work/visitors.lua")
     for target in nginx apextrack; do
         results=()
         for _ in $(seq "$runs"); do
@@ -99,7 +118,7 @@ done
 echo "RSS of apextrack after the click runs: $(awk '/VmRSS/ {print $2, $3}' /proc/$apex_pid/status)"
 
 # Conversion postbacks, each with a new transaction id, on one click.
-clickid=$(sqlite3 "$work/bench.db" "SELECT clickid FROM clicks LIMIT 1")
+clickid=$(curl -s -o /dev/null -w '%{redirect_url}' -A "$ua" "$apex_url" | sed 's/.*cid=\([^&]*\).*/\1/')
 secret=$(curl -sf "$base/api/user" -H "Authorization: Bearer $token" | sed 's/.*secret=\([^"]*\)".*/\1/')
 cat > "$work/postback.lua" <<LUA
 counter = 0

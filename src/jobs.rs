@@ -148,7 +148,7 @@ pub fn prune(core: &Core) -> usize {
     let days = core.config.tracking.raw_click_days;
     if days > 0 {
         let before = now - i64::from(days) * crate::clock::DAY;
-        match core.db.prune(|tx, limit| tracking::clicks::purge(tx, before, limit)) {
+        match tracking::clicks::purge_all(&core.db, before, |_| {}) {
             Ok(0) => {}
             Ok(n) => {
                 core.log.line(format!("retention: deleted {n} raw clicks older than {days} days"));

@@ -132,20 +132,35 @@ fn a_purge_deletes_old_raw_clicks_and_changes_no_number() {
 fn raw_click_days_lets_the_maintenance_thread_purge_in_batches() {
     let t = setup(|c| c.tracking.raw_click_days = 3);
     t.s.app.clock.shift(-5 * DAY);
-    let writes = |n: usize, sub: &str| {
-        t.s.app.db.write(|tx| {
-            for i in 0..n {
-                tx.execute(
-                    "INSERT INTO clicks (clickid, user_id, link_id, sub1, country, device, ip, user_agent, is_unique, day, created_at)
-                     SELECT ?1, user_id, id, ?2, 'ID', 'mobile', '198.51.100.1', 'ua', 1, '2026-01-01', ?3 FROM links",
-                    rusqlite::params![format!("{sub}-{i}"), sub, t.s.app.clock.now()],
-                )?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    let writes = |n: usize| {
+        t.s.app
+            .db
+            .write(|tx| {
+                use apextrack::tracking::store;
+                let link_id: i64 = tx.query_row("SELECT id FROM links", [], |r| r.get(0))?;
+                let user_id: i64 = tx.query_row("SELECT user_id FROM links", [], |r| r.get(0))?;
+                let first = store::reserve(tx, n as i64)?;
+                for i in 0..n as i64 {
+                    let row = store::Row {
+                        id: first + i,
+                        secret: &store::new_secret(),
+                        user_id,
+                        link_id,
+                        at_ms: t.s.app.clock.now() / 1000,
+                        ip: &[198, 51, 100, 1],
+                        ua: 1,
+                        country: "ID",
+                        device: 1,
+                        is_unique: true,
+                        values: [None; 6],
+                    };
+                    store::insert(tx, &row)?;
+                }
+                Ok(())
+            })
+            .unwrap();
     };
-    writes(12_345, "old");
+    writes(12_345);
     t.s.app.clock.shift(5 * DAY);
     t.click("new", 1);
     let purged = apextrack::jobs::prune(&t.s.app);

@@ -42,7 +42,12 @@ impl Setup {
     }
 
     fn last_clickid(&self) -> String {
-        self.s.sqlite().query_row("SELECT clickid FROM clicks ORDER BY id DESC LIMIT 1", [], |r| r.get(0)).unwrap()
+        let (id, secret): (i64, Vec<u8>) = self
+            .s
+            .sqlite()
+            .query_row("SELECT id, secret FROM clicks ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        apextrack::tracking::store::clickid(id, &secret)
     }
 
     fn postback(&self, query: &str) -> common::Resp {
@@ -144,10 +149,17 @@ fn the_redirect_fills_macros_safely_and_commits_the_click() {
         location,
         format!("https://shop.example/p?cid={clickid}&s=%27%22%26x%3D1%0D%0ALocation%3A%20evil&s2=a%20b&s5=%E2%9C%93&e=src-9&c=XX&d=mobile&k={{keep}}")
     );
-    assert_eq!(clickid.len(), 24);
+    // 96 random bits (16 characters), then the row id.
+    assert!(clickid.len() > 16, "{clickid}");
     assert!(clickid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let (sub1, ext): (String, String) =
-        t.s.sqlite().query_row("SELECT sub1, ext_id FROM clicks", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        t.s.sqlite()
+            .query_row(
+                "SELECT s.text, e.text FROM clicks c JOIN click_values s ON s.id = c.sub1 JOIN click_values e ON e.id = c.ext_id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
     assert_eq!(sub1, "'\"&x=1\r\nLocation: evil");
     assert_eq!(ext, "src-9");
 
@@ -567,13 +579,13 @@ fn dashboard_numbers_equal_a_recount_from_raw_rows() {
     let db = t.s.sqlite();
     let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
     let d = t.s.get("/api/dashboard-data?limit=1000", Some(&t.token)).json();
-    assert_eq!(d["summary"]["clicksToday"], count("SELECT count(*) FROM clicks WHERE device != 'bot'"));
+    assert_eq!(d["summary"]["clicksToday"], count("SELECT count(*) FROM clicks WHERE device != 3"));
     assert_eq!(d["summary"]["totalLeads"], count("SELECT count(*) FROM leads"));
     let approved_cents = count("SELECT coalesce(sum(payout_cents), 0) FROM leads WHERE status = 'approved'");
     assert_eq!(d["summary"]["totalPayout"].as_f64().unwrap(), approved_cents as f64 / 100.0);
     for row in d["report"].as_array().unwrap() {
         let sub = row["sub_id"].as_str().unwrap();
-        let clicks = count(&format!("SELECT count(*) FROM clicks WHERE sub1 = '{sub}' AND device != 'bot'"));
+        let clicks = count(&format!("SELECT count(*) FROM clicks WHERE sub1 = (SELECT id FROM click_values WHERE text = '{sub}') AND device != 3"));
         let leads = count(&format!("SELECT count(*) FROM leads WHERE sub1 = '{sub}'"));
         let approved = count(&format!("SELECT count(*) FROM leads WHERE sub1 = '{sub}' AND status = 'approved'"));
         let cents = count(&format!(
@@ -590,14 +602,15 @@ fn dashboard_numbers_equal_a_recount_from_raw_rows() {
     }
     let by_link = t.s.get("/api/reports?group_by=link", Some(&t.token)).json()["data"].clone();
     let link_clicks: i64 = by_link.as_array().unwrap().iter().map(|r| r["clicks"].as_i64().unwrap()).sum();
-    assert_eq!(link_clicks, count("SELECT count(*) FROM clicks WHERE device != 'bot'"));
+    assert_eq!(link_clicks, count("SELECT count(*) FROM clicks WHERE device != 3"));
     let recent = d["recent_clicks"].as_array().unwrap();
-    assert_eq!(recent.len(), 20.min(count("SELECT count(*) FROM clicks WHERE device != 'bot'") as usize));
+    assert_eq!(recent.len(), 20.min(count("SELECT count(*) FROM clicks WHERE device != 3") as usize));
     assert_eq!(
         recent[0]["clickid"],
-        db.query_row("SELECT clickid FROM clicks WHERE device != 'bot' ORDER BY id DESC LIMIT 1", [], |r| r
-            .get::<_, String>(0))
-            .unwrap()
+        db.query_row("SELECT id, secret FROM clicks WHERE device != 3 ORDER BY id DESC LIMIT 1", [], |r| {
+            Ok(apextrack::tracking::store::clickid(r.get(0)?, &r.get::<_, Vec<u8>>(1)?))
+        })
+        .unwrap()
     );
 }
 

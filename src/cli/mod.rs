@@ -253,18 +253,11 @@ fn purge(app: &App, before: &str, dry_run: bool) -> Result<(), Failure> {
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let mut total = 0usize;
-    loop {
-        let n = app.db.write(|tx| Ok(crate::tracking::clicks::purge(tx, cutoff, crate::db::PRUNE_BATCH as i64)?))?;
-        total += n;
-        if n > 0 && started.elapsed() > std::time::Duration::from_secs(1) {
+    let total = crate::tracking::clicks::purge_all(&app.db, cutoff, |total| {
+        if started.elapsed() > std::time::Duration::from_secs(1) {
             eprint!("\rdeleted {total} raw clicks so far…");
         }
-        if n < crate::db::PRUNE_BATCH {
-            break;
-        }
-        std::thread::yield_now();
-    }
+    })?;
     if started.elapsed() > std::time::Duration::from_secs(1) {
         eprintln!();
     }

@@ -4,6 +4,7 @@
 
 use super::device;
 use super::rollup::{self, Delta, Dims};
+use super::store;
 use super::Runtime;
 use crate::base::Core;
 use crate::clock::{self, DAY};
@@ -84,20 +85,6 @@ pub fn country(rt: &Runtime, ip: IpAddr, header: Option<&str>) -> String {
     }
 }
 
-/// A new click id: 24 URL-safe characters, 6 of time (milliseconds) then
-/// 18 of randomness (108 bits, so unguessable). The time prefix keeps the
-/// unique index's inserts near its end, where its pages are in cache,
-/// instead of at random places in a table of millions.
-pub fn new_clickid(now: i64) -> String {
-    const ALPHABET: &[u8; 64] = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
-    let millis = (now / 1000) as u64;
-    let random = u128::from_le_bytes(crypto::random_bytes::<16>());
-    let mut id = String::with_capacity(24);
-    id.extend((0..6).rev().map(|i| ALPHABET[((millis >> (i * 6)) & 63) as usize] as char));
-    id.extend((0..18).map(|i| ALPHABET[((random >> (i * 6)) & 63) as usize] as char));
-    id
-}
-
 /// Everything known about a visit before it is stored.
 pub struct Visit<'a> {
     pub slug: &'a str,
@@ -115,12 +102,15 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     let device = device::detect(visit.user_agent);
     let country = country(rt, visit.ip, visit.country_header);
     let now = app.clock.now();
-    let clickid = new_clickid(now);
+    let id = rt.ids.next(&app.db)?;
+    let secret = store::new_secret();
+    let clickid = store::clickid(id, &secret);
     let day = clock::local_date(now, app.utc_offset);
-    let ip = visit.ip.to_string();
     let user_agent = super::clip(visit.user_agent, MAX_USER_AGENT);
-    let fingerprint: [u8; 16] =
-        crypto::sha256_parts(&[ip.as_bytes(), b"\n", user_agent.as_bytes()])[..16].try_into().unwrap_or_default();
+    let fingerprint: [u8; 16] = crypto::sha256_parts(&[visit.ip.to_string().as_bytes(), b"\n", user_agent.as_bytes()])
+        [..16]
+        .try_into()
+        .unwrap_or_default();
     // Where the visitor goes, known before the click is stored; sent only
     // once it is.
     let location = fill(&target.url, |name| {
@@ -138,20 +128,25 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         }))
     });
     let click = NewClick {
-        clickid,
+        id,
+        secret,
         user_id: target.user_id,
         link_id: target.id,
         params,
         country,
         device,
-        ip,
+        ip: store::ip_bytes(visit.ip),
         user_agent,
         fingerprint,
         day,
         now,
     };
+    let write = |tx: &rusqlite::Connection, batch: &[NewClick]| write_batch(tx, batch, &rt.interner);
     rt.click_writer
-        .submit_with(&app.db, click, write_batch, |counts: Counts| counts.add_to(&app.metrics))
+        .submit_with(&app.db, click, write, |counts: Counts| {
+            counts.add_to(&app.metrics);
+            rt.interner.committed(counts.fresh);
+        })
         // The link or its owner may have been removed behind the cache's
         // back (the CLI deleting a user): look it up afresh next time.
         .inspect_err(|_| rt.slugs.clear())?;
@@ -160,13 +155,14 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
 
 /// A click waiting for its batch's transaction.
 pub struct NewClick {
-    clickid: String,
+    id: i64,
+    secret: [u8; 12],
     user_id: i64,
     link_id: i64,
     params: Params,
     country: String,
     device: &'static str,
-    ip: String,
+    ip: Vec<u8>,
     user_agent: String,
     fingerprint: [u8; 16],
     day: String,
@@ -179,6 +175,8 @@ struct Counts {
     unique: u64,
     repeat: u64,
     bot: u64,
+    /// User-Agents and values this batch interned.
+    fresh: store::Fresh,
 }
 
 impl Counts {
@@ -192,7 +190,7 @@ impl Counts {
 
 /// Stores a batch of clicks in one transaction: each click row and its
 /// uniqueness, then the batch's rollup deltas, merged per row.
-fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<Counts, Error> {
+fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], interner: &store::Interner) -> Result<Counts, Error> {
     let mut counts = Counts::default();
     let mut rollups = rollup::Batch::default();
     let mut last_seen =
@@ -200,11 +198,6 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<Counts, 
     let mut seen = tx.prepare_cached(
         "INSERT INTO click_fingerprints (link_id, fingerprint, last_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (link_id, fingerprint) DO UPDATE SET last_at = excluded.last_at",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO clicks (clickid, user_id, link_id, sub1, sub2, sub3, sub4, sub5, ext_id, country, device,
-                             ip, user_agent, is_unique, day, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     for c in batch {
         let is_bot = c.device == "bot";
@@ -214,25 +207,30 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick]) -> Result<Counts, 
             seen.execute(params![c.link_id, c.fingerprint, c.now])?;
             last.is_none_or(|t| t <= c.now - DAY)
         };
-        let [s1, s2, s3, s4, s5] = &c.params.subs;
-        insert.execute(params![
-            c.clickid,
-            c.user_id,
-            c.link_id,
-            s1,
-            s2,
-            s3,
-            s4,
-            s5,
-            c.params.ext_id,
-            c.country,
-            c.device,
-            c.ip,
-            c.user_agent,
-            is_unique,
-            c.day,
-            c.now
-        ])?;
+        let s1 = &c.params.subs[0];
+        let mut values = [None; 6];
+        for (slot, text) in values.iter_mut().zip(c.params.subs.iter().chain([&c.params.ext_id])) {
+            if !text.is_empty() {
+                *slot = Some(interner.id(tx, store::Kind::Value, text, &mut counts.fresh)?);
+            }
+        }
+        let ua = interner.id(tx, store::Kind::UserAgent, &c.user_agent, &mut counts.fresh)?;
+        store::insert(
+            tx,
+            &store::Row {
+                id: c.id,
+                secret: &c.secret,
+                user_id: c.user_id,
+                link_id: c.link_id,
+                at_ms: c.now / 1000,
+                ip: &c.ip,
+                ua,
+                country: &c.country,
+                device: store::device_code(c.device),
+                is_unique,
+                values,
+            },
+        )?;
         let delta = if is_bot {
             counts.bot += 1;
             Delta { bot_clicks: 1, ..Delta::default() }
@@ -262,30 +260,41 @@ pub fn prune(conn: &rusqlite::Connection, now: i64, limit: i64) -> rusqlite::Res
     )
 }
 
-/// Deletes up to `limit` raw clicks recorded before `before`, oldest
-/// first. Rows are stored in time order, so the oldest are the first by id:
-/// the batch walks from the start of the table and stops at the first
-/// newer click, never scanning the rest. Rollups, leads and fingerprints
-/// are left alone: reports do not change.
+/// Deletes up to `limit` raw clicks recorded before `before` (micros),
+/// oldest first. Rollups, leads and fingerprints are left alone: reports
+/// do not change.
 pub fn purge(conn: &rusqlite::Connection, before: i64, limit: i64) -> rusqlite::Result<usize> {
-    let mut last = None;
-    let mut oldest = conn.prepare_cached("SELECT id, created_at FROM clicks ORDER BY id LIMIT ?1")?;
-    let mut rows = oldest.query([limit])?;
-    while let Some(row) = rows.next()? {
-        if row.get::<_, i64>(1)? >= before {
-            break;
+    store::purge(conn, before / 1000, limit)
+}
+
+/// Rows a purge deletes per transaction: about a millisecond of the
+/// writer's time, so a click waits no longer than that behind it.
+pub const PURGE_BATCH: i64 = 1000;
+/// The pause between two purge transactions, in which waiting clicks
+/// (of this process, or of a server beside the CLI, whose retries back
+/// off a millisecond or more at a time) take the writer.
+const PURGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// Deletes every raw click recorded before `before` (micros), in
+/// transactions of [`PURGE_BATCH`] rows with a pause between them, so the
+/// click path keeps its speed while millions go. `progress` gets the total
+/// so far after each batch. Returns how many went.
+pub fn purge_all(db: &crate::db::Db, before: i64, mut progress: impl FnMut(usize)) -> Result<usize, Error> {
+    let mut total = 0;
+    loop {
+        let n = db.write(|tx| Ok(purge(tx, before, PURGE_BATCH)?))?;
+        total += n;
+        progress(total);
+        if (n as i64) < PURGE_BATCH {
+            return Ok(total);
         }
-        last = Some(row.get::<_, i64>(0)?);
-    }
-    match last {
-        Some(id) => conn.prepare_cached("DELETE FROM clicks WHERE id <= ?1")?.execute([id]),
-        None => Ok(0),
+        std::thread::sleep(PURGE_PAUSE);
     }
 }
 
-/// How many raw clicks were recorded before `before` (for a dry run).
+/// How many raw clicks were recorded before `before` (micros; for a dry run).
 pub fn count_before(conn: &rusqlite::Connection, before: i64) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT count(*) FROM clicks WHERE created_at < ?1", [before], |r| r.get(0))
+    store::count_before(conn, before / 1000)
 }
 
 #[cfg(test)]
@@ -311,15 +320,5 @@ mod tests {
         assert_eq!(p.subs[0], "first");
         assert_eq!(p.subs[4], "'\"");
         assert_eq!(p.ext_id.len(), MAX_PARAM);
-    }
-
-    #[test]
-    fn clickids_are_url_safe_distinct_and_ordered_by_time() {
-        let a = new_clickid(1_700_000_000_000_000);
-        assert_eq!(a.len(), 24);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_ne!(a, new_clickid(1_700_000_000_000_000));
-        let later = new_clickid(1_700_000_000_001_000);
-        assert!(later[..6] > a[..6], "{a} {later}");
     }
 }

@@ -70,9 +70,7 @@ pub fn dashboard(app: &Core, user_id: i64, range: &Range, limit: i64) -> Result<
     let today = clock::local_date(now, app.utc_offset);
     let (from, to) = range.bounds();
     app.db.read(|c| {
-        let live: i64 = c
-            .prepare_cached("SELECT count(*) FROM clicks WHERE user_id = ?1 AND created_at > ?2 AND device != 'bot'")?
-            .query_row(params![user_id, now - 30 * SECOND], |r| r.get(0))?;
+        let live = super::store::count_since(c, user_id, (now - 30 * SECOND) / 1000)?;
         let clicks_today = totals(c, user_id, &today, &today)?.clicks;
         let all = totals(c, user_id, from, to)?;
         let mut stmt = c.prepare_cached(
@@ -93,21 +91,18 @@ pub fn dashboard(app: &Core, user_id: i64, range: &Range, limit: i64) -> Result<
                 }))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let recent_clicks: Vec<Value> = c
-            .prepare_cached(
-                "SELECT clickid, country, device, created_at, sub1 FROM clicks
-                 WHERE user_id = ?1 AND device != 'bot' ORDER BY created_at DESC LIMIT 20",
-            )?
-            .query_map([user_id], |r| {
-                Ok(json!({
-                    "clickid": r.get::<_, String>(0)?,
-                    "country_code": r.get::<_, String>(1)?,
-                    "device_type": r.get::<_, String>(2)?,
-                    "created_at": clock::format(r.get(3)?),
-                    "sub_id": r.get::<_, String>(4)?,
-                }))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let recent_clicks: Vec<Value> = super::store::recent(c, user_id, 20)?
+            .into_iter()
+            .map(|click| {
+                json!({
+                    "clickid": click.clickid,
+                    "country_code": click.country,
+                    "device_type": click.device,
+                    "created_at": clock::format(click.at_ms * 1000),
+                    "sub_id": click.sub1,
+                })
+            })
+            .collect();
         let recent_leads: Vec<Value> = c
             .prepare_cached(
                 "SELECT status, payout_cents, created_at, sub1, country, txid FROM leads

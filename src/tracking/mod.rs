@@ -11,6 +11,7 @@ pub mod payment;
 pub mod postback;
 pub mod rollup;
 pub mod seed;
+pub mod store;
 
 use crate::config;
 use crate::db::group::GroupCommit;
@@ -23,6 +24,10 @@ pub struct Runtime {
     pub geoip: geoip::Geo,
     pub slugs: links::SlugCache,
     pub click_writer: GroupCommit<clicks::NewClick>,
+    /// Row ids of clicks, handed out before they are written.
+    pub ids: store::Ids,
+    /// User-Agents and sub values already in their lookup tables.
+    pub interner: store::Interner,
 }
 
 impl Runtime {
@@ -31,6 +36,8 @@ impl Runtime {
             geoip: geoip::Geo::open(cfg, db_path)?,
             slugs: Default::default(),
             click_writer: Default::default(),
+            ids: Default::default(),
+            interner: Default::default(),
         })
     }
 }

@@ -91,26 +91,25 @@ struct Click {
 }
 
 fn find_click(conn: &Connection, clickid: &str) -> rusqlite::Result<Option<Click>> {
+    let Some(c) = super::store::find(conn, clickid)? else { return Ok(None) };
     conn.prepare_cached(
-        "SELECT c.id, c.user_id, c.link_id, c.clickid, c.sub1, c.ext_id, c.country, c.device,
-                l.payout_cents, l.source_postback_url, u.postback_secret_version, u.postback_allowlist
-         FROM clicks c JOIN links l ON l.id = c.link_id JOIN users u ON u.id = c.user_id
-         WHERE c.clickid = ?1",
+        "SELECT l.payout_cents, l.source_postback_url, u.postback_secret_version, u.postback_allowlist
+         FROM links l JOIN users u ON u.id = l.user_id WHERE l.id = ?1",
     )?
-    .query_row([clickid], |r| {
+    .query_row([c.link_id], |r| {
         Ok(Click {
-            id: r.get(0)?,
-            user_id: r.get(1)?,
-            link_id: r.get(2)?,
-            clickid: r.get(3)?,
-            sub1: r.get(4)?,
-            ext_id: r.get(5)?,
-            country: r.get(6)?,
-            device: r.get(7)?,
-            link_payout: r.get(8)?,
-            source_postback_url: r.get(9)?,
-            secret_version: r.get(10)?,
-            allowlist: r.get(11)?,
+            id: c.id,
+            user_id: c.user_id,
+            link_id: c.link_id,
+            clickid: c.clickid.clone(),
+            sub1: c.sub1.clone(),
+            ext_id: c.ext_id.clone(),
+            country: c.country.clone(),
+            device: c.device.to_string(),
+            link_payout: r.get(0)?,
+            source_postback_url: r.get(1)?,
+            secret_version: r.get(2)?,
+            allowlist: r.get(3)?,
         })
     })
     .optional()

@@ -3,6 +3,7 @@
 //! rollups it writes are the ones real traffic would produce.
 
 use super::rollup::{self, Delta, Dims};
+use super::store;
 use crate::base::Core;
 use crate::clock::{self, DAY};
 use crate::error::Error;
@@ -31,6 +32,21 @@ impl Rng {
 
 const COUNTRIES: &[&str] = &["ID", "US", "IN", "BR", "DE", "MY", "PH", "VN", "TH", "XX"];
 const DEVICES: &[&str] = &["mobile", "mobile", "mobile", "desktop", "tablet", "bot"];
+const SOURCES: &[&str] = &["tiktok", "facebook", "google", "propellerads", "telegram", "native", "push", "pop"];
+
+/// A realistic User-Agent of about 140 characters, one of 600.
+fn user_agent(rng: &mut Rng) -> String {
+    let android = 10 + rng.below(5);
+    let chrome = 110 + rng.below(20);
+    let build = 5000 + chrome * 17;
+    let model = ["SM-A546E", "Redmi Note 12", "V2204", "CPH2591", "SM-G991B", "Infinix X6833B"][rng.below(6) as usize];
+    format!(
+        "Mozilla/5.0 (Linux; Android {android}; {model} Build/UP1A.{}.00{}) AppleWebKit/537.36 (KHTML, like Gecko) \
+         Chrome/{chrome}.0.{build}.0 Mobile Safari/537.36",
+        231005 + android,
+        android % 7
+    )
+}
 const BATCH: u64 = 50_000;
 
 /// Writes the seed; returns (clicks, leads) written. Prints progress.
@@ -58,37 +74,73 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
     let start = now - span;
     let step = (span / seed.clicks.max(1) as i64).max(1);
     let mut written = 0u64;
+    let interner = store::Interner::default();
     let mut first_click_id: Option<i64> = None;
     while written < seed.clicks {
         let n = BATCH.min(seed.clicks - written);
-        app.db.write(|tx| {
-            let mut rollups = rollup::Batch::default();
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO clicks (clickid, user_id, link_id, sub1, country, device, ip, user_agent, is_unique, day, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, '198.51.100.1', 'seed', ?7, ?8, ?9)",
-            )?;
-            for i in 0..n {
-                let at = start + (written + i) as i64 * step;
-                let link_id = link_ids[rng.below(link_ids.len() as u64) as usize];
-                let sub = format!("sub{}", rng.below(u64::from(seed.sub_ids.max(1))));
-                let country = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
-                let device = DEVICES[rng.below(DEVICES.len() as u64) as usize];
-                let unique = rng.below(4) != 0;
-                let day = clock::local_date(at, app.utc_offset);
-                insert.execute(params![super::clicks::new_clickid(at), seed.user_id, link_id, sub, country, device, unique, day, at])?;
-                if first_click_id.is_none() {
-                    first_click_id = Some(tx.last_insert_rowid());
+        app.db
+            .write(|tx| {
+                let mut rollups = rollup::Batch::default();
+                let mut fresh = store::Fresh::default();
+                let first_id = store::reserve(tx, n as i64)?;
+                for i in 0..n {
+                    let at = start + (written + i) as i64 * step;
+                    let link_id = link_ids[rng.below(link_ids.len() as u64) as usize];
+                    let sub = format!("sub{}", rng.below(u64::from(seed.sub_ids.max(1))));
+                    let sub2 = SOURCES[rng.below(SOURCES.len() as u64) as usize];
+                    let country = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
+                    let device = DEVICES[rng.below(DEVICES.len() as u64) as usize];
+                    let unique = rng.below(4) != 0;
+                    let day = clock::local_date(at, app.utc_offset);
+                    let ua = interner.id(tx, store::Kind::UserAgent, &user_agent(&mut rng), &mut fresh)?;
+                    let values = [
+                        Some(interner.id(tx, store::Kind::Value, &sub, &mut fresh)?),
+                        Some(interner.id(tx, store::Kind::Value, sub2, &mut fresh)?),
+                        None,
+                        None,
+                        None,
+                        None,
+                    ];
+                    let ip =
+                        [100 + rng.below(100) as u8, rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8];
+                    let id = first_id + i as i64;
+                    store::insert(
+                        tx,
+                        &store::Row {
+                            id,
+                            secret: &store::new_secret(),
+                            user_id: seed.user_id,
+                            link_id,
+                            at_ms: at / 1000,
+                            ip: &ip,
+                            ua,
+                            country,
+                            device: store::device_code(device),
+                            is_unique: unique,
+                            values,
+                        },
+                    )?;
+                    if first_click_id.is_none() {
+                        first_click_id = Some(id);
+                    }
+                    let is_bot = device == "bot";
+                    let delta = if is_bot {
+                        Delta { bot_clicks: 1, ..Delta::default() }
+                    } else {
+                        Delta { clicks: 1, unique_clicks: i64::from(unique), ..Delta::default() }
+                    };
+                    rollups.add_owned(
+                        seed.user_id,
+                        &day,
+                        &Dims { sub_id: &sub, country, device, link_id },
+                        delta,
+                        is_bot,
+                    );
                 }
-                let is_bot = device == "bot";
-                let delta = if is_bot {
-                    Delta { bot_clicks: 1, ..Delta::default() }
-                } else {
-                    Delta { clicks: 1, unique_clicks: i64::from(unique), ..Delta::default() }
-                };
-                rollups.add_owned(seed.user_id, &day, &Dims { sub_id: &sub, country, device, link_id }, delta, is_bot);
-            }
-            Ok(rollups.write(tx)?)
-        })?;
+                rollups.write(tx)?;
+                Ok(fresh)
+            })
+            .map(|fresh| interner.committed(fresh))?;
         written += n;
         progress(&format!("{written} clicks"));
     }
@@ -98,8 +150,7 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
         let n = BATCH.min(seed.leads - leads);
         app.db.write(|tx| {
             let mut rollups = rollup::Batch::default();
-            let mut pick =
-                tx.prepare_cached("SELECT link_id, sub1, country, device, day, created_at FROM clicks WHERE id = ?1")?;
+
             let mut insert = tx.prepare_cached(
                 "INSERT INTO leads (user_id, click_id, link_id, txid, status, payout_cents, sub1, country, device, day,
                                     created_at, updated_at)
@@ -107,10 +158,10 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
             )?;
             for i in 0..n {
                 let click_id = first + rng.below(seed.clicks.max(1)) as i64;
-                let (link_id, sub, country, device, day, at): (i64, String, String, String, String, i64) = pick
-                    .query_row([click_id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-                    })?;
+                let Some(click) = store::by_id(tx, click_id)? else { continue };
+                let (link_id, sub, country, device) = (click.link_id, click.sub1, click.country, click.device);
+                let at = click.at_ms * 1000;
+                let day = clock::local_date(at, app.utc_offset);
                 let status = ["approved", "approved", "pending", "rejected"][rng.below(4) as usize];
                 let cents = 50 + rng.below(500) as i64;
                 insert.execute(params![
@@ -126,7 +177,7 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                     day,
                     at + 60_000_000
                 ])?;
-                let dims = Dims { sub_id: &sub, country: &country, device: &device, link_id };
+                let dims = Dims { sub_id: &sub, country: &country, device, link_id };
                 rollups.add_owned(seed.user_id, &day, &dims, Delta::lead(status, cents), false);
             }
             Ok(rollups.write(tx)?)

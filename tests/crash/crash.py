@@ -4,7 +4,7 @@ concurrent clients, SIGKILL the server at a random moment, restart it, and
 check that every click whose 302 was received, every postback answered 200
 and every registration answered 201 is in the database, and that
 PRAGMA integrity_check is ok. Usage: crash.py BINARY [CYCLES]"""
-import http.client, json, os, random, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+import base64, http.client, json, os, random, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
 
 binary = os.path.abspath(sys.argv[1])
 cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 20
@@ -12,6 +12,11 @@ work = tempfile.mkdtemp(prefix="apextrack-crash-")
 db_path = os.path.join(work, "crash.db")
 env = dict(os.environ, APEXTRACK_DATABASE_PATH=db_path, APEXTRACK_SERVER_BIND="127.0.0.1:0")
 env.pop("APEXTRACK_CONFIG", None)
+
+
+def clickid(row_id, secret):
+    """A click's id as the server hands it out: 96 random bits, then the row id."""
+    return base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + str(row_id)
 
 def start():
     proc = subprocess.Popen([binary, "serve"], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
@@ -87,7 +92,7 @@ def backup_under_load(cycle):
     subprocess.run([binary, "backup", copy], cwd=work, env=env, check=True, capture_output=True)
     db = sqlite3.connect(copy)
     check = db.execute("PRAGMA integrity_check").fetchone()[0]
-    missing = before["clicks"] - {r[0] for r in db.execute("SELECT clickid FROM clicks")}
+    missing = before["clicks"] - {clickid(r[0], r[1]) for r in db.execute("SELECT id, secret FROM clicks")}
     missing |= before["postbacks"] - {r[0] for r in db.execute("SELECT txid FROM leads")}
     missing |= before["registrations"] - {r[0] for r in db.execute("SELECT email FROM users")}
     db.close()
@@ -113,7 +118,7 @@ for cycle in range(1, cycles + 1):
         t.join()
     db = sqlite3.connect(db_path)
     check = db.execute("PRAGMA integrity_check").fetchone()[0]
-    clicks = {r[0] for r in db.execute("SELECT clickid FROM clicks")}
+    clicks = {clickid(r[0], r[1]) for r in db.execute("SELECT id, secret FROM clicks")}
     leads = {r[0] for r in db.execute("SELECT txid FROM leads")}
     users = {r[0] for r in db.execute("SELECT email FROM users")}
     db.close()

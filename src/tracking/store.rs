@@ -1,0 +1,333 @@
+//! The compact `clicks` table (schema step 6): clickids as a random part
+//! plus the row id, User-Agents and sub values interned, addresses as
+//! bytes, times in milliseconds, devices as numbers. Every statement on
+//! `clicks`, `user_agents`, `click_values`, `id_blocks` and
+//! `legacy_clickids` is here.
+
+use crate::crypto;
+use crate::error::Error;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Bytes of randomness in a clickid: 96 bits, unguessable.
+const SECRET: usize = 12;
+/// Characters of the random part (base64url, no padding).
+const SECRET_CHARS: usize = 16;
+
+/// `base64url(secret)` then the row id in decimal: URL-safe, unique (the id
+/// is), unguessable (the secret), and found through the primary key.
+pub fn clickid(id: i64, secret: &[u8]) -> String {
+    let mut out = data_encoding::BASE64URL_NOPAD.encode(secret);
+    out.push_str(&id.to_string());
+    out
+}
+
+/// The row id and random part of a clickid of this layout.
+fn parse_clickid(clickid: &str) -> Option<(i64, Vec<u8>)> {
+    let (secret, id) = (clickid.get(..SECRET_CHARS)?, clickid.get(SECRET_CHARS..)?);
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || id.len() > 18 {
+        return None;
+    }
+    let secret = data_encoding::BASE64URL_NOPAD.decode(secret.as_bytes()).ok()?;
+    Some((id.parse().ok()?, secret))
+}
+
+pub fn new_secret() -> [u8; SECRET] {
+    crypto::random_bytes::<SECRET>()
+}
+
+const DEVICES: [&str; 4] = ["desktop", "mobile", "tablet", "bot"];
+pub const BOT: i64 = 3;
+
+pub fn device_code(device: &str) -> i64 {
+    DEVICES.iter().position(|d| *d == device).unwrap_or(BOT as usize) as i64
+}
+
+pub fn device_name(code: i64) -> &'static str {
+    DEVICES.get(code as usize).copied().unwrap_or("bot")
+}
+
+/// An address as 4 or 16 bytes.
+pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(|| v6.octets().to_vec(), |v4| v4.octets().to_vec()),
+    }
+}
+
+/// Row ids handed out before the row is written, in blocks reserved in
+/// `id_blocks` (so two processes never hand out the same one; a crash
+/// leaves a gap).
+#[derive(Default)]
+pub struct Ids(Mutex<(i64, i64)>);
+
+const BLOCK: i64 = 1000;
+
+impl Ids {
+    pub fn next(&self, db: &crate::db::Db) -> Result<i64, Error> {
+        let mut range = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if range.0 >= range.1 {
+            let first = db.write(|tx| Ok(reserve(tx, BLOCK)?))?;
+            *range = (first, first + BLOCK);
+        }
+        range.0 += 1;
+        Ok(range.0 - 1)
+    }
+}
+
+/// Reserves `n` row ids; returns the first.
+pub fn reserve(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
+    conn.prepare_cached("UPDATE id_blocks SET next = next + ?1 WHERE name = 'clicks' RETURNING next - ?1")?
+        .query_row([n], |r| r.get(0))
+}
+
+/// Interned texts by table, remembered once committed (a text interned by
+/// a transaction that rolled back must not be remembered).
+#[derive(Default)]
+pub struct Interner {
+    known: Mutex<HashMap<(Kind, String), i64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    UserAgent,
+    Value,
+}
+
+/// Most texts remembered; past that the memory starts over.
+const MAX_KNOWN: usize = 100_000;
+
+/// Texts a transaction interned, remembered once it commits.
+#[derive(Default)]
+pub struct Fresh(Vec<((Kind, String), i64)>);
+
+impl Interner {
+    /// The id of `text` in its table, inserting it if new.
+    pub fn id(&self, conn: &Connection, kind: Kind, text: &str, fresh: &mut Fresh) -> rusqlite::Result<i64> {
+        let key = (kind, text.to_string());
+        if let Some(id) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(*id);
+        }
+        if let Some((_, id)) = fresh.0.iter().find(|(k, _)| *k == key) {
+            return Ok(*id);
+        }
+        let (select, insert) = match kind {
+            Kind::UserAgent => {
+                ("SELECT id FROM user_agents WHERE text = ?1", "INSERT INTO user_agents (text) VALUES (?1)")
+            }
+            Kind::Value => {
+                ("SELECT id FROM click_values WHERE text = ?1", "INSERT INTO click_values (text) VALUES (?1)")
+            }
+        };
+        // Found by the SELECT: committed before this transaction (whatever
+        // this one inserted is in `fresh`), safe to remember now.
+        if let Some(id) = conn.prepare_cached(select)?.query_row([text], |r| r.get(0)).optional()? {
+            self.remember(vec![(key, id)]);
+            return Ok(id);
+        }
+        conn.prepare_cached(insert)?.execute([text])?;
+        let id = conn.last_insert_rowid();
+        fresh.0.push((key, id));
+        Ok(id)
+    }
+
+    /// Remembers what a committed transaction interned.
+    pub fn committed(&self, fresh: Fresh) {
+        self.remember(fresh.0);
+    }
+
+    fn remember(&self, entries: Vec<((Kind, String), i64)>) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() + entries.len() > MAX_KNOWN {
+            known.clear();
+        }
+        known.extend(entries);
+    }
+}
+
+/// One click row as written.
+pub struct Row<'a> {
+    pub id: i64,
+    pub secret: &'a [u8],
+    pub user_id: i64,
+    pub link_id: i64,
+    pub at_ms: i64,
+    pub ip: &'a [u8],
+    pub ua: i64,
+    pub country: &'a str,
+    pub device: i64,
+    pub is_unique: bool,
+    /// sub1..sub5 and ext_id: interned ids, None when empty.
+    pub values: [Option<i64>; 6],
+}
+
+pub fn insert(conn: &Connection, r: &Row) -> rusqlite::Result<()> {
+    let [s1, s2, s3, s4, s5, ext] = r.values;
+    conn.prepare_cached(
+        "INSERT INTO clicks (id, secret, user_id, link_id, at, ip, ua, country, device, is_unique,
+                             sub1, sub2, sub3, sub4, sub5, ext_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        r.id,
+        r.secret,
+        r.user_id,
+        r.link_id,
+        r.at_ms,
+        r.ip,
+        r.ua,
+        r.country,
+        r.device,
+        r.is_unique,
+        s1,
+        s2,
+        s3,
+        s4,
+        s5,
+        ext
+    ])?;
+    Ok(())
+}
+
+/// A stored click, as postbacks and leads need it.
+pub struct Click {
+    pub id: i64,
+    pub user_id: i64,
+    pub link_id: i64,
+    pub clickid: String,
+    pub sub1: String,
+    pub ext_id: String,
+    pub country: String,
+    pub device: &'static str,
+    pub at_ms: i64,
+}
+
+const CLICK_COLUMNS: &str = "c.id, c.user_id, c.link_id, coalesce(s.text, ''), coalesce(e.text, ''), c.country, \
+                             c.device, c.at, c.secret, l.clickid";
+/// The click's interned values and, for clicks of before step 6, the
+/// clickid it was handed out with.
+const CLICK_JOINS: &str = "LEFT JOIN click_values s ON s.id = c.sub1 LEFT JOIN click_values e ON e.id = c.ext_id \
+                           LEFT JOIN legacy_clickids l ON l.click_id = c.id";
+
+fn click(r: &rusqlite::Row) -> rusqlite::Result<Click> {
+    let id: i64 = r.get(0)?;
+    let secret: Vec<u8> = r.get(8)?;
+    let legacy: Option<String> = r.get(9)?;
+    Ok(Click {
+        id,
+        user_id: r.get(1)?,
+        link_id: r.get(2)?,
+        clickid: legacy.unwrap_or_else(|| clickid(id, &secret)),
+        sub1: r.get(3)?,
+        ext_id: r.get(4)?,
+        country: r.get(5)?,
+        device: device_name(r.get(6)?),
+        at_ms: r.get(7)?,
+    })
+}
+
+/// The click a clickid names: this layout's (row id, then the random part
+/// compared in constant time), or one handed out before it.
+pub fn find(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<Click>> {
+    let by_id = |id: i64| -> rusqlite::Result<Option<(Click, Vec<u8>)>> {
+        conn.prepare_cached(&format!("SELECT {CLICK_COLUMNS} FROM clicks c {CLICK_JOINS} WHERE c.id = ?1"))?
+            .query_row([id], |r| Ok((click(r)?, r.get(8)?)))
+            .optional()
+    };
+    if let Some((id, secret)) = parse_clickid(clickid_text) {
+        if let Some((found, stored)) = by_id(id)? {
+            if crypto::ct_eq(&stored, &secret) {
+                return Ok(Some(found));
+            }
+        }
+    }
+    let legacy: Option<i64> = conn
+        .prepare_cached("SELECT click_id FROM legacy_clickids WHERE clickid = ?1")?
+        .query_row([clickid_text], |r| r.get(0))
+        .optional()?;
+    match legacy {
+        Some(id) => Ok(by_id(id)?.map(|(found, _)| found)),
+        None => Ok(None),
+    }
+}
+
+/// The click with this row id (for leads of synthetic traffic).
+pub fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Click>> {
+    conn.prepare_cached(&format!("SELECT {CLICK_COLUMNS} FROM clicks c {CLICK_JOINS} WHERE c.id = ?1"))?
+        .query_row([id], click)
+        .optional()
+}
+
+/// The user's newest non-bot clicks.
+pub fn recent(conn: &Connection, user_id: i64, limit: i64) -> rusqlite::Result<Vec<Click>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLICK_COLUMNS} FROM clicks c {CLICK_JOINS}
+         WHERE c.user_id = ?1 AND c.device != ?2 ORDER BY c.at DESC LIMIT ?3"
+    ))?
+    .query_map(params![user_id, BOT, limit], click)?
+    .collect()
+}
+
+/// The user's non-bot clicks since `since_ms`.
+pub fn count_since(conn: &Connection, user_id: i64, since_ms: i64) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT count(*) FROM clicks WHERE user_id = ?1 AND at > ?2 AND device != ?3")?
+        .query_row(params![user_id, since_ms, BOT], |r| r.get(0))
+}
+
+/// Deletes up to `limit` clicks recorded before `before_ms`, oldest first.
+/// Rows are stored in time order, so the oldest are the first by id: the
+/// batch walks from the start of the table and stops at the first newer
+/// click, never scanning the rest. Returns how many went.
+pub fn purge(conn: &Connection, before_ms: i64, limit: i64) -> rusqlite::Result<usize> {
+    let mut last = None;
+    let mut oldest = conn.prepare_cached("SELECT id, at FROM clicks ORDER BY id LIMIT ?1")?;
+    let mut rows = oldest.query([limit])?;
+    while let Some(row) = rows.next()? {
+        if row.get::<_, i64>(1)? >= before_ms {
+            break;
+        }
+        last = Some(row.get::<_, i64>(0)?);
+    }
+    let Some(id) = last else { return Ok(0) };
+    let n = conn.prepare_cached("DELETE FROM clicks WHERE id <= ?1")?.execute([id])?;
+    // Clickids of before the compact layout go with their rows.
+    conn.prepare_cached("DELETE FROM legacy_clickids WHERE click_id <= ?1")?.execute([id])?;
+    Ok(n)
+}
+
+/// How many clicks were recorded before `before_ms`.
+pub fn count_before(conn: &Connection, before_ms: i64) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM clicks WHERE at < ?1", [before_ms], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clickids_carry_their_row_and_96_random_bits() {
+        let secret = new_secret();
+        let id = clickid(1_234_567, &secret);
+        assert_eq!(id.len(), 16 + 7);
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+        assert_eq!(parse_clickid(&id), Some((1_234_567, secret.to_vec())));
+        assert_ne!(clickid(1, &new_secret()), clickid(1, &new_secret()));
+        for bad in [
+            "",
+            "short",
+            "AAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAx1",
+            "AAAAAAAAAAAAAAA!1",
+            "AAAAAAAAAAAAAAAA1234567890123456789",
+        ] {
+            assert_eq!(parse_clickid(bad), None, "{bad}");
+        }
+        assert_eq!(device_name(device_code("tablet")), "tablet");
+        assert_eq!(device_code("anything"), BOT);
+        assert_eq!(ip_bytes("203.0.113.9".parse().unwrap()), [203, 0, 113, 9]);
+        assert_eq!(ip_bytes("::ffff:203.0.113.9".parse().unwrap()).len(), 4);
+        assert_eq!(ip_bytes("2001:db8::1".parse().unwrap()).len(), 16);
+    }
+}
