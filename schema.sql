@@ -328,3 +328,7 @@ DROP TABLE clicks;
 ALTER TABLE clicks_compact RENAME TO clicks;
 CREATE INDEX clicks_user_time ON clicks(user_id, at);
 INSERT INTO id_blocks (name, next) VALUES ('clicks', coalesce((SELECT max(id) FROM clicks), 0) + 1);
+-- Who clicked which link in the last day is kept in memory (rebuilt at
+-- start from the last day's clicks): a table of it took a random write
+-- into a big index for every new visitor.
+DROP TABLE click_fingerprints;

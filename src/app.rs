@@ -28,6 +28,7 @@ impl App {
     pub fn open(config: Config) -> Result<App, Error> {
         let core = Core::open(config)?;
         let tracking = tracking::Runtime::open(&core.config.tracking, &core.config.database.path)?;
+        tracking.visitors.load(&core.db, core.clock.now())?;
         let trusted_proxies = core.config.server.trusted_proxies.iter().filter_map(|p| net::parse_cidr(p)).collect();
         Ok(App { core, tracking, api_replays: SeenOnce::default(), trusted_proxies })
     }

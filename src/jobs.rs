@@ -65,6 +65,10 @@ impl Jobs {
             let mut rounds = 0u32;
             while !upkeep_stop.load(Ordering::Relaxed) {
                 rounds = rounds.wrapping_add(1);
+                // Visitors not seen for a day are forgotten once a minute.
+                if rounds.is_multiple_of(600) {
+                    upkeep_app.tracking.visitors.forget_old(upkeep_app.clock.now());
+                }
                 // A GeoIP file replaced (by `apextrack geoip update`) is in use within 30 s.
                 if rounds.is_multiple_of(GEOIP_CHECK_ROUNDS) {
                     match upkeep_app.tracking.geoip.reload_if_changed() {
@@ -129,12 +133,11 @@ type Pruner = fn(&Connection, i64, i64) -> rusqlite::Result<usize>;
 /// Each table's owner prunes its own rows, in its own short transactions;
 /// one failing does not stop the others, and each failure is logged.
 pub fn prune(core: &Core) -> usize {
-    let owners: [(&str, Pruner); 6] = [
+    let owners: [(&str, Pruner); 5] = [
         ("expired tokens", accounts::prune),
         ("rate-limit windows", ratelimit::prune),
         ("one-time codes", accounts::otp::prune),
         ("outbox", outbox::prune),
-        ("click fingerprints", tracking::clicks::prune),
         ("postback log", tracking::postback::prune_log),
     ];
     let now = core.clock.now();

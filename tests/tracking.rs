@@ -836,3 +836,21 @@ fn one_users_dead_traffic_source_does_not_hold_up_anothers_postbacks() {
     assert!(got[0].url.starts_with("/pb?c="), "{got:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(8), "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_visitor_stays_known_across_a_restart() {
+    let t = setup(|_| {});
+    let slug = t.link(json!({"name": "R", "url": "https://r.example/"}))["slug"].as_str().unwrap().to_string();
+    t.click(&slug, "sub_id=r", PHONE);
+    t.click(&slug, "sub_id=r", DESKTOP);
+    let Setup { s, token, user_id } = t;
+    let s = s.restart();
+    let t = Setup { s, token, user_id };
+    // Known from before the restart: not unique. A new visitor is.
+    t.click(&slug, "sub_id=r", PHONE);
+    t.click(&slug, "sub_id=r", BOT);
+    t.click(&slug, "sub_id=r", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0");
+    let report = t.s.get("/api/reports?group_by=sub_id", Some(&t.token)).json()["data"].clone();
+    let row = report.as_array().unwrap().iter().find(|r| r["sub_id"] == "r").unwrap().clone();
+    assert_eq!((row["clicks"].as_i64(), row["unique_clicks"].as_i64()), (Some(4), Some(3)), "{row}");
+}

@@ -5,13 +5,12 @@
 use super::device;
 use super::rollup::{self, Delta, Dims};
 use super::store;
+use super::visitors;
 use super::Runtime;
 use crate::base::Core;
-use crate::clock::{self, DAY};
-use crate::crypto;
+use crate::clock;
 use crate::error::Error;
 use crate::net::{form_pairs, percent_encode_into};
-use rusqlite::{params, OptionalExtension};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -107,10 +106,7 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     let clickid = store::clickid(id, &secret);
     let day = clock::local_date(now, app.utc_offset);
     let user_agent = super::clip(visit.user_agent, MAX_USER_AGENT);
-    let fingerprint: [u8; 16] = crypto::sha256_parts(&[visit.ip.to_string().as_bytes(), b"\n", user_agent.as_bytes()])
-        [..16]
-        .try_into()
-        .unwrap_or_default();
+    let visitor = visitors::key(target.id, visit.ip, &user_agent);
     // Where the visitor goes, known before the click is stored; sent only
     // once it is.
     let location = fill(&target.url, |name| {
@@ -137,15 +133,16 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         device,
         ip: store::ip_bytes(visit.ip),
         user_agent,
-        fingerprint,
+        visitor,
         day,
         now,
     };
-    let write = |tx: &rusqlite::Connection, batch: &[NewClick]| write_batch(tx, batch, &rt.interner);
+    let write = |tx: &rusqlite::Connection, batch: &[NewClick]| write_batch(tx, batch, rt);
     rt.click_writer
         .submit_with(&app.db, click, write, |counts: Counts| {
             counts.add_to(&app.metrics);
             rt.interner.committed(counts.fresh);
+            rt.visitors.committed(counts.seen);
         })
         // The link or its owner may have been removed behind the cache's
         // back (the CLI deleting a user): look it up afresh next time.
@@ -164,7 +161,7 @@ pub struct NewClick {
     device: &'static str,
     ip: Vec<u8>,
     user_agent: String,
-    fingerprint: [u8; 16],
+    visitor: u64,
     day: String,
     now: i64,
 }
@@ -177,6 +174,8 @@ struct Counts {
     bot: u64,
     /// User-Agents and values this batch interned.
     fresh: store::Fresh,
+    /// Visitors this batch saw.
+    seen: visitors::Seen,
 }
 
 impl Counts {
@@ -190,23 +189,14 @@ impl Counts {
 
 /// Stores a batch of clicks in one transaction: each click row and its
 /// uniqueness, then the batch's rollup deltas, merged per row.
-fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], interner: &store::Interner) -> Result<Counts, Error> {
+fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> Result<Counts, Error> {
+    let interner = &rt.interner;
     let mut counts = Counts::default();
     let mut rollups = rollup::Batch::default();
-    let mut last_seen =
-        tx.prepare_cached("SELECT last_at FROM click_fingerprints WHERE link_id = ?1 AND fingerprint = ?2")?;
-    let mut seen = tx.prepare_cached(
-        "INSERT INTO click_fingerprints (link_id, fingerprint, last_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (link_id, fingerprint) DO UPDATE SET last_at = excluded.last_at",
-    )?;
     for c in batch {
         let is_bot = c.device == "bot";
         // Unique: this visitor has not clicked this link in the last 24 hours.
-        let is_unique = !is_bot && {
-            let last: Option<i64> = last_seen.query_row(params![c.link_id, c.fingerprint], |r| r.get(0)).optional()?;
-            seen.execute(params![c.link_id, c.fingerprint, c.now])?;
-            last.is_none_or(|t| t <= c.now - DAY)
-        };
+        let is_unique = !is_bot && rt.visitors.is_unique(c.visitor, c.now, &mut counts.seen);
         let s1 = &c.params.subs[0];
         let mut values = [None; 6];
         for (slot, text) in values.iter_mut().zip(c.params.subs.iter().chain([&c.params.ext_id])) {
@@ -247,17 +237,6 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], interner: &store::
     }
     rollups.write(tx)?;
     Ok(counts)
-}
-
-/// Forgets up to `limit` visitors last seen over a day ago (through the
-/// `click_fingerprints_last_at` index, not a scan); run by the maintenance
-/// thread.
-pub fn prune(conn: &rusqlite::Connection, now: i64, limit: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM click_fingerprints WHERE (link_id, fingerprint) IN
-             (SELECT link_id, fingerprint FROM click_fingerprints WHERE last_at <= ?1 LIMIT ?2)",
-        params![now - DAY, limit],
-    )
 }
 
 /// Deletes up to `limit` raw clicks recorded before `before` (micros),

@@ -251,11 +251,9 @@ fn unpack(body: Vec<u8>) -> Result<Vec<u8>, Error> {
 fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.{}.tmp",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("geoip"),
-        std::process::id()
-    ));
+    // A name of its own: two updates at once (the server's and the CLI's) never share one.
+    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("geoip");
+    let temp = dir.join(format!(".{name}.{}.tmp", crate::crypto::random_alphanumeric(12)));
     let written = (|| -> std::io::Result<()> {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(bytes)?;

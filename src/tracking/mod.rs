@@ -12,6 +12,7 @@ pub mod postback;
 pub mod rollup;
 pub mod seed;
 pub mod store;
+pub mod visitors;
 
 use crate::config;
 use crate::db::group::GroupCommit;
@@ -28,6 +29,8 @@ pub struct Runtime {
     pub ids: store::Ids,
     /// User-Agents and sub values already in their lookup tables.
     pub interner: store::Interner,
+    /// Who clicked which link in the last day.
+    pub visitors: visitors::Visitors,
 }
 
 impl Runtime {
@@ -38,6 +41,7 @@ impl Runtime {
             click_writer: Default::default(),
             ids: Default::default(),
             interner: Default::default(),
+            visitors: Default::default(),
         })
     }
 }

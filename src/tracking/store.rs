@@ -57,6 +57,15 @@ pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     }
 }
 
+/// The address of 4 or 16 bytes.
+pub fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}
+
 /// Row ids handed out before the row is written, in blocks reserved in
 /// `id_blocks` (so two processes never hand out the same one; a crash
 /// leaves a gap).

@@ -1,0 +1,134 @@
+//! Who clicked which link in the last 24 hours, for the `unique` flag of a
+//! click: in memory (about 20 bytes a visitor), rebuilt at start from the
+//! last day's clicks. A visitor is the address and User-Agent; a click is
+//! unique when that visitor has not clicked that link in the 24 hours
+//! before. Kept off the database, each distinct visitor would cost a
+//! random write into a big index on every click.
+
+use crate::clock::{Micros, DAY, SECOND};
+use crate::crypto;
+use crate::db::Db;
+use crate::error::Error;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Visitors {
+    /// Visitor and link → when last seen, in seconds.
+    seen: Mutex<HashMap<u64, u32>>,
+}
+
+/// The visitor-and-link key: 64 bits of SHA-256 over the address, the
+/// User-Agent and the link.
+pub fn key(link_id: i64, ip: IpAddr, user_agent: &str) -> u64 {
+    let ip = ip.to_canonical().to_string();
+    let digest = crypto::sha256_parts(&[&link_id.to_le_bytes(), ip.as_bytes(), b"\n", user_agent.as_bytes()]);
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+fn secs(at: Micros) -> u32 {
+    (at / SECOND).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// What one batch saw, applied once it commits.
+#[derive(Default)]
+pub struct Seen(Vec<(u64, u32)>);
+
+impl Visitors {
+    /// Whether `key` clicked (by this batch's earlier clicks or committed
+    /// ones) within the day before `now`; records this click in `batch`.
+    pub fn is_unique(&self, key: u64, now: Micros, batch: &mut Seen) -> bool {
+        let before = batch
+            .0
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, at)| *at)
+            .or_else(|| self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied());
+        batch.0.push((key, secs(now)));
+        before.is_none_or(|at| i64::from(at) <= secs(now - DAY).into())
+    }
+
+    /// Remembers the visitors of a committed batch.
+    pub fn committed(&self, batch: Seen) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, at) in batch.0 {
+            let last = seen.entry(key).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
+    /// Forgets visitors not seen for a day; run by the upkeep thread.
+    pub fn forget_old(&self, now: Micros) {
+        let cutoff = secs(now - DAY);
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| *at > cutoff);
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Rebuilds the last day's visitors from the stored clicks (newest
+    /// first, stopping at the first older than a day).
+    pub fn load(&self, db: &Db, now: Micros) -> Result<usize, Error> {
+        let cutoff_ms = (now - DAY) / 1000;
+        let mut batch = Seen::default();
+        db.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT c.link_id, c.ip, coalesce(u.text, ''), c.at FROM clicks c LEFT JOIN user_agents u ON u.id = c.ua
+                 WHERE c.device != ?1 ORDER BY c.id DESC",
+            )?;
+            let mut rows = stmt.query([super::store::BOT])?;
+            while let Some(row) = rows.next()? {
+                let at: i64 = row.get(3)?;
+                if at <= cutoff_ms {
+                    break;
+                }
+                let ip = match row.get_ref(1)? {
+                    rusqlite::types::ValueRef::Blob(b) => super::store::ip_from_bytes(b),
+                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()),
+                    _ => None,
+                };
+                if let Some(ip) = ip {
+                    let ua: String = row.get(2)?;
+                    batch.0.push((key(row.get(0)?, ip, &ua), secs(at * 1000)));
+                }
+            }
+            Ok(())
+        })?;
+        let n = batch.0.len();
+        self.committed(batch);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_visitor_is_unique_once_a_day_per_link() {
+        let v = Visitors::default();
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let (a, b) = (key(1, ip, "ua"), key(2, ip, "ua"));
+        assert_eq!(key(1, "::ffff:203.0.113.9".parse().unwrap(), "ua"), a, "a mapped address is the same visitor");
+        let t0 = 1_800_000_000 * SECOND;
+        let mut batch = Seen::default();
+        assert!(v.is_unique(a, t0, &mut batch));
+        assert!(!v.is_unique(a, t0 + SECOND, &mut batch), "the same batch");
+        assert!(v.is_unique(b, t0, &mut batch), "another link");
+        // Not committed: forgotten, as the rolled-back clicks are.
+        let mut next = Seen::default();
+        assert!(v.is_unique(a, t0, &mut next));
+        v.committed(next);
+        assert!(!v.is_unique(a, t0 + DAY - SECOND, &mut Seen::default()));
+        assert!(v.is_unique(a, t0 + DAY, &mut Seen::default()));
+        v.forget_old(t0 + DAY + SECOND);
+        assert!(v.is_empty());
+    }
+}
