@@ -98,6 +98,8 @@ before(async () => {
       APEXTRACK_DATABASE_PATH: join(dir, "ui.db"),
       APEXTRACK_MAIL_PROVIDER: "http",
       APEXTRACK_MAIL_ENDPOINT: `http://127.0.0.1:${recorderPort}/mail`,
+      // A tiny country database of DB-IP's type: the dashboard credits it.
+      APEXTRACK_TRACKING_GEOIP_DB: join(ROOT, "tests", "fixtures", "dbip-country-lite.mmdb"),
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -179,6 +181,9 @@ test("a link is created, followed, converted, and the dashboard updates without 
   assert.equal(await page.textContent("#clicks-today"), "1");
   assert.match(await page.textContent("#total-payout"), /2[.,]50/);
   assert.equal(await page.evaluate(() => window.stillHere), true, "no reload happened");
+  // DB-IP's licence (CC BY 4.0) asks for a credit while its database is in use.
+  const credit = await page.waitForSelector("#geoip-credit a[href='https://db-ip.com']");
+  assert.equal(await credit.textContent(), "DB-IP");
   await shot("3-dashboard-live");
 });
 
