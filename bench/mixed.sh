@@ -64,7 +64,7 @@ for t in threads: t.join()
 med = lambda xs: sorted(xs)[len(xs) // 2] * 1000 if xs else 0
 print(f"readers: dashboard-data median {med(dash):.1f} ms ({len(dash)} calls), {rows[0]}-row CSV report median {med(csv):.1f} ms ({len(csv)} pulls)")
 PY
-python3 "$work/readers.py" 127.0.0.1 "$port" "$token" \
+nice -n 10 python3 "$work/readers.py" 127.0.0.1 "$port" "$token" \
     "/api/reports?group_by=sub_id&from=$from&to=$to&limit=10000&format=csv" "$((duration + 2))" > "$work/readers.out" &
 readers+=($!)
 sleep 1

@@ -201,6 +201,31 @@ fn loggable_path(path: &str) -> &str {
     }
 }
 
+/// Runs `work` (a report, the dashboard: reads that may take a while) on a
+/// thread of lower scheduling priority (nice 10), and waits for it. Under
+/// a flood of clicks on a small machine the clicks get the CPU first: a
+/// paid click must not wait behind someone's report, which can wait.
+pub fn low_priority<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    let work = std::sync::Mutex::new(Some(work));
+    let run = || work.lock().unwrap_or_else(|e| e.into_inner()).take().map(|f| f());
+    let done = std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new().name("report".into()).spawn_scoped(scope, || {
+            // SAFETY: setpriority only changes the scheduling priority of
+            // this thread (its own id); raising the nice value needs no privilege.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+            }
+            run()
+        });
+        spawned.ok().and_then(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    // No thread to be had: here, at normal priority.
+    match done {
+        Some(out) => out,
+        None => run().expect("the work ran on the thread or is still here"),
+    }
+}
+
 /// Runs a handler so that neither an error nor a panic escapes: both become
 /// the contract's JSON, and internal details go to the log only.
 pub fn guarded(ctx: &Ctx, f: impl FnOnce() -> Result<Response, Error>) -> Response {

@@ -162,7 +162,9 @@ fn range(ctx: &Ctx) -> Result<Range, Error> {
 pub fn dashboard_data(ctx: &Ctx) -> Result<Response, Error> {
     let range = range(ctx)?;
     let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 100, 1000)?;
-    Ok(respond::json(200, &dashboard::dashboard(ctx.app, user_id(ctx)?, &range, limit)?))
+    let user = user_id(ctx)?;
+    let data = crate::http::low_priority(|| dashboard::dashboard(ctx.app, user, &range, limit))?;
+    Ok(respond::json(200, &data))
 }
 
 /// `GET /api/reports?group_by=day|sub_id|country|device|link&from&to&limit&format=csv`.
@@ -174,7 +176,8 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
     }
     let range = range(ctx)?;
     let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 1000, 10_000)?;
-    let rows = dashboard::report(ctx.app, user_id(ctx)?, &group_by, &range, limit)?;
+    let user = user_id(ctx)?;
+    let rows = crate::http::low_priority(|| dashboard::report(ctx.app, user, &group_by, &range, limit))?;
     match ctx.req.get_param("format").as_deref() {
         None | Some("json") => {
             let today = crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset);
