@@ -58,7 +58,9 @@ def puller():
         took, body = get(conn, csv_path)
         csv.append(took)
         rows[0] = body.count(b"\n") - 1
-threads = [threading.Thread(target=poller) for _ in range(8)] + [threading.Thread(target=puller)]
+import os
+threads = [threading.Thread(target=poller) for _ in range(int(os.environ.get("DASHBOARDS", "8")))] + \
+    [threading.Thread(target=puller) for _ in range(int(os.environ.get("CSV_CLIENTS", "1")))]
 for t in threads: t.start()
 for t in threads: t.join()
 med = lambda xs: sorted(xs)[len(xs) // 2] * 1000 if xs else 0
@@ -67,8 +69,17 @@ PY
 nice -n 10 python3 "$work/readers.py" 127.0.0.1 "$port" "$token" \
     "/api/reports?group_by=sub_id&from=$from&to=$to&limit=10000&format=csv" "$((duration + 2))" > "$work/readers.out" &
 readers+=($!)
+(peak=0; while [ ! -e "$work/done" ]; do
+    size=$(stat -c %s "$APEXTRACK_DATABASE_PATH-wal" 2>/dev/null || echo 0)
+    [ "$size" -gt "$peak" ] && peak=$size && echo "$peak" > "$work/wal.peak"
+    sleep 0.2
+done) &
+sampler=$!
 sleep 1
 with=$(p99)
+touch "$work/done"
+wait $sampler
 wait "${readers[@]}" 2>/dev/null || true
 echo "click p99 at 32 keep-alive connections: $alone alone, $with while 8 clients poll the dashboard and one pulls the biggest CSV report"
 cat "$work/readers.out"
+echo "WAL peak while readers ran: $(( $(cat "$work/wal.peak" 2>/dev/null || echo 0) / 1048576 )) MiB"

@@ -68,6 +68,7 @@ impl Jobs {
                 // Visitors not seen for a day are forgotten once a minute.
                 if rounds.is_multiple_of(600) {
                     upkeep_app.tracking.visitors.forget_old(upkeep_app.clock.now());
+                    upkeep_app.tracking.live.forget_idle(upkeep_app.clock.now());
                 }
                 // A GeoIP file replaced (by `apextrack geoip update`) is in use within 30 s.
                 if rounds.is_multiple_of(GEOIP_CHECK_ROUNDS) {

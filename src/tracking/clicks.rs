@@ -143,6 +143,9 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
             counts.add_to(&app.metrics);
             rt.interner.committed(counts.fresh);
             rt.visitors.committed(counts.seen);
+            for (user, n) in counts.live {
+                rt.live.add(user, n, now);
+            }
         })
         // The link or its owner may have been removed behind the cache's
         // back (the CLI deleting a user): look it up afresh next time.
@@ -176,6 +179,8 @@ struct Counts {
     fresh: store::Fresh,
     /// Visitors this batch saw.
     seen: visitors::Seen,
+    /// Non-bot clicks per user, for the live counter.
+    live: Vec<(i64, u32)>,
 }
 
 impl Counts {
@@ -229,6 +234,10 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
                 counts.unique += 1;
             } else {
                 counts.repeat += 1;
+            }
+            match counts.live.iter_mut().find(|(user, _)| *user == c.user_id) {
+                Some((_, n)) => *n += 1,
+                None => counts.live.push((c.user_id, 1)),
             }
             Delta { clicks: 1, unique_clicks: i64::from(is_unique), ..Delta::default() }
         };

@@ -4,7 +4,7 @@
 
 use super::{conversion_rate, money};
 use crate::base::Core;
-use crate::clock::{self, SECOND};
+use crate::clock;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use rusqlite::{params, Connection};
@@ -65,12 +65,12 @@ fn totals(conn: &Connection, user_id: i64, from: &str, to: &str) -> rusqlite::Re
     })
 }
 
-pub fn dashboard(app: &Core, user_id: i64, range: &Range, limit: i64) -> Result<Value, Error> {
+pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, limit: i64) -> Result<Value, Error> {
     let now = app.clock.now();
     let today = clock::local_date(now, app.utc_offset);
     let (from, to) = range.bounds();
     app.db.read(|c| {
-        let live = super::store::count_since(c, user_id, (now - 30 * SECOND) / 1000)?;
+        let live = rt.live.count(user_id, now);
         let clicks_today = totals(c, user_id, &today, &today)?.clicks;
         let all = totals(c, user_id, from, to)?;
         let mut stmt = c.prepare_cached(

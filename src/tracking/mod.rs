@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod device;
 pub mod geoip;
 pub mod links;
+pub mod live;
 pub mod payment;
 pub mod postback;
 pub mod rollup;
@@ -31,6 +32,8 @@ pub struct Runtime {
     pub interner: store::Interner,
     /// Who clicked which link in the last day.
     pub visitors: visitors::Visitors,
+    /// Clicks of the last 30 seconds, per user.
+    pub live: live::Live,
 }
 
 impl Runtime {
@@ -42,6 +45,7 @@ impl Runtime {
             ids: Default::default(),
             interner: Default::default(),
             visitors: Default::default(),
+            live: Default::default(),
         })
     }
 }

@@ -279,12 +279,6 @@ pub fn recent(conn: &Connection, user_id: i64, limit: i64) -> rusqlite::Result<V
     .collect()
 }
 
-/// The user's non-bot clicks since `since_ms`.
-pub fn count_since(conn: &Connection, user_id: i64, since_ms: i64) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT count(*) FROM clicks WHERE user_id = ?1 AND at > ?2 AND device != ?3")?
-        .query_row(params![user_id, since_ms, BOT], |r| r.get(0))
-}
-
 /// Deletes up to `limit` clicks recorded before `before_ms`, oldest first.
 /// Rows are stored in time order, so the oldest are the first by id: the
 /// batch walks from the start of the table and stops at the first newer

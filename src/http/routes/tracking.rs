@@ -163,7 +163,7 @@ pub fn dashboard_data(ctx: &Ctx) -> Result<Response, Error> {
     let range = range(ctx)?;
     let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 100, 1000)?;
     let user = user_id(ctx)?;
-    let data = crate::http::low_priority(|| dashboard::dashboard(ctx.app, user, &range, limit))?;
+    let data = crate::http::low_priority(|| dashboard::dashboard(ctx.app, &ctx.app.tracking, user, &range, limit))?;
     Ok(respond::json(200, &data))
 }
 
