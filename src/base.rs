@@ -32,7 +32,7 @@ pub struct Core {
 impl Core {
     /// Validates the configuration and opens (creating or upgrading) the database.
     pub fn open(config: Config) -> Result<Core, Error> {
-        config.validate().map_err(Error::internal)?;
+        config.validate().map_err(|e| Error::Config(e.to_string()))?;
         let db = Db::open(&config.database)?;
         let default_lang = Lang::parse(&config.server.default_language).unwrap_or(Lang::Id);
         let signing_key = keys::load_or_create(&db, "signing")?;

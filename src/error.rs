@@ -37,6 +37,9 @@ pub enum Error {
     TooManyRequests { message: Msg, retry_after: u64 },
     /// 503: the database stayed locked or unavailable past its timeout.
     Busy,
+    /// A configuration that cannot work (a GeoIP file that does not open):
+    /// a start-up error naming the key; 500 if it ever reached a request.
+    Config(String),
     /// 500: a bug or an I/O failure; the detail is logged, never shown.
     Internal(String),
 }
@@ -75,6 +78,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::Busy => f.write_str("the database is busy"),
+            Error::Config(detail) => write!(f, "invalid configuration: {detail}"),
             Error::Internal(detail) => write!(f, "internal error: {detail}"),
         }
     }

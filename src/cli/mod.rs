@@ -217,6 +217,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// checks and swaps in the country database where the server reads it.
 fn geoip_update(app: &App, url: Option<String>, maxmind_key: Option<String>) -> Result<(), Failure> {
     use crate::tracking::geoip;
+    if url.as_deref().is_some_and(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+        return Err(Failure::input(format!(
+            "--url {:?}: expected an http:// or https:// URL",
+            url.unwrap_or_default()
+        )));
+    }
     let urls = match (url, maxmind_key) {
         (Some(url), _) => vec![url],
         (None, Some(key)) => vec![geoip::maxmind_url(&key)],
@@ -229,7 +235,7 @@ fn geoip_update(app: &App, url: Option<String>, maxmind_key: Option<String>) -> 
         None => eprint!("\rdownloading: {:.1} MB", mb(got)),
     });
     eprintln!();
-    let updated = updated?;
+    let updated = updated.map_err(Failure::new)?;
     println!(
         "wrote {} ({}, built {}, {} bytes) from {}; a running server uses it within 30 s",
         updated.path.display(),

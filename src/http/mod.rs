@@ -234,7 +234,7 @@ pub fn guarded(ctx: &Ctx, f: impl FnOnce() -> Result<Response, Error>) -> Respon
         Ok(Err(error)) => error,
         Err(_) => Error::internal("handler panicked"),
     };
-    if let Error::Internal(detail) = &error {
+    if let Error::Internal(detail) | Error::Config(detail) = &error {
         let path = input::raw_path(ctx.req).escape_default();
         ctx.app.log.line(format!("error: {} {path}: {detail}", ctx.req.method()));
     }

@@ -85,7 +85,7 @@ pub fn error(error: &Error, shape: Shape, lang: Lang) -> Response {
             json(429, &body).with_additional_header("Retry-After", retry_after.to_string())
         }
         Error::Busy => json(503, &json!({ "message": text("http.busy") })).with_additional_header("Retry-After", "1"),
-        Error::Internal(_) => json(500, &json!({ "message": text("http.server_error") })),
+        Error::Config(_) | Error::Internal(_) => json(500, &json!({ "message": text("http.server_error") })),
     }
 }
 

@@ -41,16 +41,11 @@ impl Geo {
     pub fn open(cfg: &config::Tracking, db_path: &Path) -> Result<Geo, Error> {
         let path = path(cfg, db_path);
         let geo = Geo { path, reader: RwLock::new(None), seen: Mutex::new(None) };
-        match geo.reload() {
-            Ok(_) => Ok(geo),
-            Err(e) if cfg.geoip_db.is_empty() && !geo.path.exists() => {
-                drop(e);
-                Ok(geo)
-            }
-            Err(e) => {
-                Err(Error::internal(format!("invalid configuration: tracking.geoip_db = {:?}: {e}", cfg.geoip_db)))
-            }
+        if cfg.geoip_db.is_empty() && !geo.path.exists() {
+            return Ok(geo);
         }
+        geo.reload().map_err(|e| Error::Config(format!("tracking.geoip_db ({}): {e}", geo.path.display())))?;
+        Ok(geo)
     }
 
     pub fn path(&self) -> &Path {
@@ -73,7 +68,7 @@ impl Geo {
     /// Loads the file again if it changed since it was last looked at;
     /// true when a new database is in use. A file that does not open keeps
     /// the one in use (and is not tried again until it changes).
-    pub fn reload_if_changed(&self) -> Result<bool, Error> {
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
         let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         if modified.is_none() || modified == *self.seen.lock().unwrap_or_else(|e| e.into_inner()) {
             return Ok(false);
@@ -81,10 +76,10 @@ impl Geo {
         self.reload()
     }
 
-    fn reload(&self) -> Result<bool, Error> {
+    fn reload(&self) -> Result<bool, String> {
         let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = modified;
-        let bytes = std::fs::read(&self.path).map_err(|e| Error::internal(format!("{}: {e}", self.path.display())))?;
+        let bytes = std::fs::read(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
         let reader = check(bytes)?;
         *self.reader.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(reader));
         Ok(true)
@@ -92,14 +87,14 @@ impl Geo {
 }
 
 /// Opens an MMDB file's bytes and asks it a question, as a server would.
-fn check(bytes: Vec<u8>) -> Result<Reader<Vec<u8>>, Error> {
-    let reader = Reader::from_source(bytes).map_err(|e| Error::internal(format!("not a MaxMind DB: {e}")))?;
+fn check(bytes: Vec<u8>) -> Result<Reader<Vec<u8>>, String> {
+    let reader = Reader::from_source(bytes).map_err(|e| format!("not a MaxMind DB: {e}"))?;
     for ip in ["8.8.8.8", "2001:4860:4860::8888"] {
-        let ip: IpAddr = ip.parse().map_err(Error::internal)?;
+        let ip: IpAddr = ip.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
         if reader.metadata().ip_version == 4 && ip.is_ipv6() {
             continue;
         }
-        reader.lookup(ip).map_err(|e| Error::internal(format!("the database does not answer a lookup: {e}")))?;
+        reader.lookup(ip).map_err(|e| format!("the database does not answer a lookup: {e}"))?;
     }
     Ok(reader)
 }
@@ -141,7 +136,7 @@ pub struct Updated {
 /// the new one, never half of either. `progress` gets (bytes so far, total
 /// if known). A URL answering 404 is skipped for the next; any other
 /// failure stops with nothing replaced.
-pub fn update(urls: &[String], dest: &Path, mut progress: impl FnMut(u64, Option<u64>)) -> Result<Updated, Error> {
+pub fn update(urls: &[String], dest: &Path, mut progress: impl FnMut(u64, Option<u64>)) -> Result<Updated, String> {
     let mut last = String::from("no URL to try");
     for url in urls {
         let (status, body) = download(url, &mut progress)?;
@@ -150,7 +145,7 @@ pub fn update(urls: &[String], dest: &Path, mut progress: impl FnMut(u64, Option
             continue;
         }
         if !(200..300).contains(&status) {
-            return Err(Error::internal(format!("{}: HTTP {status}", loggable(url))));
+            return Err(format!("{}: HTTP {status}", loggable(url)));
         }
         let mmdb = unpack(body)?;
         let reader = check(mmdb.clone())?;
@@ -163,7 +158,7 @@ pub fn update(urls: &[String], dest: &Path, mut progress: impl FnMut(u64, Option
             build_epoch: reader.metadata().build_epoch,
         });
     }
-    Err(Error::internal(last))
+    Err(last)
 }
 
 /// A URL as it may be printed: a licence key is left out.
@@ -174,7 +169,7 @@ fn loggable(url: &str) -> String {
     }
 }
 
-fn download(url: &str, progress: &mut impl FnMut(u64, Option<u64>)) -> Result<(u16, Vec<u8>), Error> {
+fn download(url: &str, progress: &mut impl FnMut(u64, Option<u64>)) -> Result<(u16, Vec<u8>), String> {
     static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
     let agent = AGENT.get_or_init(|| {
         ureq::Agent::config_builder()
@@ -185,31 +180,27 @@ fn download(url: &str, progress: &mut impl FnMut(u64, Option<u64>)) -> Result<(u
             .build()
             .into()
     });
-    let response = agent.get(url).call().map_err(|e| Error::internal(format!("{}: {e}", loggable(url))))?;
+    let response = agent.get(url).call().map_err(|e| format!("{}: {e}", loggable(url)))?;
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
         return Ok((status, Vec::new()));
     }
     let total = response.headers().get("Content-Length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if total.is_some_and(|t| t > MAX_DOWNLOAD) {
-        return Err(Error::internal(format!(
-            "{}: {} bytes is more than a country database",
-            loggable(url),
-            total.unwrap_or(0)
-        )));
+        return Err(format!("{}: {} bytes is more than a country database", loggable(url), total.unwrap_or(0)));
     }
     let mut reader = response.into_body().into_reader().take(MAX_DOWNLOAD + 1);
     let mut body = Vec::with_capacity(total.unwrap_or(0) as usize);
     let mut chunk = vec![0u8; 64 * 1024];
     let mut next_report = 0;
     loop {
-        let n = reader.read(&mut chunk).map_err(|e| Error::internal(format!("{}: {e}", loggable(url))))?;
+        let n = reader.read(&mut chunk).map_err(|e| format!("{}: {e}", loggable(url)))?;
         if n == 0 {
             break;
         }
         body.extend_from_slice(&chunk[..n]);
         if body.len() as u64 > MAX_DOWNLOAD {
-            return Err(Error::internal(format!("{}: more than {MAX_DOWNLOAD} bytes", loggable(url))));
+            return Err(format!("{}: more than {MAX_DOWNLOAD} bytes", loggable(url)));
         }
         if body.len() >= next_report {
             progress(body.len() as u64, total);
@@ -222,7 +213,7 @@ fn download(url: &str, progress: &mut impl FnMut(u64, Option<u64>)) -> Result<(u
 
 /// The MMDB inside a download: as it is, gunzipped, or the `.mmdb` member
 /// of a gzipped tar (MaxMind's packaging).
-fn unpack(body: Vec<u8>) -> Result<Vec<u8>, Error> {
+fn unpack(body: Vec<u8>) -> Result<Vec<u8>, String> {
     if !body.starts_with(&[0x1f, 0x8b]) {
         return Ok(body);
     }
@@ -230,25 +221,25 @@ fn unpack(body: Vec<u8>) -> Result<Vec<u8>, Error> {
     flate2::read::GzDecoder::new(&body[..])
         .take(MAX_DOWNLOAD * 4)
         .read_to_end(&mut plain)
-        .map_err(|e| Error::internal(format!("not a gzip file: {e}")))?;
+        .map_err(|e| format!("not a gzip file: {e}"))?;
     // A tar archive says "ustar" at offset 257 of its first header.
     if plain.get(257..262) != Some(b"ustar") {
         return Ok(plain);
     }
     let mut archive = tar::Archive::new(&plain[..]);
-    for entry in archive.entries().map_err(|e| Error::internal(format!("not a tar archive: {e}")))? {
-        let mut entry = entry.map_err(|e| Error::internal(format!("not a tar archive: {e}")))?;
+    for entry in archive.entries().map_err(|e| format!("not a tar archive: {e}"))? {
+        let mut entry = entry.map_err(|e| format!("not a tar archive: {e}"))?;
         let is_mmdb = entry.path().ok().is_some_and(|p| p.extension().is_some_and(|x| x == "mmdb"));
         if is_mmdb {
             let mut mmdb = Vec::new();
-            entry.read_to_end(&mut mmdb).map_err(Error::internal)?;
+            entry.read_to_end(&mut mmdb).map_err(|e| e.to_string())?;
             return Ok(mmdb);
         }
     }
-    Err(Error::internal("the archive holds no .mmdb file"))
+    Err("the archive holds no .mmdb file".to_string())
 }
 
-fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
+fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     // A name of its own: two updates at once (the server's and the CLI's) never share one.
@@ -263,7 +254,7 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), Error> {
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temp);
-        return Err(Error::internal(format!("cannot write {}: {e}", dest.display())));
+        return Err(format!("cannot write {}: {e}", dest.display()));
     }
     Ok(())
 }

@@ -96,13 +96,28 @@ pub fn reserve(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
 /// a transaction that rolled back must not be remembered).
 #[derive(Default)]
 pub struct Interner {
-    known: Mutex<HashMap<(Kind, String), i64>>,
+    /// Text → id, one map per [`Kind`]: looked up by `&str`, so a click
+    /// whose User-Agent and sub values are known allocates nothing here.
+    known: Mutex<[HashMap<String, i64>; 2]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
-    UserAgent,
-    Value,
+    UserAgent = 0,
+    Value = 1,
+}
+
+impl Kind {
+    fn statements(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::UserAgent => {
+                ("SELECT id FROM user_agents WHERE text = ?1", "INSERT INTO user_agents (text) VALUES (?1)")
+            }
+            Kind::Value => {
+                ("SELECT id FROM click_values WHERE text = ?1", "INSERT INTO click_values (text) VALUES (?1)")
+            }
+        }
+    }
 }
 
 /// Most texts remembered; past that the memory starts over.
@@ -110,35 +125,27 @@ const MAX_KNOWN: usize = 100_000;
 
 /// Texts a transaction interned, remembered once it commits.
 #[derive(Default)]
-pub struct Fresh(Vec<((Kind, String), i64)>);
+pub struct Fresh(Vec<(Kind, String, i64)>);
 
 impl Interner {
     /// The id of `text` in its table, inserting it if new.
     pub fn id(&self, conn: &Connection, kind: Kind, text: &str, fresh: &mut Fresh) -> rusqlite::Result<i64> {
-        let key = (kind, text.to_string());
-        if let Some(id) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(id) = self.known.lock().unwrap_or_else(|e| e.into_inner())[kind as usize].get(text) {
             return Ok(*id);
         }
-        if let Some((_, id)) = fresh.0.iter().find(|(k, _)| *k == key) {
+        if let Some((_, _, id)) = fresh.0.iter().find(|(k, t, _)| *k == kind && t == text) {
             return Ok(*id);
         }
-        let (select, insert) = match kind {
-            Kind::UserAgent => {
-                ("SELECT id FROM user_agents WHERE text = ?1", "INSERT INTO user_agents (text) VALUES (?1)")
-            }
-            Kind::Value => {
-                ("SELECT id FROM click_values WHERE text = ?1", "INSERT INTO click_values (text) VALUES (?1)")
-            }
-        };
+        let (select, insert) = kind.statements();
         // Found by the SELECT: committed before this transaction (whatever
         // this one inserted is in `fresh`), safe to remember now.
         if let Some(id) = conn.prepare_cached(select)?.query_row([text], |r| r.get(0)).optional()? {
-            self.remember(vec![(key, id)]);
+            self.remember(vec![(kind, text.to_string(), id)]);
             return Ok(id);
         }
         conn.prepare_cached(insert)?.execute([text])?;
         let id = conn.last_insert_rowid();
-        fresh.0.push((key, id));
+        fresh.0.push((kind, text.to_string(), id));
         Ok(id)
     }
 
@@ -147,12 +154,15 @@ impl Interner {
         self.remember(fresh.0);
     }
 
-    fn remember(&self, entries: Vec<((Kind, String), i64)>) {
+    fn remember(&self, entries: Vec<(Kind, String, i64)>) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if known.len() + entries.len() > MAX_KNOWN {
-            known.clear();
+        for (kind, text, id) in entries {
+            let map = &mut known[kind as usize];
+            if map.len() >= MAX_KNOWN {
+                map.clear();
+            }
+            map.insert(text, id);
         }
-        known.extend(entries);
     }
 }
 
@@ -237,17 +247,20 @@ fn click(r: &rusqlite::Row) -> rusqlite::Result<Click> {
     })
 }
 
-/// The click a clickid names: this layout's (row id, then the random part
-/// compared in constant time), or one handed out before it.
+/// The click with this row id.
+pub fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Click>> {
+    conn.prepare_cached(&format!("SELECT {CLICK_COLUMNS} FROM clicks c {CLICK_JOINS} WHERE c.id = ?1"))?
+        .query_row([id], click)
+        .optional()
+}
+
+/// The click a clickid names: this layout's (the row id, then the whole
+/// clickid compared in constant time, so a wrong random part finds
+/// nothing), or one handed out before it (`legacy_clickids`).
 pub fn find(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<Click>> {
-    let by_id = |id: i64| -> rusqlite::Result<Option<(Click, Vec<u8>)>> {
-        conn.prepare_cached(&format!("SELECT {CLICK_COLUMNS} FROM clicks c {CLICK_JOINS} WHERE c.id = ?1"))?
-            .query_row([id], |r| Ok((click(r)?, r.get(8)?)))
-            .optional()
-    };
-    if let Some((id, secret)) = parse_clickid(clickid_text) {
-        if let Some((found, stored)) = by_id(id)? {
-            if crypto::ct_eq(&stored, &secret) {
+    if let Some((id, _)) = parse_clickid(clickid_text) {
+        if let Some(found) = by_id(conn, id)? {
+            if crypto::ct_eq(found.clickid.as_bytes(), clickid_text.as_bytes()) {
                 return Ok(Some(found));
             }
         }
@@ -257,16 +270,9 @@ pub fn find(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<Cl
         .query_row([clickid_text], |r| r.get(0))
         .optional()?;
     match legacy {
-        Some(id) => Ok(by_id(id)?.map(|(found, _)| found)),
+        Some(id) => by_id(conn, id),
         None => Ok(None),
     }
-}
-
-/// The click with this row id (for leads of synthetic traffic).
-pub fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<Click>> {
-    conn.prepare_cached(&format!("SELECT {CLICK_COLUMNS} FROM clicks c {CLICK_JOINS} WHERE c.id = ?1"))?
-        .query_row([id], click)
-        .optional()
 }
 
 /// The user's newest non-bot clicks.

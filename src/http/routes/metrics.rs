@@ -14,8 +14,9 @@ pub fn serve(ctx: &Ctx) -> Result<Response, Error> {
     if expected.is_empty() {
         return Err(Error::NotFound);
     }
-    let given = ctx.req.header("Authorization").and_then(|v| v.trim().strip_prefix("Bearer ")).unwrap_or("");
-    if !crypto::ct_eq(given.trim().as_bytes(), expected.as_bytes()) {
+    // Read as every token is (`Authorization: Bearer`, any case, or `X-Token`).
+    let given = crate::http::auth::token(ctx).unwrap_or_default();
+    if !crypto::ct_eq(given.as_bytes(), expected.as_bytes()) {
         return Err(Error::Unauthenticated);
     }
     Ok(Response::from_data("text/plain; version=0.0.4; charset=utf-8", render(ctx)?))
