@@ -11,11 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
 runs=${2:-3}
-for tool in wrk nginx sqlite3; do
-    command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
-done
-cargo build --release --quiet
-bin=$PWD/target/release/apextrack
+. bench/lib.sh
+need wrk nginx sqlite3 curl
+build
 work=$(mktemp -d)
 trap 'kill $apex_pid 2>/dev/null || true; nginx -p "$work/nginx" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$work"' EXIT
 

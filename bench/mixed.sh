@@ -11,29 +11,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 clicks=${1:-1000000}
 duration=${2:-10}
-for tool in wrk curl; do
-    command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
-done
-cargo build --release --quiet
-bin=$PWD/target/release/apextrack
+. bench/lib.sh
+need wrk curl
+build
 work=$(mktemp -d)
 apex_pid=
 readers=()
 trap 'kill $apex_pid "${readers[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 export APEXTRACK_DATABASE_PATH=$work/mixed.db
 "$bin" dev-seed --email bench@example.com --clicks "$clicks" --leads 50000 --days 30 --sub-ids "${SUB_IDS:-20000}" >/dev/null 2>&1
-port=$((20000 + RANDOM % 10000))
-export APEXTRACK_SERVER_BIND=127.0.0.1:$port
-"$bin" serve 2>/dev/null &
-apex_pid=$!
-base=http://127.0.0.1:$port
-until curl -sf "$base/api/health" >/dev/null; do sleep 0.05; done
-token=$(curl -sf "$base/api/login" -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"seed-password","device_name":"bench"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
-curl -sf "$base/api/links" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d '{"name":"Bench","url":"https://shop.example/p?cid={clickid}","slug":"bench"}' >/dev/null
-ua='Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1'
-p99() { wrk -t1 -c32 -d"${duration}s" --latency -H "User-Agent: $ua" "$base/go/bench?sub_id=s1" | awk '$1 == "99%" {print $2}'; }
+start_server
+token=$(login bench@example.com seed-password)
+bench_link "$token"
+p99() { click_p99 "$duration" 'sub_id=s1'; }
 alone=$(p99)
 from=$(date -u -d '-30 days' +%F); to=$(date -u +%F)
 # The readers: one process, keep-alive connections, no process per request.

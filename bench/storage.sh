@@ -11,11 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 clicks=${1:-1000000}
 duration=${2:-10}
-for tool in wrk sqlite3 curl; do
-    command -v $tool >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
-done
-cargo build --release --quiet
-bin=$PWD/target/release/apextrack
+. bench/lib.sh
+need wrk sqlite3 curl
+build
 work=$(mktemp -d)
 trap 'kill $apex_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 apex_pid=
@@ -36,19 +34,10 @@ awk -v n="$rows" -v all="$bytes" -v t="$table" -v i="$index" -v ua="$ua_len" 'BE
         n, all / n, t / n, i / n, (all - t - i) / n, ua }' 
 
 # The click path's p99, alone and while a purge runs.
-port=$((20000 + RANDOM % 10000))
-export APEXTRACK_SERVER_BIND=127.0.0.1:$port
 "$bin" user create --name Bench --email bench@example.com --password bench-password --verified >/dev/null
-"$bin" serve 2>/dev/null &
-apex_pid=$!
-base=http://127.0.0.1:$port
-until curl -sf "$base/api/health" >/dev/null; do sleep 0.05; done
-token=$(curl -sf "$base/api/login" -H 'Content-Type: application/json' \
-    -d '{"email":"bench@example.com","password":"bench-password","device_name":"bench"}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
-curl -sf "$base/api/links" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    -d '{"name":"Bench","url":"https://shop.example/p?cid={clickid}","slug":"bench"}' >/dev/null
-ua='Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1'
-p99() { wrk -t1 -c32 -d"${duration}s" --latency -H "User-Agent: $ua" "$base/go/bench?sub_id=s1&sub2=tiktok" | awk '$1 == "99%" {print $2}'; }
+start_server
+bench_link "$(login bench@example.com bench-password)"
+p99() { click_p99 "$duration" 'sub_id=s1&sub2=tiktok'; }
 alone=$(p99)
 before=$(date -u -d '-2 days' +%F)
 "$bin" purge --before "$before" > "$work/purge.out" 2>&1 &

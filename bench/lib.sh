@@ -1,0 +1,44 @@
+# What the benchmarks share; sourced from the checkout's root.
+
+# need TOOL...: stops with a clear message when one is missing.
+need() {
+    for tool; do
+        command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
+    done
+}
+
+# build: the release binary, as $bin.
+build() {
+    cargo build --release --quiet
+    bin=$PWD/target/release/apextrack
+}
+
+# start_server: `apextrack serve` on a free port, on APEXTRACK_DATABASE_PATH;
+# sets $apex_pid, $port and $base and returns once it answers.
+start_server() {
+    port=$((20000 + RANDOM % 10000))
+    export APEXTRACK_SERVER_BIND=127.0.0.1:$port
+    "$bin" serve 2>/dev/null &
+    apex_pid=$!
+    base=http://127.0.0.1:$port
+    until curl -sf "$base/api/health" >/dev/null; do sleep 0.05; done
+}
+
+# login EMAIL PASSWORD: prints a token.
+login() {
+    curl -sf "$base/api/login" -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$1\",\"password\":\"$2\",\"device_name\":\"bench\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/'
+}
+
+# bench_link TOKEN: a link with the slug "bench".
+bench_link() {
+    curl -sf "$base/api/links" -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
+        -d '{"name":"Bench","url":"https://shop.example/p?cid={clickid}","slug":"bench"}' >/dev/null
+}
+
+ua='Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1'
+
+# click_p99 SECONDS QUERY: the click redirect's p99 at 32 keep-alive connections.
+click_p99() {
+    wrk -t1 -c32 -d"$1s" --latency -H "User-Agent: $ua" "$base/go/bench?$2" | awk '$1 == "99%" {print $2}'
+}
