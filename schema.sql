@@ -332,3 +332,37 @@ INSERT INTO id_blocks (name, next) VALUES ('clicks', coalesce((SELECT max(id) FR
 -- start from the last day's clicks): a table of it took a random write
 -- into a big index for every new visitor.
 DROP TABLE click_fingerprints;
+
+-- version: 7
+-- Rollups keyed by day before value, so a range of days is one stretch of
+-- the table (today's rows, written on every click, sit together too), and
+-- all-time counters: each row also counts in a row with day = '' (no date
+-- sorts before it), so the dashboard and a report over a user's whole
+-- history read one row per sub_id, country, device or link instead of one
+-- per value and day.
+CREATE TABLE rollups_by_day (
+    user_id        INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    dim            TEXT NOT NULL,
+    day            TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    clicks         INTEGER NOT NULL DEFAULT 0,
+    unique_clicks  INTEGER NOT NULL DEFAULT 0,
+    bot_clicks     INTEGER NOT NULL DEFAULT 0,
+    leads          INTEGER NOT NULL DEFAULT 0,
+    approved_leads INTEGER NOT NULL DEFAULT 0,
+    pending_leads  INTEGER NOT NULL DEFAULT 0,
+    rejected_leads INTEGER NOT NULL DEFAULT 0,
+    payout_cents   INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, dim, day, value)
+) WITHOUT ROWID;
+INSERT INTO rollups_by_day (user_id, dim, day, value, clicks, unique_clicks, bot_clicks, leads,
+                            approved_leads, pending_leads, rejected_leads, payout_cents)
+    SELECT user_id, dim, day, value, clicks, unique_clicks, bot_clicks, leads,
+           approved_leads, pending_leads, rejected_leads, payout_cents
+    FROM rollups WHERE day <> ''
+    UNION ALL
+    SELECT user_id, dim, '', value, sum(clicks), sum(unique_clicks), sum(bot_clicks), sum(leads),
+           sum(approved_leads), sum(pending_leads), sum(rejected_leads), sum(payout_cents)
+    FROM rollups WHERE day <> '' GROUP BY user_id, dim, value;
+DROP TABLE rollups;
+ALTER TABLE rollups_by_day RENAME TO rollups;

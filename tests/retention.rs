@@ -168,3 +168,72 @@ fn raw_click_days_lets_the_maintenance_thread_purge_in_batches() {
     assert_eq!(t.raw_clicks(), 1);
     assert!(t.s.log().contains("retention: deleted 12345 raw clicks older than 3 days"), "{}", t.s.log());
 }
+
+#[test]
+fn whole_history_counters_equal_the_sum_of_the_days() {
+    // Reports over a user's whole history read all-time counters (one row
+    // per value); reports over part of it add up days. Both must agree,
+    // also after a lead on an old click changes status.
+    let t = setup(|_| {});
+    t.s.app.clock.shift(-10 * DAY);
+    let old: Vec<String> = (0..6).map(|n| t.click(["fb", "tt", "ig"][n % 3], n)).collect();
+    assert_eq!(t.postback(&format!("clickid={}&txid=a&status=pending", old[0])).status, 200);
+    assert_eq!(t.postback(&format!("clickid={}&txid=b", old[1])).status, 200);
+    t.s.app.clock.shift(10 * DAY);
+    let new: Vec<String> = (0..4).map(|n| t.click(["fb", "yt"][n % 2], 10 + n)).collect();
+    assert_eq!(t.postback(&format!("clickid={}&txid=c", new[1])).status, 200);
+    assert_eq!(t.postback(&format!("clickid={}&txid=a&status=approved", old[0])).status, 200);
+
+    let today = clock::local_date(t.s.app.clock.now(), 0);
+    let yesterday = clock::local_date(t.s.app.clock.now() - DAY, 0);
+    let rows = |group: &str, from: &str, to: &str| -> Vec<Value> {
+        let q = format!("/api/reports?group_by={group}&from={from}&to={to}");
+        let r = t.s.get(&q, Some(&t.token));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["data"].as_array().unwrap().clone()
+    };
+    let counters = ["clicks", "unique_clicks", "leads", "approved_leads", "pending_leads", "rejected_leads"];
+    for group in ["sub_id", "country", "device", "link"] {
+        let whole = rows(group, "2000-01-01", "2100-01-01");
+        let mut summed: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        for part in [rows(group, "2000-01-01", &yesterday), rows(group, &today, &today)] {
+            for row in part {
+                let sums = summed.entry(row[group].to_string()).or_insert_with(|| vec![0.0; counters.len() + 1]);
+                for (i, c) in counters.iter().enumerate() {
+                    sums[i] += row[*c].as_f64().unwrap();
+                }
+                sums[counters.len()] += row["payout"].as_f64().unwrap();
+            }
+        }
+        assert_eq!(whole.len(), summed.len(), "{group}: {whole:?} against {summed:?}");
+        for row in &whole {
+            let sums = &summed[&row[group].to_string()];
+            for (i, c) in counters.iter().enumerate() {
+                assert_eq!(row[*c].as_f64().unwrap(), sums[i], "{group} {} {c}", row[group]);
+            }
+            assert_eq!(row["payout"].as_f64().unwrap(), sums[counters.len()], "{group} {} payout", row[group]);
+        }
+        if group == "sub_id" {
+            let fb = whole.iter().find(|r| r["sub_id"] == "fb").unwrap();
+            assert_eq!(
+                (fb["clicks"].clone(), fb["approved_leads"].clone(), fb["pending_leads"].clone()),
+                (json!(4), json!(1), json!(0))
+            );
+        }
+    }
+    // The dashboard's table over all time holds the sub_id report's rows
+    // (ties in its own order: payout before name).
+    let dash = t.s.get("/api/dashboard-data", Some(&t.token));
+    assert_eq!(dash.status, 200, "{}", dash.body);
+    let dash = dash.json();
+    let report = rows("sub_id", "2000-01-01", "2100-01-01");
+    let pick = |rows: &Value| -> std::collections::BTreeSet<(String, i64)> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["sub_id"].as_str().unwrap().to_string(), r["clicks"].as_i64().unwrap()))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(pick(&dash["report"]), pick(&Value::Array(report)));
+    assert_eq!(dash["summary"]["totalLeads"], 3);
+}

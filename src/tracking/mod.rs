@@ -34,6 +34,8 @@ pub struct Runtime {
     pub visitors: visitors::Visitors,
     /// Clicks of the last 30 seconds, per user.
     pub live: live::Live,
+    /// Spaces out each user's reports.
+    pub reports: dashboard::Pacer,
 }
 
 impl Runtime {
@@ -46,6 +48,7 @@ impl Runtime {
             interner: Default::default(),
             visitors: Default::default(),
             live: Default::default(),
+            reports: Default::default(),
         })
     }
 }

@@ -1,10 +1,15 @@
 //! Rollup counters: one row per user, dimension, value and local day,
-//! bumped in the same transaction as the click or lead that changes them.
-//! Every report reads these; none scans `clicks`.
+//! bumped in the same transaction as the click or lead that changes them,
+//! and the same for all time (day [`ALL_TIME`]). Every report reads
+//! these; none scans `clicks`.
 
 use rusqlite::{params, Connection};
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// The `day` of the all-time rows: sorts before every date, so a range
+/// of dates never takes it in.
+pub const ALL_TIME: &str = "";
 
 /// What one event adds to (or, negative, takes from) its rollup rows.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -117,13 +122,15 @@ impl<'a> Batch<'a> {
         delta: Delta,
         total_only: bool,
     ) {
-        let mut bump = |dim, value| *self.0.entry((user_id, dim, value, day.clone())).or_default() += delta;
-        bump("all", Value::Text(Cow::Borrowed("")));
-        if !total_only {
-            bump("sub_id", Value::Text(sub_id));
-            bump("country", Value::Text(country));
-            bump("device", Value::Text(device));
-            bump("link", Value::Link(link_id));
+        for day in [day, Cow::Borrowed(ALL_TIME)] {
+            let mut bump = |dim, value| *self.0.entry((user_id, dim, value, day.clone())).or_default() += delta;
+            bump("all", Value::Text(Cow::Borrowed("")));
+            if !total_only {
+                bump("sub_id", Value::Text(sub_id.clone()));
+                bump("country", Value::Text(country.clone()));
+                bump("device", Value::Text(device.clone()));
+                bump("link", Value::Link(link_id));
+            }
         }
     }
 
@@ -139,7 +146,7 @@ impl<'a> Batch<'a> {
 }
 
 /// Adds `delta` to the user's total row and, unless `total_only`, to the
-/// sub_id, country, device and link rows of `day`.
+/// sub_id, country, device and link rows of `day` and of all time.
 pub fn add(
     conn: &Connection,
     user_id: i64,
@@ -150,6 +157,7 @@ pub fn add(
 ) -> rusqlite::Result<()> {
     for (dim, value) in dims.rows(total_only) {
         upsert(conn, user_id, dim, &value, day, delta)?;
+        upsert(conn, user_id, dim, &value, ALL_TIME, delta)?;
     }
     Ok(())
 }
@@ -159,7 +167,7 @@ fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d:
         "INSERT INTO rollups (user_id, dim, value, day, clicks, unique_clicks, bot_clicks, leads,
                               approved_leads, pending_leads, rejected_leads, payout_cents)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (user_id, dim, value, day) DO UPDATE SET
+         ON CONFLICT (user_id, dim, day, value) DO UPDATE SET
              clicks = clicks + excluded.clicks,
              unique_clicks = unique_clicks + excluded.unique_clicks,
              bot_clicks = bot_clicks + excluded.bot_clicks,

@@ -176,41 +176,37 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
     }
     let range = range(ctx)?;
     let limit = dashboard::parse_limit(ctx.req.get_param("limit"), 1000, 10_000)?;
+    let csv = match ctx.req.get_param("format").as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => {
+            let msg = Msg::new("validation.in").arg("attribute", "format").arg("values", "json, csv");
+            return Err(FieldErrors::single("format", msg));
+        }
+    };
     let user = user_id(ctx)?;
-    let rows = crate::http::low_priority(|| dashboard::report(ctx.app, user, &group_by, &range, limit))?;
-    match ctx.req.get_param("format").as_deref() {
-        None | Some("json") => {
+    // The rows and their CSV are made on the report thread, behind the clicks.
+    let (rows, csv) = ctx.app.tracking.reports.run(user, || {
+        crate::http::low_priority(|| {
+            let rows = dashboard::report(ctx.app, user, &group_by, &range, limit)?;
+            if !csv {
+                return Ok::<_, Error>((rows, None));
+            }
+            let csv = dashboard::report_csv(&group_by, &rows);
+            Ok((Vec::new(), Some(csv)))
+        })
+    })?;
+    match csv {
+        None => {
             let today = crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset);
             Ok(respond::json(
                 200,
-                &json!({"group_by": group_by, "from": range.from, "to": range.to, "today": today, "data": rows}),
+                &json!({"group_by": group_by, "from": range.from, "to": range.to, "today": today,
+                        "data": rows.iter().map(|r| r.to_json(&group_by)).collect::<Vec<_>>()}),
             ))
         }
-        Some("csv") => {
-            let mut columns = vec![group_by.as_str()];
-            if group_by == "link" {
-                columns.push("name");
-            }
-            columns.extend([
-                "clicks",
-                "unique_clicks",
-                "leads",
-                "approved_leads",
-                "pending_leads",
-                "rejected_leads",
-                "payout",
-                "cr",
-            ]);
-            let csv = dashboard::to_csv(&columns, &rows);
-            Ok(Response::from_data("text/csv; charset=utf-8", csv).with_unique_header(
-                "Content-Disposition",
-                format!("attachment; filename=\"apextrack-{group_by}.csv\""),
-            ))
-        }
-        Some(_) => {
-            let msg = Msg::new("validation.in").arg("attribute", "format").arg("values", "json, csv");
-            Err(FieldErrors::single("format", msg))
-        }
+        Some(csv) => Ok(Response::from_data("text/csv; charset=utf-8", csv)
+            .with_unique_header("Content-Disposition", format!("attachment; filename=\"apextrack-{group_by}.csv\""))),
     }
 }
 
