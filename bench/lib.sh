@@ -13,12 +13,13 @@ build() {
     bin=$PWD/target/release/apextrack
 }
 
-# start_server: `apextrack serve` on a free port, on APEXTRACK_DATABASE_PATH;
+# start_server: `apextrack serve` on a free port, on APEXTRACK_DATABASE_PATH
+# (its log to $SERVER_LOG if set);
 # sets $apex_pid, $port and $base and returns once it answers.
 start_server() {
     port=$((20000 + RANDOM % 10000))
     export APEXTRACK_SERVER_BIND=127.0.0.1:$port
-    "$bin" serve 2>/dev/null &
+    "$bin" serve 2>${SERVER_LOG:-/dev/null} &
     apex_pid=$!
     base=http://127.0.0.1:$port
     until curl -sf "$base/api/health" >/dev/null; do sleep 0.05; done

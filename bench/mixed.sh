@@ -6,7 +6,7 @@
 # (10 000 rows by sub_id, over 30 days) again and again, on a database
 # seeded with a million clicks. Target: the p99 with readers at most twice
 # the p99 alone.
-# Needs wrk and curl. Usage: bench/mixed.sh [clicks] [seconds]; SUB_IDS=200 for fewer sub_ids (default 20 000).
+# Needs wrk and curl. Usage: bench/mixed.sh [clicks] [seconds]; SUB_IDS=200 for fewer sub_ids (default 20 000), CSV_LIMIT for smaller CSV reports (default 10 000 rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clicks=${1:-1000000}
@@ -32,10 +32,14 @@ import http.client, sys, threading, time
 host, port, token, csv_path, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
 end = time.time() + seconds
 dash, csv, rows = [], [], [0]
+failed = [0]
 def get(conn, path):
     t = time.time()
     conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    body = conn.getresponse().read()
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        failed[0] += 1
     return time.time() - t, body
 def poller():
     conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -54,10 +58,10 @@ threads = [threading.Thread(target=poller) for _ in range(int(os.environ.get("DA
 for t in threads: t.start()
 for t in threads: t.join()
 med = lambda xs: sorted(xs)[len(xs) // 2] * 1000 if xs else 0
-print(f"readers: dashboard-data median {med(dash):.1f} ms ({len(dash)} calls), {rows[0]}-row CSV report median {med(csv):.1f} ms ({len(csv)} pulls)")
+print(f"readers: dashboard-data median {med(dash):.1f} ms ({len(dash)} calls), {rows[0]}-row CSV report median {med(csv):.1f} ms ({len(csv)} pulls), {failed[0]} answers not 200")
 PY
 nice -n 10 python3 "$work/readers.py" 127.0.0.1 "$port" "$token" \
-    "/api/reports?group_by=sub_id&from=$from&to=$to&limit=10000&format=csv" "$((duration + 2))" > "$work/readers.out" &
+    "/api/reports?group_by=sub_id&from=$from&to=$to&limit=${CSV_LIMIT:-10000}&format=csv" "$((duration + 2))" > "$work/readers.out" &
 readers+=($!)
 (peak=0; while [ ! -e "$work/done" ]; do
     size=$(stat -c %s "$APEXTRACK_DATABASE_PATH-wal" 2>/dev/null || echo 0)
