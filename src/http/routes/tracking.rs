@@ -198,12 +198,19 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
     })?;
     match csv {
         None => {
+            #[derive(serde::Serialize)]
+            struct Answer<'a> {
+                group_by: &'a str,
+                from: &'a Option<String>,
+                to: &'a Option<String>,
+                today: String,
+                data: dashboard::JsonRows<'a>,
+            }
             let today = crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset);
-            Ok(respond::json(
-                200,
-                &json!({"group_by": group_by, "from": range.from, "to": range.to, "today": today,
-                        "data": rows.iter().map(|r| r.to_json(&group_by)).collect::<Vec<_>>()}),
-            ))
+            let data = dashboard::JsonRows { group_by: &group_by, rows: &rows };
+            let answer = Answer { group_by: &group_by, from: &range.from, to: &range.to, today, data };
+            let body = serde_json::to_vec(&answer).map_err(|e| Error::internal(format!("report: {e}")))?;
+            Ok(Response::from_data("application/json", body))
         }
         Some(csv) => Ok(Response::from_data("text/csv; charset=utf-8", csv)
             .with_unique_header("Content-Disposition", format!("attachment; filename=\"apextrack-{group_by}.csv\""))),
