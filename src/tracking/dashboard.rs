@@ -85,6 +85,8 @@ struct Totals {
 /// the condition is an equality, so rows come in order of value and group
 /// without sorting.
 struct Span {
+    /// The table, with the index to read it by when there is a better one.
+    table: &'static str,
     /// The condition on `day`.
     days: String,
     /// Wraps each counter: `sum` or nothing (`(clicks)` is `clicks`).
@@ -94,13 +96,19 @@ struct Span {
 }
 
 impl Span {
-    fn new(from: &str, to: &str, at: usize) -> Span {
-        if from == to {
+    fn new(dim: &str, from: &str, to: &str, at: usize) -> Span {
+        let (a, b) = (at, at + 1);
+        if from == ALL_TIME && to == ALL_TIME && dim == "sub_id" {
+            // `day = ''` written out, so SQLite can prove the partial index applies.
+            let days = format!("day = '{ALL_TIME}' AND day = ?{a} AND day = ?{b}");
+            Span { table: "rollups INDEXED BY rollups_top_sub_ids", days, sum: "", group: false }
+        } else if from == to {
             // Both parameters stay in the statement, which is given both.
-            let days = format!("day = ?{at} AND day = ?{}", at + 1);
-            Span { days, sum: if from == ALL_TIME { "" } else { "sum" }, group: from != ALL_TIME }
+            let days = format!("day = ?{a} AND day = ?{b}");
+            let all_time = from == ALL_TIME;
+            Span { table: "rollups", days, sum: if all_time { "" } else { "sum" }, group: !all_time }
         } else {
-            Span { days: format!("day BETWEEN ?{at} AND ?{}", at + 1), sum: "sum", group: true }
+            Span { table: "rollups", days: format!("day BETWEEN ?{a} AND ?{b}"), sum: "sum", group: true }
         }
     }
 
@@ -117,7 +125,7 @@ fn totals(conn: &Connection, user_id: i64, from: &str, to: &str) -> rusqlite::Re
     conn.prepare_cached(&format!(
         "SELECT coalesce(sum(clicks), 0), coalesce(sum(leads), 0), coalesce(sum(payout_cents), 0)
          FROM rollups WHERE user_id = ?1 AND dim = 'all' AND value = '' AND {}",
-        Span::new(from, to, 2).days
+        Span::new("all", from, to, 2).days
     ))?
     .query_row(params![user_id, from, to], |r| {
         Ok(Totals { clicks: r.get(0)?, leads: r.get(1)?, payout_cents: r.get(2)? })
@@ -133,10 +141,10 @@ pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, l
         let live = rt.live.count(user_id, now);
         let clicks_today = totals(c, user_id, &today, &today)?.clicks;
         let all = totals(c, user_id, from, to)?;
-        let span = Span::new(from, to, 2);
-        let (sum, days, group) = (span.sum, &span.days, span.group_by("value"));
+        let span = Span::new("sub_id", from, to, 2);
+        let (table, sum, days, group) = (span.table, span.sum, &span.days, span.group_by("value"));
         let mut stmt = c.prepare_cached(&format!(
-            "SELECT value, {sum}(clicks), {sum}(leads), {sum}(approved_leads), {sum}(payout_cents) FROM rollups
+            "SELECT value, {sum}(clicks), {sum}(leads), {sum}(approved_leads), {sum}(payout_cents) FROM {table}
              WHERE user_id = ?1 AND dim = 'sub_id' AND {days}
              {group} ORDER BY {sum}(clicks) DESC, {sum}(payout_cents) DESC, value LIMIT ?4"
         ))?;
@@ -297,19 +305,26 @@ impl Serialize for JsonRow<'_> {
 
 /// One report row per day, sub_id, country, device or link.
 pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i64) -> Result<Vec<Row>, Error> {
+    // The dimension is written into the statement (for the partial index): only known ones.
+    if !GROUPS.contains(&group_by) {
+        return Err(Error::internal(format!("unknown report grouping {group_by:?}")));
+    }
     // Days come from the 'all' rows; every other grouping from its own dimension.
     let (dim, key) = match group_by {
         "day" => ("all", "day"),
         _ => (group_by, "value"),
     };
     let sql = |span: Span| {
-        let (sum, days, group) = (span.sum, &span.days, span.group_by(key));
-        let order = if key == "day" { "day DESC".to_string() } else { format!("{sum}(clicks) DESC, value") };
+        let (table, sum, days, group) = (span.table, span.sum, &span.days, span.group_by(key));
+        let order = match key {
+            "day" => "day DESC".to_string(),
+            _ => format!("{sum}(clicks) DESC, {sum}(payout_cents) DESC, value"),
+        };
         format!(
             "SELECT {key}, {sum}(clicks), {sum}(unique_clicks), {sum}(leads), {sum}(approved_leads),
                 {sum}(pending_leads), {sum}(rejected_leads), {sum}(payout_cents),
                 (SELECT name FROM links WHERE ?5 = 'link' AND links.id = CAST(value AS INTEGER) AND links.user_id = ?1)
-         FROM rollups WHERE user_id = ?1 AND dim = ?2 AND {days}
+         FROM {table} WHERE user_id = ?1 AND dim = '{dim}' AND dim = ?2 AND {days}
          {group} ORDER BY {order} LIMIT ?6"
         )
     };
@@ -321,7 +336,7 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
             }
             _ => range.rollup_days(c, user_id)?,
         };
-        let mut stmt = c.prepare_cached(&sql(Span::new(&from, &to, 3)))?;
+        let mut stmt = c.prepare_cached(&sql(Span::new(dim, &from, &to, 3)))?;
         let rows = stmt.query_map(params![user_id, dim, from, to, group_by, limit], |r| {
             Ok(Row {
                 group: r.get(0)?,
