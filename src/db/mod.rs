@@ -30,7 +30,7 @@ pub struct Db {
 }
 
 /// WAL pages after which the writer checkpoints by itself, inside a
-/// commit (SQLite's default is 1000): a WAL of at most 128 MiB with 4 KiB
+/// commit (SQLite's default is 1000): a WAL of at most 64 MiB with 4 KiB
 /// pages. In the server, background passive checkpoints
 /// ([`Db::checkpoint_passive`]) have copied most of them by then, and
 /// [`wal::Wal`] has the writer checkpoint earlier, once reads are out of
@@ -41,7 +41,7 @@ pub struct Db {
 /// they follow: in interleaved runs of the builds (`bench/click.sh`'s
 /// settings), 2000 pages cost 12 % of the keep-alive click rate against
 /// 8000, and 8000 about 3 % against 20 000.
-const WRITER_AUTOCHECKPOINT: u32 = 32_000;
+const WRITER_AUTOCHECKPOINT: u32 = 16_000;
 
 /// Size the WAL file is cut back to whenever it starts over (64 MiB).
 /// Without it SQLite keeps the file at the largest size it ever reached,

@@ -14,16 +14,17 @@
 //! and its next transaction starts the WAL over), and the gate opens
 //! again. Readers wait about as long as the longest read under way;
 //! writers never wait. A reader outside the server (a replicator, the
-//! `sqlite3` shell) can still hold the WAL open: then the gate stays open
-//! for [`BACK_OFF`] before trying again, and the writer's automatic
-//! checkpoint remains the backstop.
+//! `sqlite3` shell) can still hold the WAL open, and another process
+//! writing to the file (`apextrack purge`) keeps it from starting over:
+//! then the gate stays open for [`BACK_OFF`] before trying again, and the
+//! writer's automatic checkpoint remains the backstop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// WAL frames (4 KiB pages) that start a restart: 16 MiB.
-pub const RESTART_FRAMES: i64 = 4_000;
+/// WAL frames (4 KiB pages) that start a restart: 48 MiB.
+pub const RESTART_FRAMES: i64 = 12_000;
 
 /// Longest a closed gate waits for the reads under way to end.
 const DRAIN_WAIT: Duration = Duration::from_millis(1500);
@@ -56,6 +57,10 @@ struct State {
     /// The writer's last checkpoint: (frames in the WAL, frames copied).
     last: Option<(i64, i64)>,
     back_off_until: Option<Instant>,
+    /// Frames in the WAL when the writer last copied all of it: if the
+    /// next look finds as many or more, it did not start over (another
+    /// process, such as `apextrack purge`, writes between our commits).
+    done_at: Option<i64>,
 }
 
 /// A read under way; the gate counts it until dropped.
@@ -84,6 +89,9 @@ pub enum Restart {
     NoCommit,
     /// Something still held the WAL open (frames in it, frames copied).
     Blocked(i64, i64),
+    /// The last restart copied everything, yet the WAL went on growing:
+    /// another process writes to the file.
+    NotStartedOver,
 }
 
 impl Wal {
@@ -120,12 +128,18 @@ impl Wal {
     /// waits for the reads under way, has the writer checkpoint, and opens
     /// the gate again.
     pub fn restart(&self, frames: i64) -> Restart {
+        let mut state = self.lock();
+        let done_at = state.done_at.take();
         if frames < RESTART_FRAMES {
             return Restart::NotNeeded;
         }
-        let mut state = self.lock();
         if state.back_off_until.is_some_and(|t| Instant::now() < t) {
             return Restart::BackingOff;
+        }
+        if done_at.is_some_and(|before| frames >= before) {
+            // Checkpoints in our writer would only stall our clicks.
+            state.back_off_until = Some(Instant::now() + BACK_OFF);
+            return Restart::NotStartedOver;
         }
         state.closed = true;
         state.last = None;
@@ -143,7 +157,10 @@ impl Wal {
         state.closed = false;
         let outcome = match state.last {
             None => Restart::NoCommit,
-            Some((frames, copied)) if copied >= frames => Restart::Done,
+            Some((frames, copied)) if copied >= frames => {
+                state.done_at = Some(frames);
+                Restart::Done
+            }
             Some((frames, copied)) => {
                 state.back_off_until = Some(Instant::now() + BACK_OFF);
                 Restart::Blocked(frames, copied)
@@ -200,6 +217,39 @@ mod tests {
         wal.checkpointed(RESTART_FRAMES, RESTART_FRAMES);
         assert_eq!(restarter.join().unwrap(), Restart::Done);
         assert!(late.join().unwrap() >= checkpointed_at, "a read went through a closed gate");
+    }
+
+    #[test]
+    fn a_wal_that_grows_on_after_a_restart_backs_off() {
+        let wal = Arc::new(Wal::default());
+        let writer = {
+            let wal = Arc::clone(&wal);
+            thread::spawn(move || {
+                while !wal.checkpoint_wanted() {
+                    thread::yield_now();
+                }
+                wal.checkpointed(RESTART_FRAMES, RESTART_FRAMES);
+            })
+        };
+        assert_eq!(wal.restart(RESTART_FRAMES), Restart::Done);
+        writer.join().unwrap();
+        // Started over: nothing to say.
+        assert_eq!(wal.restart(RESTART_FRAMES / 2), Restart::NotNeeded);
+        let writer = {
+            let wal = Arc::clone(&wal);
+            thread::spawn(move || {
+                while !wal.checkpoint_wanted() {
+                    thread::yield_now();
+                }
+                wal.checkpointed(RESTART_FRAMES + 5, RESTART_FRAMES + 5);
+            })
+        };
+        assert_eq!(wal.restart(RESTART_FRAMES + 5), Restart::Done);
+        writer.join().unwrap();
+        // Not started over: someone else writes; leave the gate open.
+        assert_eq!(wal.restart(RESTART_FRAMES + 900), Restart::NotStartedOver);
+        assert_eq!(wal.restart(RESTART_FRAMES + 1900), Restart::BackingOff);
+        assert!(!wal.checkpoint_wanted());
     }
 
     #[test]
