@@ -117,13 +117,11 @@ impl Db {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
-        if self.wal.checkpoint_wanted() {
+        if let Some(round) = self.wal.checkpoint_wanted() {
             // Between two commits of this one writer: once everything is
             // copied, its next transaction starts the WAL over. The write
             // has committed: a failed checkpoint must not fail it.
-            if let Ok((frames, copied)) = wal_checkpoint(&conn) {
-                self.wal.checkpointed(frames, copied);
-            }
+            self.wal.checkpointed(round, wal_checkpoint(&conn).ok().flatten());
         }
         Ok(out)
     }
@@ -168,11 +166,12 @@ impl Db {
     /// ([`wal::Wal::restart`]). The server runs this in the background
     /// several times a second.
     pub fn checkpoint_passive(&self) -> Result<wal::Restart, Error> {
-        let (frames, _) = {
+        let done = {
             let conn = self.checkpointer.lock().unwrap_or_else(|e| e.into_inner());
             wal_checkpoint(&conn)?
         };
-        Ok(self.wal.restart(frames))
+        // Another process's checkpoint was running: look again next time.
+        Ok(done.map_or(wal::Restart::NotNeeded, |(frames, _)| self.wal.restart(frames)))
     }
 
     /// The schema version the file is at.
@@ -181,9 +180,13 @@ impl Db {
     }
 }
 
-/// A passive checkpoint: (frames in the WAL, frames copied to the main file).
-fn wal_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))
+/// A passive checkpoint: (frames in the WAL, frames copied to the main
+/// file), or None when another connection's checkpoint was running (SQLite
+/// then answers busy, -1, -1).
+fn wal_checkpoint(conn: &Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    let (busy, frames, copied): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok((busy == 0 && frames >= 0).then_some((frames, copied)))
 }
 
 #[cfg(test)]
@@ -214,7 +217,7 @@ mod tests {
         }
         assert_eq!(restarter.join().unwrap(), wal::Restart::Done);
         db.write(|tx| Ok(tx.execute("INSERT INTO w VALUES (x'00')", [])?)).unwrap();
-        let (frames, _) = wal_checkpoint(&db.checkpointer.lock().unwrap()).unwrap();
+        let (frames, _) = wal_checkpoint(&db.checkpointer.lock().unwrap()).unwrap().unwrap();
         assert!(frames < 10, "the WAL did not start over: {frames} frames");
         let rows = db.read(|c| Ok(c.query_row("SELECT count(*) FROM w", [], |r| r.get::<_, i64>(0))?)).unwrap();
         assert!(rows > wal::RESTART_FRAMES, "{rows}");

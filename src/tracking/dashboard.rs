@@ -213,7 +213,8 @@ pub const GROUPS: &[&str] = &["day", "sub_id", "country", "device", "link"];
 /// speed (`bench/mixed.sh`).
 #[derive(Default)]
 pub struct Pacer {
-    next: Mutex<HashMap<i64, Instant>>,
+    /// Per user: when the next report may start, and how long the last one took.
+    users: Mutex<HashMap<i64, (Instant, Duration)>>,
 }
 
 /// Longest a report waits for its turn.
@@ -224,19 +225,28 @@ const PACER_USERS: usize = 10_000;
 
 impl Pacer {
     pub fn run<T>(&self, user_id: i64, report: impl FnOnce() -> T) -> T {
-        let lock = || self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let turn = lock().get(&user_id).copied();
-        if let Some(wait) = turn.and_then(|t| t.checked_duration_since(Instant::now())) {
-            std::thread::sleep(wait.min(MAX_PACING_WAIT));
-        }
-        let started = Instant::now();
-        let out = report();
+        let lock = || self.users.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let mut next = lock();
-        if next.len() >= PACER_USERS {
-            next.retain(|_, t| *t > now);
-        }
-        next.insert(user_id, now + (now - started) * 5);
+        let start = {
+            let mut users = lock();
+            if users.len() >= PACER_USERS {
+                users.retain(|_, (next, _)| *next > now);
+            }
+            let (next, last) = users.entry(user_id).or_insert((now, Duration::ZERO));
+            let start = (*next).clamp(now, now + MAX_PACING_WAIT);
+            // Reports asked for at once take turns: this one holds the next
+            // turn for as long as the last one took, five times over.
+            *next = start + *last * 6;
+            start
+        };
+        std::thread::sleep(start - now);
+        let began = Instant::now();
+        let out = report();
+        let took = began.elapsed();
+        let mut users = lock();
+        let (next, last) = users.entry(user_id).or_insert((began, Duration::ZERO));
+        *last = took;
+        *next = (*next).max(Instant::now() + took * 5);
         out
     }
 }
@@ -377,7 +387,7 @@ pub fn report_csv(group_by: &str, rows: &[Row]) -> String {
             let _ = write!(out, ",{n}");
         }
         let cr = conversion_rate(row.approved_leads, row.clicks).as_f64().unwrap_or(0.0);
-        let (sign, cents) = if row.payout_cents < 0 { ("-", -row.payout_cents) } else { ("", row.payout_cents) };
+        let (sign, cents) = (if row.payout_cents < 0 { "-" } else { "" }, row.payout_cents.unsigned_abs());
         let _ = writeln!(out, ",{sign}{}.{:02},{cr:.2}", cents / 100, cents % 100);
     }
     out
@@ -408,6 +418,24 @@ fn csv_cell(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_asked_for_at_once_take_turns() {
+        let pacer = std::sync::Arc::new(Pacer::default());
+        pacer.run(1, || std::thread::sleep(Duration::from_millis(30)));
+        let started = Instant::now();
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let pacer = std::sync::Arc::clone(&pacer);
+                std::thread::spawn(move || pacer.run(1, Instant::now))
+            })
+            .collect();
+        let mut ran: Vec<Instant> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        ran.sort();
+        // The first waits 5 x 30 ms, each next one at least 6 x 30 ms more.
+        assert!(ran[0] - started >= Duration::from_millis(140), "{:?}", ran[0] - started);
+        assert!(ran[2] - ran[0] >= Duration::from_millis(150), "{:?}", ran[2] - ran[0]);
+    }
 
     #[test]
     fn a_users_next_report_waits_five_times_the_last_ones_length_and_others_do_not() {
