@@ -37,9 +37,15 @@ const WRITER_WAIT: Duration = Duration::from_millis(500);
 /// closed it.
 const MAX_READ_WAIT: Duration = Duration::from_secs(3);
 
-/// How long the gate stays open after a restart failed for a reason it
-/// cannot fix (a reader outside the server).
-const BACK_OFF: Duration = Duration::from_secs(10);
+/// How long the gate stays open after a restart failed for a reason
+/// outside the server (a replicator's reader, another process's
+/// checkpoint or writes), which may be gone a moment later.
+const BACK_OFF: Duration = Duration::from_secs(1);
+
+/// How long it stays open after one of our own reads outlasted the wait
+/// (a backup, a huge report): closing it again soon would hold every
+/// other read for as long each time.
+const LONG_READ_BACK_OFF: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct Wal {
@@ -188,7 +194,7 @@ impl Wal {
         }
         let outcome = if state.active > 0 {
             // A checkpoint now could not copy past that read: let the others in.
-            state.back_off_until = Some(Instant::now() + BACK_OFF);
+            state.back_off_until = Some(Instant::now() + LONG_READ_BACK_OFF);
             Restart::ReadsTooLong
         } else {
             self.wanted.store(round, Ordering::Release);
