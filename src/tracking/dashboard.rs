@@ -136,6 +136,9 @@ pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, l
     let now = app.clock.now();
     let today = clock::local_date(now, app.utc_offset);
     app.db.read(|c| {
+        // One snapshot: the days chosen and the rows read agree even when a
+        // click lands on a new day in between.
+        let c = &c.unchecked_transaction()?;
         let (from, to) = range.rollup_days(c, user_id)?;
         let (from, to) = (from.as_str(), to.as_str());
         let live = rt.live.count(user_id, now);
@@ -339,6 +342,7 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
         )
     };
     app.db.read(|c| {
+        let c = &c.unchecked_transaction()?;
         let (from, to) = match group_by {
             "day" => {
                 let (from, to) = range.bounds();
