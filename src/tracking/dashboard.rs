@@ -89,10 +89,9 @@ struct Span {
     table: &'static str,
     /// The condition on `day`.
     days: String,
-    /// Wraps each counter: `sum` or nothing (`(clicks)` is `clicks`).
+    /// Wraps each counter: `sum` (rows grouped by value) or nothing, over
+    /// all time, one row per value (`(clicks)` is `clicks`).
     sum: &'static str,
-    /// `GROUP BY <key>` or nothing.
-    group: bool,
 }
 
 impl Span {
@@ -101,19 +100,18 @@ impl Span {
         if from == ALL_TIME && to == ALL_TIME && dim == "sub_id" {
             // `day = ''` written out, so SQLite can prove the partial index applies.
             let days = format!("day = '{ALL_TIME}' AND day = ?{a} AND day = ?{b}");
-            Span { table: "rollups INDEXED BY rollups_top_sub_ids", days, sum: "", group: false }
+            Span { table: "rollups INDEXED BY rollups_top_sub_ids", days, sum: "" }
         } else if from == to {
             // Both parameters stay in the statement, which is given both.
             let days = format!("day = ?{a} AND day = ?{b}");
-            let all_time = from == ALL_TIME;
-            Span { table: "rollups", days, sum: if all_time { "" } else { "sum" }, group: !all_time }
+            Span { table: "rollups", days, sum: if from == ALL_TIME { "" } else { "sum" } }
         } else {
-            Span { table: "rollups", days: format!("day BETWEEN ?{a} AND ?{b}"), sum: "sum", group: true }
+            Span { table: "rollups", days: format!("day BETWEEN ?{a} AND ?{b}"), sum: "sum" }
         }
     }
 
     fn group_by(&self, key: &str) -> String {
-        if self.group {
+        if !self.sum.is_empty() {
             format!("GROUP BY {key}")
         } else {
             String::new()

@@ -73,20 +73,6 @@ impl std::ops::AddAssign for Delta {
     }
 }
 
-impl Dims<'_> {
-    /// (dimension, value) of the rows an event counts in.
-    fn rows(&self, total_only: bool) -> Vec<(&'static str, String)> {
-        let mut rows = vec![("all", String::new())];
-        if !total_only {
-            rows.push(("sub_id", self.sub_id.to_string()));
-            rows.push(("country", self.country.to_string()));
-            rows.push(("device", self.device.to_string()));
-            rows.push(("link", self.link_id.to_string()));
-        }
-        rows
-    }
-}
-
 /// Deltas of a whole batch, merged per row before they are written: a
 /// batch of clicks on a busy sub_id updates its row once. Keys borrow from
 /// the batch's events ([`Batch::add`]), so merging allocates nothing per
@@ -155,11 +141,10 @@ pub fn add(
     delta: Delta,
     total_only: bool,
 ) -> rusqlite::Result<()> {
-    for (dim, value) in dims.rows(total_only) {
-        upsert(conn, user_id, dim, &value, day, delta)?;
-        upsert(conn, user_id, dim, &value, ALL_TIME, delta)?;
-    }
-    Ok(())
+    // One event is a batch of one: which rows it counts in is said once, in the batch.
+    let mut batch = Batch::default();
+    batch.add(user_id, day, dims, delta, total_only);
+    batch.write(conn)
 }
 
 fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d: Delta) -> rusqlite::Result<()> {
