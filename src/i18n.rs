@@ -192,6 +192,24 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ("http.busy", "Service Unavailable.", "Service Unavailable."),
     ("validation.required", "The :attribute field is required.", "The :attribute field is required."),
     ("validation.string", "The :attribute must be a string.", "The :attribute must be a string."),
+    ("validation.array", "The :attribute must be a list.", "The :attribute must be a list."),
+    ("validation.object", "The :attribute must be an object.", "The :attribute must be an object."),
+    ("validation.boolean", "The :attribute must be true or false.", "The :attribute must be true or false."),
+    (
+        "validation.country",
+        "The :attribute must hold two-letter country codes.",
+        "The :attribute must hold two-letter country codes.",
+    ),
+    (
+        "validation.destination",
+        "The :attribute must name a destination of this link.",
+        "The :attribute must name a destination of this link.",
+    ),
+    (
+        "validation.offer_required",
+        "The :attribute must hold at least one offer.",
+        "The :attribute must hold at least one offer.",
+    ),
     (
         "validation.email",
         "The :attribute must be a valid email address.",

@@ -11,6 +11,7 @@ pub mod live;
 pub mod payment;
 pub mod postback;
 pub mod rollup;
+pub mod routing;
 pub mod seed;
 pub mod store;
 pub mod visitors;
