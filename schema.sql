@@ -370,3 +370,44 @@ ALTER TABLE rollups_by_day RENAME TO rollups;
 -- 20 000 without sorting them all.
 CREATE INDEX rollups_top_sub_ids ON rollups(user_id, clicks DESC, payout_cents DESC, value)
     WHERE dim = 'sub_id' AND day = '';
+
+-- version: 8
+-- Smart links: a link's destinations (offers and landers, by weight, with
+-- caps and a status) and its rules. A destination keeps its id while its
+-- name stays, so its history stays; one taken out of the routing keeps
+-- its row with status 'removed'. Every link starts with one offer, its url.
+CREATE TABLE destinations (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    link_id      INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE,
+    position     INTEGER NOT NULL,
+    kind         TEXT NOT NULL DEFAULT 'offer',
+    name         TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    weight       INTEGER NOT NULL DEFAULT 100,
+    payout_cents INTEGER,
+    daily_cap    INTEGER,
+    status       TEXT NOT NULL DEFAULT 'active',
+    UNIQUE (link_id, name)
+);
+-- mode: 'weighted' or 'optimize'; rules: JSON, naming destinations.
+ALTER TABLE links ADD COLUMN mode TEXT NOT NULL DEFAULT 'weighted';
+ALTER TABLE links ADD COLUMN fallback_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE links ADD COLUMN rules TEXT NOT NULL DEFAULT '[]';
+INSERT INTO destinations (link_id, position, kind, name, url) SELECT id, 0, 'offer', 'Offer 1', url FROM links;
+-- The offer a click went to (set when it leaves a lander), the lander it
+-- saw, and the matched rule's name (interned). Clicks of before this step
+-- have none: they went to their link's first destination.
+ALTER TABLE clicks ADD COLUMN destination_id INTEGER;
+ALTER TABLE clicks ADD COLUMN lander_id INTEGER;
+ALTER TABLE clicks ADD COLUMN rule INTEGER;
+ALTER TABLE leads ADD COLUMN destination_id INTEGER;
+UPDATE leads SET destination_id = (SELECT d.id FROM destinations d WHERE d.link_id = leads.link_id);
+-- Rows of dimension 'destination' (value: its id): clicks are an offer's
+-- visitors or a lander's views; lander_clicks are a lander's click-throughs.
+ALTER TABLE rollups ADD COLUMN lander_clicks INTEGER NOT NULL DEFAULT 0;
+INSERT INTO rollups (user_id, dim, day, value, clicks, unique_clicks, bot_clicks, leads,
+                     approved_leads, pending_leads, rejected_leads, payout_cents)
+    SELECT r.user_id, 'destination', r.day, d.id, r.clicks, r.unique_clicks, r.bot_clicks, r.leads,
+           r.approved_leads, r.pending_leads, r.rejected_leads, r.payout_cents
+    FROM rollups r JOIN destinations d ON d.link_id = CAST(r.value AS INTEGER)
+    WHERE r.dim = 'link';

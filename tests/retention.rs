@@ -153,6 +153,9 @@ fn raw_click_days_lets_the_maintenance_thread_purge_in_batches() {
                         device: 1,
                         is_unique: true,
                         values: [None; 6],
+                        destination_id: None,
+                        lander_id: None,
+                        rule: None,
                     };
                     store::insert(tx, &row)?;
                 }

@@ -156,6 +156,21 @@ fn databases_from_every_earlier_schema_version_upgrade_in_place() {
                 None,
             );
             assert_eq!((r.status, r.json()["outcome"].clone()), (200, json!("created")), "{}", r.body);
+            let rows = s.get("/api/reports?group_by=destination", Some(&token)).json()["data"].clone();
+            let leads: i64 = rows.as_array().unwrap().iter().map(|r| r["leads"].as_i64().unwrap()).sum();
+            assert_eq!(leads, 1, "the lead counts for the click's offer: {rows}");
+            // Each link became a smart link with one offer, its URL; the
+            // clicks of before count for that offer, and so does the lead.
+            let links = s.get("/api/links", Some(&token)).json()["data"].clone();
+            for link in links.as_array().unwrap() {
+                let id = link["id"].as_i64().unwrap();
+                let routing = s.get(&format!("/api/links/{id}/routing"), Some(&token)).json()["data"].clone();
+                let d = routing["destinations"].as_array().unwrap();
+                assert_eq!((d.len(), &d[0]["name"], &d[0]["url"]), (1, &json!("Offer 1"), &link["url"]), "{routing}");
+            }
+            let q = format!("/api/reports?group_by=destination&from={day}&to={day}");
+            let row = s.get(&q, Some(&token)).json()["data"][0].clone();
+            assert_eq!((row["name"].as_str(), row["clicks"].as_i64()), (Some("Offer 1"), Some(1)), "{row}");
             let recent = s.get("/api/dashboard-data", Some(&token)).json()["recent_clicks"].clone();
             assert!(recent.as_array().unwrap().iter().any(|c| c["clickid"] == click["clickid"]), "{recent}");
         }

@@ -83,6 +83,9 @@ enum Command {
         links: u32,
         #[arg(long, default_value_t = 200)]
         sub_ids: u32,
+        /// Offers on each link, traffic split evenly
+        #[arg(long, default_value_t = 1)]
+        offers: u32,
     },
 }
 
@@ -194,7 +197,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Blacklist(cmd) => blacklist(&app, cmd),
         Command::Purge { before, dry_run } => purge(&app, &before, dry_run),
         Command::Geoip(GeoipCommand::Update { url, maxmind_key }) => geoip_update(&app, url, maxmind_key),
-        Command::DevSeed { email, clicks, leads, days, links, sub_ids } => {
+        Command::DevSeed { email, clicks, leads, days, links, sub_ids, offers } => {
             let user = match crate::accounts::find(&app, &email) {
                 Ok(user) => user,
                 Err(Error::NotFound) => {
@@ -203,7 +206,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Err(e) => return Err(e.into()),
             };
             let started = std::time::Instant::now();
-            let seed = crate::tracking::seed::Seed { user_id: user.id, clicks, leads, days, links, sub_ids };
+            let seed = crate::tracking::seed::Seed { user_id: user.id, clicks, leads, days, links, sub_ids, offers };
             let (c, l) = crate::tracking::seed::run(&app, &seed, |p| eprint!("\r{p}          "))?;
             eprintln!();
             println!("seeded {c} clicks and {l} leads for {} in {:.1?}", user.email, started.elapsed());

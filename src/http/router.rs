@@ -45,7 +45,16 @@ fn routes(segments: &[&str]) -> Option<(Shape, Methods)> {
                 ("DELETE", Api("links:write"), tracking::delete_link),
             ],
         ),
+        ["api", "links", _id, "routing"] => (
+            Plain,
+            &[
+                ("GET", Api("links:read"), tracking::show_routing),
+                ("PUT", Api("links:write"), tracking::update_routing),
+            ],
+        ),
+        ["api", "links", _id, "stats"] => (Plain, &[("GET", Api("reports:read"), tracking::link_stats)]),
         ["go", _slug] => (Plain, &[("GET", Public, tracking::click)]),
+        ["click", _clickid] => (Plain, &[("GET", Public, tracking::leave_lander)]),
         ["api", "postback", "conversion"] => {
             (Plain, &[("GET", Public, tracking::conversion), ("POST", Public, tracking::conversion)])
         }

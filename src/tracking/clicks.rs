@@ -2,17 +2,18 @@
 //! uniqueness and rollups in the same transaction), then 302 to the
 //! destination with the macros filled in.
 
-use super::device;
+use super::links::Target;
 use super::rollup::{self, Delta, Dims};
-use super::store;
 use super::visitors;
 use super::Runtime;
+use super::{bandit, dashboard, device, routing, store};
 use crate::base::Core;
-use crate::clock;
+use crate::clock::{self, MINUTE, SECOND};
 use crate::error::Error;
 use crate::net::{form_pairs, percent_encode_into};
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Longest sub_id (and sub2..sub5, ext_id) kept; longer values are cut.
 pub const MAX_PARAM: usize = 255;
@@ -91,6 +92,118 @@ pub struct Visit<'a> {
     pub user_agent: &'a str,
     pub ip: IpAddr,
     pub country_header: Option<&'a str>,
+    pub accept_language: &'a str,
+}
+
+/// The values of a destination URL's macros for one click.
+pub struct Macros<'a> {
+    pub clickid: &'a str,
+    /// sub1..sub5, then ext_id.
+    pub values: [&'a str; 6],
+    pub country: &'a str,
+    pub device: &'a str,
+    pub os: &'a str,
+    pub destination: &'a str,
+    pub rule: &'a str,
+    /// `<app_url>/click/{clickid}`, for a lander's button.
+    pub click_url: &'a str,
+}
+
+impl Macros<'_> {
+    /// `url` with its macros filled (see [`fill`]).
+    pub fn fill(&self, url: &str) -> String {
+        fill(url, |name| {
+            Some(Cow::Borrowed(match name {
+                "clickid" => self.clickid,
+                "sub_id" | "sub1" => self.values[0],
+                "sub2" => self.values[1],
+                "sub3" => self.values[2],
+                "sub4" => self.values[3],
+                "sub5" => self.values[4],
+                "ext_id" => self.values[5],
+                "country_code" => self.country,
+                "device_type" => self.device,
+                "os" => self.os,
+                "destination" => self.destination,
+                "rule" => self.rule,
+                "click_url" => self.click_url,
+                _ => return None,
+            }))
+        })
+    }
+}
+
+/// Where a visit goes: a destination (by index in the link's routing)
+/// and the rule that chose it; no destination means the fallback URL.
+struct Route {
+    index: Option<usize>,
+    rule: Option<usize>,
+}
+
+/// Chooses among `listed` destinations of the link for one visit: open
+/// ones (active, offers under their daily cap) by stickiness, weight or
+/// the optimize mode's shares; when none is open, the fallback URL (None)
+/// or else the least-loaded offer.
+fn pick_among(
+    app: &Core,
+    rt: &Runtime,
+    target: &Target,
+    listed: &[usize],
+    visitor: u64,
+    sticky: Option<i64>,
+    day: &str,
+) -> Result<Option<usize>, Error> {
+    let r = &target.routing;
+    let mut load = vec![0.0; r.destinations.len()];
+    for &i in listed {
+        let d = &r.destinations[i];
+        if let (routing::Kind::Offer, Some(cap)) = (d.kind, d.daily_cap) {
+            let n = rt.caps.conversions(&app.db, target.user_id, d.id, day)?;
+            load[i] = n as f64 / cap.max(1) as f64;
+        }
+    }
+    let shares = match r.mode {
+        routing::Mode::Optimize => optimize_shares(app, target)?,
+        routing::Mode::Weighted => None,
+    };
+    let capped = |i: usize| load[i] >= 1.0;
+    if let Some(i) = r.pick(listed, visitor, sticky, &capped, shares.as_deref().map(Vec::as_slice)) {
+        return Ok(Some(i));
+    }
+    if r.fallback_url.is_some() {
+        return Ok(None);
+    }
+    Ok(r.least_loaded(listed, |i| load[i]))
+}
+
+/// The optimize mode's shares of the link's offers (by destination
+/// index), drawn again at most once a minute from the offers' all-time
+/// clicks and approved conversions; None until every active offer has
+/// had [`bandit::MIN_CLICKS`] clicks.
+fn optimize_shares(app: &Core, target: &Target) -> Result<Option<Arc<Vec<f64>>>, Error> {
+    let now = app.clock.now();
+    if let Some((at, shares)) = &*target.shares.lock().unwrap_or_else(|e| e.into_inner()) {
+        if now - at < MINUTE && now >= *at {
+            return Ok((!shares.is_empty()).then(|| Arc::clone(shares)));
+        }
+    }
+    let r = &target.routing;
+    let offers: Vec<usize> = (0..r.destinations.len())
+        .filter(|&i| r.destinations[i].kind == routing::Kind::Offer && r.destinations[i].active)
+        .collect();
+    let ids: Vec<i64> = offers.iter().map(|&i| r.destinations[i].id).collect();
+    let arms = app.db.read(|c| Ok(dashboard::destination_arms(c, target.user_id, &ids)?))?;
+    let seed = (now / MINUTE) as u64 ^ (target.id as u64).rotate_left(32);
+    let mut shares = Vec::new();
+    if let Some(s) = bandit::shares(&arms, seed) {
+        shares = vec![0.0; r.destinations.len()];
+        for (&i, share) in offers.iter().zip(s) {
+            shares[i] = share;
+        }
+    }
+    let shares = Arc::new(shares);
+    *target.shares.lock().unwrap_or_else(|e| e.into_inner()) = Some((now, Arc::clone(&shares)));
+    Ok((!shares.is_empty()).then_some(shares))
 }
 
 /// Records the click and returns where to send the visitor; None for an
@@ -101,28 +214,56 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     let device = device::detect(visit.user_agent);
     let country = country(rt, visit.ip, visit.country_header);
     let now = app.clock.now();
-    let id = rt.ids.next(&app.db)?;
-    let secret = store::new_secret();
-    let clickid = store::clickid(id, &secret);
     let day = clock::local_date(now, app.utc_offset);
     let user_agent = super::clip(visit.user_agent, MAX_USER_AGENT);
     let visitor = visitors::key(target.id, visit.ip, &user_agent);
+    let os = routing::os_of(&user_agent);
+    let last = rt.visitors.last(visitor, now);
+    let route = {
+        let r = &target.routing;
+        let language = routing::language_of(visit.accept_language);
+        let names = ["sub_id", "sub2", "sub3", "sub4", "sub5"];
+        let mut named: Vec<(&str, &str)> = names.iter().copied().zip(params.subs.iter().map(String::as_str)).collect();
+        named.push(("sub1", &params.subs[0]));
+        named.push(("ext_id", &params.ext_id));
+        let hour = ((now / SECOND + i64::from(app.utc_offset)).rem_euclid(86_400) / 3600) as u8;
+        let conditions = routing::Visit {
+            country: &country,
+            device,
+            os,
+            language: &language,
+            hour,
+            params: &named,
+            unique: device != "bot" && last.is_none(),
+        };
+        let rule = r.matching_rule(&conditions);
+        let index = pick_among(app, rt, &target, &r.listed(rule), visitor, last.flatten(), &day)?;
+        Route { index, rule }
+    };
+    let id = rt.ids.next(&app.db)?;
+    let secret = store::new_secret();
+    let clickid = store::clickid(id, &secret);
+    let chosen = route.index.map(|i| &target.routing.destinations[i]);
+    let rule = route.rule.map(|i| target.routing.rules[i].name.as_str());
+    let click_url = format!("{}/click/{clickid}", app.config.app_url());
     // Where the visitor goes, known before the click is stored; sent only
     // once it is.
-    let location = fill(&target.url, |name| {
-        Some(Cow::Borrowed(match name {
-            "clickid" => clickid.as_str(),
-            "sub_id" | "sub1" => &params.subs[0],
-            "sub2" => &params.subs[1],
-            "sub3" => &params.subs[2],
-            "sub4" => &params.subs[3],
-            "sub5" => &params.subs[4],
-            "ext_id" => &params.ext_id,
-            "country_code" => &country,
-            "device_type" => device,
-            _ => return None,
-        }))
-    });
+    let location = Macros {
+        clickid: &clickid,
+        values: [&params.subs[0], &params.subs[1], &params.subs[2], &params.subs[3], &params.subs[4], &params.ext_id],
+        country: &country,
+        device,
+        os,
+        destination: chosen.map_or("", |d| d.name.as_str()),
+        rule: rule.unwrap_or(""),
+        click_url: &click_url,
+    }
+    .fill(chosen.map_or_else(|| target.routing.fallback_url.as_deref().unwrap_or(&target.url), |d| d.url.as_str()));
+    let (destination_id, lander_id) = match chosen {
+        None => (Some(0), None),
+        Some(d) if d.kind == routing::Kind::Lander => (None, Some(d.id)),
+        Some(d) => (Some(d.id), None),
+    };
     let click = NewClick {
         id,
         secret,
@@ -136,6 +277,9 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         visitor,
         day,
         now,
+        destination_id,
+        lander_id,
+        rule: rule.map(str::to_string),
     };
     let write = |tx: &rusqlite::Connection, batch: &[NewClick]| write_batch(tx, batch, rt);
     rt.click_writer
@@ -153,6 +297,70 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     Ok(Some(location))
 }
 
+/// `GET /click/{clickid}`: the visitor leaves its lander. The first time,
+/// an offer is chosen among the rule's offers (or the link's), the click
+/// records it and the lander's click-through counts; later times go to the
+/// same offer and count nothing. None: unknown clickid, or its link is
+/// paused or gone.
+pub fn leave_lander(app: &Core, rt: &Runtime, clickid: &str) -> Result<Option<String>, Error> {
+    let Some(f) = app.db.read(|c| Ok(store::funnel(c, clickid)?))? else { return Ok(None) };
+    let Some(target) = rt.slugs.get(&app.db, &f.slug)? else { return Ok(None) };
+    let r = &target.routing;
+    let rule = r.rules.iter().position(|x| !f.rule.is_empty() && x.name == f.rule);
+    let now = app.clock.now();
+    let day = clock::local_date(now, app.utc_offset);
+    let visitor = f.ip.map_or(f.id as u64, |ip| visitors::key(f.link_id, ip, &f.user_agent));
+    let index = match (f.offer_id, f.lander_id) {
+        (Some(0), _) => None,
+        (Some(id), _) => match r.position_of(id) {
+            Some(i) => Some(i),
+            // Its offer was removed since: choose again.
+            None => pick_among(app, rt, &target, &r.offers_after_lander(rule), visitor, None, &day)?,
+        },
+        (None, Some(_)) => {
+            let index = pick_among(app, rt, &target, &r.offers_after_lander(rule), visitor, None, &day)?;
+            let offer_id = index.map_or(0, |i| r.destinations[i].id);
+            app.db.write(|tx| {
+                if store::set_offer(tx, f.id, offer_id)? && f.device != "bot" {
+                    let mut rollups = rollup::Batch::default();
+                    if offer_id != 0 {
+                        let seen = Delta { clicks: 1, unique_clicks: i64::from(f.is_unique), ..Delta::default() };
+                        rollups.add_destination(f.user_id, &day, offer_id, seen);
+                    }
+                    if let Some(lander) = f.lander_id {
+                        rollups.add_destination(
+                            f.user_id,
+                            &day,
+                            lander,
+                            Delta { lander_clicks: 1, ..Delta::default() },
+                        );
+                    }
+                    rollups.write(tx)?;
+                }
+                Ok(())
+            })?;
+            index
+        }
+        // A click of before smart links, or of a link without landers.
+        (None, None) => r.first_offer().and_then(|d| r.position_of(d.id)),
+    };
+    let chosen = index.map(|i| &r.destinations[i]);
+    let v = &f.values;
+    let click_url = format!("{}/click/{}", app.config.app_url(), f.clickid);
+    let location = Macros {
+        clickid: &f.clickid,
+        values: [&v[0], &v[1], &v[2], &v[3], &v[4], &v[5]],
+        country: &f.country,
+        device: f.device,
+        os: routing::os_of(&f.user_agent),
+        destination: chosen.map_or("", |d| d.name.as_str()),
+        rule: &f.rule,
+        click_url: &click_url,
+    }
+    .fill(chosen.map_or_else(|| r.fallback_url.as_deref().unwrap_or(&target.url), |d| d.url.as_str()));
+    Ok(Some(location))
+}
+
 /// A click waiting for its batch's transaction.
 pub struct NewClick {
     id: i64,
@@ -167,6 +375,10 @@ pub struct NewClick {
     visitor: u64,
     day: String,
     now: i64,
+    /// As stored: see [`store::Row`].
+    destination_id: Option<i64>,
+    lander_id: Option<i64>,
+    rule: Option<String>,
 }
 
 /// Clicks of a committed batch, by kind, for the metrics.
@@ -201,7 +413,8 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
     for c in batch {
         let is_bot = c.device == "bot";
         // Unique: this visitor has not clicked this link in the last 24 hours.
-        let is_unique = !is_bot && rt.visitors.is_unique(c.visitor, c.now, &mut counts.seen);
+        let sent_to = c.lander_id.or(c.destination_id);
+        let is_unique = !is_bot && rt.visitors.is_unique(c.visitor, c.now, sent_to, &mut counts.seen);
         let s1 = &c.params.subs[0];
         let mut values = [None; 6];
         for (slot, text) in values.iter_mut().zip(c.params.subs.iter().chain([&c.params.ext_id])) {
@@ -210,6 +423,10 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
             }
         }
         let ua = interner.id(tx, store::Kind::UserAgent, &c.user_agent, &mut counts.fresh)?;
+        let rule = match &c.rule {
+            Some(name) => Some(interner.id(tx, store::Kind::Value, name, &mut counts.fresh)?),
+            None => None,
+        };
         store::insert(
             tx,
             &store::Row {
@@ -224,6 +441,9 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
                 device: store::device_code(c.device),
                 is_unique,
                 values,
+                destination_id: c.destination_id,
+                lander_id: c.lander_id,
+                rule,
             },
         )?;
         let delta = if is_bot {
@@ -241,7 +461,13 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
             }
             Delta { clicks: 1, unique_clicks: i64::from(is_unique), ..Delta::default() }
         };
-        let dims = Dims { sub_id: s1, country: &c.country, device: c.device, link_id: c.link_id };
+        let dims = Dims {
+            sub_id: s1,
+            country: &c.country,
+            device: c.device,
+            link_id: c.link_id,
+            destination_id: sent_to.filter(|&id| id != 0),
+        };
         rollups.add(c.user_id, &c.day, &dims, delta, is_bot);
     }
     rollups.write(tx)?;

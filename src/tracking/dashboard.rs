@@ -2,7 +2,9 @@
 //! rollup counters (and, for the live counter and the recent lists, from
 //! the newest rows of `clicks` and `leads` by index), never a scan.
 
+use super::bandit::{self, Arm};
 use super::rollup::ALL_TIME;
+use super::routing::{Kind, Routing};
 use super::{conversion_rate, money};
 use crate::base::Core;
 use crate::clock;
@@ -204,7 +206,12 @@ pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, l
     })
 }
 
-pub const GROUPS: &[&str] = &["day", "sub_id", "country", "device", "link"];
+pub const GROUPS: &[&str] = &["day", "sub_id", "country", "device", "link", "destination"];
+
+/// Groupings whose value is an id, shown as a number with its name.
+fn by_id(group_by: &str) -> bool {
+    group_by == "link" || group_by == "destination"
+}
 
 /// Keeps each user's reports to about a sixth of one core: after a report
 /// that took `d`, that user's next one starts no sooner than `5 d` later
@@ -257,8 +264,10 @@ impl Pacer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub group: String,
-    /// The link's name, for rows grouped by link.
+    /// The link's or destination's name, for rows grouped by either.
     pub name: Option<String>,
+    /// A lander's click-throughs, for rows grouped by destination.
+    pub lander_clicks: i64,
     pub clicks: i64,
     pub unique_clicks: i64,
     pub leads: i64,
@@ -292,10 +301,10 @@ struct JsonRow<'a>(&'a str, &'a Row);
 impl Serialize for JsonRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (group_by, row) = (self.0, self.1);
-        let link = group_by == "link";
+        let link = by_id(group_by);
         let mut m = s.serialize_map(None)?;
         if link {
-            m.serialize_entry("link", &row.group.parse::<i64>().unwrap_or(0))?;
+            m.serialize_entry(group_by, &row.group.parse::<i64>().unwrap_or(0))?;
         } else {
             m.serialize_entry(group_by, &row.group)?;
         }
@@ -309,6 +318,9 @@ impl Serialize for JsonRow<'_> {
         m.serialize_entry("cr", &conversion_rate(row.approved_leads, row.clicks))?;
         if link {
             m.serialize_entry("name", &row.name)?;
+        }
+        if group_by == "destination" {
+            m.serialize_entry("lander_clicks", &row.lander_clicks)?;
         }
         m.end()
     }
@@ -334,7 +346,12 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
         format!(
             "SELECT {key}, {sum}(clicks), {sum}(unique_clicks), {sum}(leads), {sum}(approved_leads),
                 {sum}(pending_leads), {sum}(rejected_leads), {sum}(payout_cents),
-                (SELECT name FROM links WHERE ?5 = 'link' AND links.id = CAST(value AS INTEGER) AND links.user_id = ?1)
+                CASE ?5 WHEN 'link' THEN
+                    (SELECT name FROM links WHERE links.id = CAST(value AS INTEGER) AND links.user_id = ?1)
+                WHEN 'destination' THEN
+                    (SELECT d.name FROM destinations d JOIN links l ON l.id = d.link_id
+                     WHERE d.id = CAST(value AS INTEGER) AND l.user_id = ?1) END,
+                {sum}(lander_clicks)
          FROM {table} WHERE user_id = ?1 AND dim = '{dim}' AND dim = ?2 AND {days}
          {group} ORDER BY {order} LIMIT ?6"
         )
@@ -360,17 +377,94 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
                 rejected_leads: r.get(6)?,
                 payout_cents: r.get(7)?,
                 name: r.get(8)?,
+                lander_clicks: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     })
 }
 
+/// All-time clicks and approved conversions of these destinations, for
+/// the optimize mode.
+pub fn destination_arms(conn: &Connection, user_id: i64, ids: &[i64]) -> rusqlite::Result<Vec<Arm>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT clicks, approved_leads FROM rollups WHERE user_id = ?1 AND dim = 'destination' AND day = ?2 AND value = ?3",
+    )?;
+    ids.iter()
+        .map(|id| {
+            let found = stmt.query_row(params![user_id, ALL_TIME, id.to_string()], |r| {
+                Ok(Arm { clicks: r.get(0)?, approved: r.get(1)? })
+            });
+            match found {
+                Err(rusqlite::Error::QueryReturnedNoRows) => Ok(Arm { clicks: 0, approved: 0 }),
+                other => other,
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/links/{id}/stats`: one row per destination of the link, in
+/// its order, from the rollups (a link with 10 M clicks costs what one with
+/// ten does), with each offer's chance of having the best conversion rate.
+pub fn link_stats(app: &Core, user_id: i64, routing: &Routing, range: &Range) -> Result<Vec<Value>, Error> {
+    let counts: Vec<[i64; 6]> = app.db.read(|c| {
+        let c = &c.unchecked_transaction()?;
+        let (from, to) = range.rollup_days(c, user_id)?;
+        let mut stmt = c.prepare_cached(
+            "SELECT coalesce(sum(clicks), 0), coalesce(sum(unique_clicks), 0), coalesce(sum(lander_clicks), 0),
+                    coalesce(sum(approved_leads), 0), coalesce(sum(pending_leads), 0), coalesce(sum(payout_cents), 0)
+             FROM rollups WHERE user_id = ?1 AND dim = 'destination' AND value = ?2 AND day BETWEEN ?3 AND ?4",
+        )?;
+        let rows = routing.destinations.iter().map(|d| {
+            stmt.query_row(params![user_id, d.id.to_string(), from, to], |r| {
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])
+            })
+        });
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })?;
+    let offers: Vec<usize> =
+        (0..routing.destinations.len()).filter(|&i| routing.destinations[i].kind == Kind::Offer).collect();
+    let arms: Vec<Arm> = offers.iter().map(|&i| Arm { clicks: counts[i][0], approved: counts[i][3] }).collect();
+    let p_best = bandit::p_best(&arms, bandit::DRAWS, bandit::SEED);
+    Ok(routing
+        .destinations
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .map(|(i, (d, &[clicks, unique, lander_clicks, approved, pending, revenue]))| {
+            let p = offers.iter().position(|&o| o == i).map(|k| p_best[k]);
+            // Earnings per click in cents, rounded half up.
+            let epc = if clicks > 0 { (revenue * 2 + clicks) / (clicks * 2) } else { 0 };
+            let mut row = json!({
+                "id": d.id,
+                "name": d.name,
+                "kind": d.kind.as_str(),
+                "status": if d.active { "active" } else { "paused" },
+                "clicks": clicks,
+                "unique": unique,
+                "lander_clicks": lander_clicks,
+                "conversions": approved + pending,
+                "approved": approved,
+                "revenue": money(revenue),
+                "cost": money(0),
+                "profit": money(revenue),
+                "cr": conversion_rate(approved, clicks),
+                "epc": money(epc),
+                "p_best": p.map(|p| (p * 10_000.0).round() / 10_000.0),
+            });
+            if d.kind == Kind::Lander {
+                row["ctr"] = conversion_rate(lander_clicks, clicks);
+            }
+            row
+        })
+        .collect())
+}
+
 /// Report rows as CSV: the group (and a link's name), the counters, payout
 /// and cr with two decimals.
 pub fn report_csv(group_by: &str, rows: &[Row]) -> String {
     use std::fmt::Write;
-    let link = group_by == "link";
+    let link = by_id(group_by);
     let mut out = String::with_capacity(64 * (rows.len() + 1));
     out.push_str(group_by);
     if link {
@@ -461,6 +555,7 @@ mod tests {
             pending_leads: 0,
             rejected_leads: 0,
             payout_cents: 0,
+            lander_clicks: 0,
         }
     }
 

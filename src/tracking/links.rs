@@ -1,6 +1,7 @@
 //! Tracking links: the `links` table and its rules. Only the owner sees or
 //! changes a link; anyone else gets 404, as for a link that does not exist.
 
+use super::routing::{self, Routing};
 use super::{clip, money, parse_money};
 use crate::base::Core;
 use crate::clock::{self, Micros};
@@ -25,6 +26,10 @@ pub const MACROS: &[&str] = &[
     "{country_code}",
     "{device_type}",
     "{ext_id}",
+    "{destination}",
+    "{rule}",
+    "{os}",
+    "{click_url}",
 ];
 const MAX_URL: usize = 2048;
 
@@ -38,11 +43,13 @@ pub struct Link {
     pub payout_cents: i64,
     pub status: String,
     pub source_postback_url: String,
+    pub fallback_url: String,
     pub created_at: Micros,
     pub updated_at: Micros,
 }
 
-const COLUMNS: &str = "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at";
+const COLUMNS: &str =
+    "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at, fallback_url";
 
 fn from_row(r: &Row) -> rusqlite::Result<Link> {
     Ok(Link {
@@ -56,6 +63,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Link> {
         source_postback_url: r.get(7)?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
+        fallback_url: r.get(10)?,
     })
 }
 
@@ -69,6 +77,7 @@ pub fn to_json(app: &Core, link: &Link) -> Value {
         "payout": money(link.payout_cents),
         "status": link.status,
         "source_postback_url": link.source_postback_url,
+        "fallback_url": Some(&link.fallback_url).filter(|u| !u.is_empty()),
         "created_at": clock::format(link.created_at),
         "updated_at": clock::format(link.updated_at),
     })
@@ -92,13 +101,18 @@ pub fn find_owned(conn: &Connection, user_id: i64, id: &str) -> Result<Link, Err
         .ok_or(Error::NotFound)
 }
 
-/// What the click path needs of a link, by its public slug.
-#[derive(Debug, Clone)]
+/// What the click path needs of a link, by its public slug: its routing
+/// too, so choosing a destination reads nothing.
+#[derive(Debug)]
 pub struct Target {
     pub id: i64,
     pub user_id: i64,
     pub url: String,
     pub active: bool,
+    pub payout_cents: i64,
+    pub routing: Routing,
+    /// The optimize mode's shares of the offers and when they were drawn.
+    pub shares: std::sync::Mutex<Option<(Micros, Arc<Vec<f64>>)>>,
 }
 
 /// Active links by slug, kept in memory so a click costs no read query.
@@ -141,11 +155,25 @@ impl SlugCache {
 }
 
 pub fn find_by_slug(conn: &Connection, slug: &str) -> rusqlite::Result<Option<Target>> {
-    conn.prepare_cached("SELECT id, user_id, url, status FROM links WHERE slug = ?1")?
+    let found = conn
+        .prepare_cached(
+            "SELECT id, user_id, url, status, payout_cents, mode, fallback_url, rules FROM links WHERE slug = ?1",
+        )?
         .query_row([slug], |r| {
-            Ok(Target { id: r.get(0)?, user_id: r.get(1)?, url: r.get(2)?, active: r.get::<_, String>(3)? == "active" })
+            let link = (r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?);
+            Ok((link, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?))
         })
-        .optional()
+        .optional()?;
+    let Some(((id, user_id, url, status, payout_cents), mode, fallback_url, rules)) = found else { return Ok(None) };
+    Ok(Some(Target {
+        id,
+        user_id,
+        url,
+        active: status == "active",
+        payout_cents,
+        routing: routing::load(conn, id, &mode, &fallback_url, &rules)?,
+        shares: Default::default(),
+    }))
 }
 
 /// The fields of a create or update, each already checked.
@@ -157,6 +185,8 @@ pub struct Fields {
     pub status: Option<String>,
     pub slug: Option<String>,
     pub source_postback_url: Option<String>,
+    /// Some("") clears it.
+    pub fallback_url: Option<String>,
 }
 
 fn invalid(field: &str, key: &'static str) -> Msg {
@@ -247,6 +277,12 @@ pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, 
             errors.add("source_postback_url", invalid("source_postback_url", "validation.url"));
         }
     }
+    fields.fallback_url = text("fallback_url", &mut errors).map(|u| ascii_url(&u));
+    if let Some(u) = &fields.fallback_url {
+        if !u.is_empty() && (u.len() > MAX_URL || !is_http_url(u)) {
+            errors.add("fallback_url", invalid("fallback_url", "validation.url"));
+        }
+    }
     errors.into_result()?;
     Ok(fields)
 }
@@ -271,8 +307,9 @@ pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
             };
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO links (user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                    "INSERT INTO links (user_id, name, url, slug, payout_cents, status, source_postback_url, created_at,
+                                    updated_at, fallback_url)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
                 )?
                 .execute(params![
                     user_id,
@@ -282,10 +319,15 @@ pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
                     f.payout_cents.unwrap_or(0),
                     f.status.as_deref().unwrap_or("active"),
                     f.source_postback_url.as_deref().unwrap_or_default(),
-                    now
+                    now,
+                    f.fallback_url.as_deref().unwrap_or_default()
                 ]);
             match inserted {
-                Ok(_) => return find_owned(tx, user_id, &tx.last_insert_rowid().to_string()),
+                Ok(_) => {
+                    let id = tx.last_insert_rowid();
+                    routing::create_first_offer(tx, id, f.url.as_deref().unwrap_or_default())?;
+                    return find_owned(tx, user_id, &id.to_string());
+                }
                 Err(e) if is_unique_violation(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -301,25 +343,57 @@ pub fn update(app: &Core, slugs: &SlugCache, user_id: i64, id: &str, f: Fields) 
         let link = find_owned(tx, user_id, id)?;
         let result = tx.execute(
             "UPDATE links SET name = ?2, url = ?3, payout_cents = ?4, status = ?5, slug = ?6,
-                 source_postback_url = ?7, updated_at = ?8 WHERE id = ?1",
+                 source_postback_url = ?7, updated_at = ?8, fallback_url = ?9 WHERE id = ?1",
             params![
                 link.id,
                 f.name.unwrap_or(link.name),
-                f.url.unwrap_or(link.url),
+                f.url.clone().unwrap_or(link.url),
                 f.payout_cents.unwrap_or(link.payout_cents),
                 f.status.unwrap_or(link.status),
                 f.slug.unwrap_or(link.slug),
                 f.source_postback_url.unwrap_or(link.source_postback_url),
-                now
+                now,
+                f.fallback_url.unwrap_or(link.fallback_url)
             ],
         );
         match result {
             Err(e) if is_unique_violation(&e) => Err(slug_taken()),
             other => {
                 other?;
+                if let Some(url) = &f.url {
+                    routing::set_first_offer_url(tx, link.id, url)?;
+                }
                 find_owned(tx, user_id, id)
             }
         }
+    })
+}
+
+/// The routing of this user's link (`GET /api/links/{id}/routing`).
+pub fn routing_of(conn: &Connection, user_id: i64, id: &str) -> Result<Routing, Error> {
+    let link = find_owned(conn, user_id, id)?;
+    let (mode, rules): (String, String) =
+        conn.query_row("SELECT mode, rules FROM links WHERE id = ?1", [link.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(routing::load(conn, link.id, &mode, &link.fallback_url, &rules)?)
+}
+
+/// Replaces the routing of this user's link in one transaction
+/// (`PUT /api/links/{id}/routing`); `keep_fallback` when the body had no
+/// `fallback_url`. Returns the routing as stored, with its ids.
+pub fn set_routing(
+    app: &Core,
+    slugs: &SlugCache,
+    user_id: i64,
+    id: &str,
+    mut routing: Routing,
+    keep_fallback: bool,
+) -> Result<Routing, Error> {
+    let now = app.clock.now();
+    let _clear = ClearOnDrop(slugs);
+    app.db.write(|tx| {
+        let link = find_owned(tx, user_id, id)?;
+        routing::save(tx, link.id, &mut routing, keep_fallback, now)?;
+        routing_of(tx, user_id, id)
     })
 }
 

@@ -2,6 +2,7 @@
 //! notification, and the numbers built from them (rollups, dashboard,
 //! reports).
 
+pub mod bandit;
 pub mod clicks;
 pub mod dashboard;
 pub mod device;
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub live: live::Live,
     /// Spaces out each user's reports.
     pub reports: dashboard::Pacer,
+    /// Conversions today of capped offers.
+    pub caps: routing::Caps,
 }
 
 impl Runtime {
@@ -50,6 +53,7 @@ impl Runtime {
             visitors: Default::default(),
             live: Default::default(),
             reports: Default::default(),
+            caps: Default::default(),
         })
     }
 }

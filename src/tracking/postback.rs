@@ -69,10 +69,26 @@ pub fn json_params(body: &Map<String, Value>) -> Vec<(String, String)> {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// The change this postback made to an offer's conversions of a day,
+    /// for the offer's daily cap.
+    pub counted: Option<Counted>,
+}
+
+/// Conversions (approved + pending) an offer gained or lost on a day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    pub destination_id: i64,
+    pub day: String,
+    pub conversions: i64,
 }
 
 fn answer(status: u16, message: &str, outcome: &str) -> Answer {
-    Answer { status, body: json!({"message": message, "outcome": outcome}) }
+    Answer { status, body: json!({"message": message, "outcome": outcome}), counted: None }
+}
+
+/// Whether a lead in `status` counts against its offer's daily cap.
+fn counts_for_cap(status: &str) -> i64 {
+    i64::from(status == "approved" || status == "pending")
 }
 
 struct Click {
@@ -84,6 +100,8 @@ struct Click {
     ext_id: String,
     country: String,
     device: String,
+    destination_id: Option<i64>,
+    /// The destination's payout, else the link's.
     link_payout: i64,
     source_postback_url: String,
     secret_version: i64,
@@ -93,10 +111,11 @@ struct Click {
 fn find_click(conn: &Connection, clickid: &str) -> rusqlite::Result<Option<Click>> {
     let Some(c) = super::store::find(conn, clickid)? else { return Ok(None) };
     conn.prepare_cached(
-        "SELECT l.payout_cents, l.source_postback_url, u.postback_secret_version, u.postback_allowlist
+        "SELECT coalesce((SELECT payout_cents FROM destinations WHERE id = ?2), l.payout_cents),
+                l.source_postback_url, u.postback_secret_version, u.postback_allowlist
          FROM links l JOIN users u ON u.id = l.user_id WHERE l.id = ?1",
     )?
-    .query_row([c.link_id], |r| {
+    .query_row(params![c.link_id, c.destination_id], |r| {
         Ok(Click {
             id: c.id,
             user_id: c.user_id,
@@ -106,6 +125,7 @@ fn find_click(conn: &Connection, clickid: &str) -> rusqlite::Result<Option<Click
             ext_id: c.ext_id.clone(),
             country: c.country.clone(),
             device: c.device.to_string(),
+            destination_id: c.destination_id,
             link_payout: r.get(0)?,
             source_postback_url: r.get(1)?,
             secret_version: r.get(2)?,
@@ -301,6 +321,7 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
 
 fn invalid(field: &str, message: &str) -> Answer {
     Answer {
+        counted: None,
         status: 422,
         body: json!({"message": "The given data was invalid.", "errors": {field: [message]}, "outcome": "invalid"}),
     }
@@ -334,6 +355,7 @@ struct Lead {
     country: String,
     device: String,
     link_id: i64,
+    destination_id: Option<i64>,
 }
 
 /// Creates or moves the lead and its rollups (a new lead counts on today's
@@ -350,13 +372,19 @@ fn apply(
 ) -> Result<(Answer, Option<i64>, bool), Error> {
     let existing = find_lead(tx, click.user_id, txid)?;
     let Some(lead) = existing else {
-        let dims = Dims { sub_id: &click.sub1, country: &click.country, device: &click.device, link_id: click.link_id };
+        let dims = Dims {
+            sub_id: &click.sub1,
+            country: &click.country,
+            device: &click.device,
+            link_id: click.link_id,
+            destination_id: click.destination_id,
+        };
         let cents = payout.unwrap_or(click.link_payout);
         let day = clock::local_date(now, utc_offset);
         tx.prepare_cached(
             "INSERT INTO leads (user_id, click_id, link_id, txid, status, payout_cents, sub1, country, device, day,
-                                created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                                created_at, updated_at, destination_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         )?
         .execute(params![
             click.user_id,
@@ -369,13 +397,19 @@ fn apply(
             click.country,
             click.device,
             day,
-            now
+            now,
+            click.destination_id
         ])?;
         let lead_id = tx.last_insert_rowid();
         rollup::add(tx, click.user_id, &day, &dims, Delta::lead(status, cents), false)?;
         let body = json!({"message": "Conversion recorded.", "outcome": "created",
                           "lead": {"txid": txid, "status": status, "payout": money(cents)}});
-        return Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"));
+        let counted = click.destination_id.map(|id| Counted {
+            destination_id: id,
+            day: day.clone(),
+            conversions: counts_for_cap(status),
+        });
+        return Ok((Answer { status: 200, body, counted }, Some(lead_id), status == "approved"));
     };
     move_lead(tx, click.user_id, lead, txid, status, payout, now)
 }
@@ -383,7 +417,8 @@ fn apply(
 /// The user's lead with this transaction id.
 fn find_lead(tx: &Connection, user_id: i64, txid: &str) -> rusqlite::Result<Option<Lead>> {
     tx.prepare_cached(
-        "SELECT id, status, payout_cents, day, sub1, country, device, link_id FROM leads WHERE user_id = ?1 AND txid = ?2",
+        "SELECT id, status, payout_cents, day, sub1, country, device, link_id, destination_id
+         FROM leads WHERE user_id = ?1 AND txid = ?2",
     )?
     .query_row(params![user_id, txid], |r| {
         Ok(Lead {
@@ -395,6 +430,7 @@ fn find_lead(tx: &Connection, user_id: i64, txid: &str) -> rusqlite::Result<Opti
             country: r.get(5)?,
             device: r.get(6)?,
             link_id: r.get(7)?,
+            destination_id: r.get(8)?,
         })
     })
     .optional()
@@ -413,11 +449,17 @@ fn move_lead(
     now: Micros,
 ) -> Result<(Answer, Option<i64>, bool), Error> {
     let (lead_id, old_status, old_cents, day) = (lead.id, lead.status, lead.cents, lead.day);
-    let dims = Dims { sub_id: &lead.sub1, country: &lead.country, device: &lead.device, link_id: lead.link_id };
+    let dims = Dims {
+        sub_id: &lead.sub1,
+        country: &lead.country,
+        device: &lead.device,
+        link_id: lead.link_id,
+        destination_id: lead.destination_id,
+    };
     if old_status == status {
         let body = json!({"message": "Conversion already recorded; nothing changed.", "outcome": "unchanged",
                           "lead": {"txid": txid, "status": status, "payout": money(old_cents)}});
-        return Ok((Answer { status: 200, body }, Some(lead_id), false));
+        return Ok((Answer { status: 200, body, counted: None }, Some(lead_id), false));
     }
     let allowed = matches!(
         (old_status.as_str(), status),
@@ -427,7 +469,7 @@ fn move_lead(
         let message = format!("A lead cannot go from {old_status} to {status}.");
         let body = json!({"message": message, "outcome": "refused_transition",
                           "lead": {"txid": txid, "status": old_status, "payout": money(old_cents)}});
-        return Ok((Answer { status: 422, body }, Some(lead_id), false));
+        return Ok((Answer { status: 422, body, counted: None }, Some(lead_id), false));
     }
     let cents = payout.unwrap_or(old_cents);
     tx.prepare_cached("UPDATE leads SET status = ?2, payout_cents = ?3, updated_at = ?4 WHERE id = ?1")?
@@ -435,5 +477,10 @@ fn move_lead(
     rollup::add(tx, user_id, &day, &dims, Delta::transition(&old_status, old_cents, status, cents), false)?;
     let body = json!({"message": "Conversion updated.", "outcome": "updated",
                       "lead": {"txid": txid, "status": status, "payout": money(cents)}});
-    Ok((Answer { status: 200, body }, Some(lead_id), status == "approved"))
+    let counted = lead.destination_id.map(|id| Counted {
+        destination_id: id,
+        day: day.clone(),
+        conversions: counts_for_cap(status) - counts_for_cap(&old_status),
+    });
+    Ok((Answer { status: 200, body, counted }, Some(lead_id), status == "approved"))
 }

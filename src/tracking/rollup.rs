@@ -22,6 +22,8 @@ pub struct Delta {
     pub pending_leads: i64,
     pub rejected_leads: i64,
     pub payout_cents: i64,
+    /// A lander's click-throughs (on its `destination` rows).
+    pub lander_clicks: i64,
 }
 
 impl Delta {
@@ -58,6 +60,9 @@ pub struct Dims<'a> {
     pub country: &'a str,
     pub device: &'a str,
     pub link_id: i64,
+    /// The destination (an offer or a lander) the event counts for; None
+    /// for a click whose offer is not chosen yet.
+    pub destination_id: Option<i64>,
 }
 
 impl std::ops::AddAssign for Delta {
@@ -70,6 +75,7 @@ impl std::ops::AddAssign for Delta {
         self.pending_leads += o.pending_leads;
         self.rejected_leads += o.rejected_leads;
         self.payout_cents += o.payout_cents;
+        self.lander_clicks += o.lander_clicks;
     }
 }
 
@@ -80,23 +86,33 @@ impl std::ops::AddAssign for Delta {
 #[derive(Default)]
 pub struct Batch<'a>(HashMap<(i64, &'static str, Value<'a>, Cow<'a, str>), Delta>);
 
-/// A row's value: text, or a link's id (written as text).
+/// A row's value: text, or a link's or destination's id (written as text).
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Value<'a> {
     Text(Cow<'a, str>),
-    Link(i64),
+    Id(i64),
 }
 
 impl<'a> Batch<'a> {
     pub fn add(&mut self, user_id: i64, day: &'a str, dims: &Dims<'a>, delta: Delta, total_only: bool) {
         let texts = [dims.sub_id, dims.country, dims.device].map(Cow::Borrowed);
-        self.add_rows(user_id, Cow::Borrowed(day), texts, dims.link_id, delta, total_only);
+        let ids = (dims.link_id, dims.destination_id);
+        self.add_rows(user_id, Cow::Borrowed(day), texts, ids, delta, total_only);
     }
 
     /// [`Batch::add`] for values that do not outlive the call.
     pub fn add_owned(&mut self, user_id: i64, day: &str, dims: &Dims, delta: Delta, total_only: bool) {
         let texts = [dims.sub_id, dims.country, dims.device].map(|t| Cow::Owned(t.to_string()));
-        self.add_rows(user_id, Cow::Owned(day.to_string()), texts, dims.link_id, delta, total_only);
+        let ids = (dims.link_id, dims.destination_id);
+        self.add_rows(user_id, Cow::Owned(day.to_string()), texts, ids, delta, total_only);
+    }
+
+    /// Counts `delta` for one destination only, on `day` and all time: a
+    /// click leaving a lander (the click itself counted already).
+    pub fn add_destination(&mut self, user_id: i64, day: &str, destination_id: i64, delta: Delta) {
+        for day in [Cow::Owned(day.to_string()), Cow::Borrowed(ALL_TIME)] {
+            *self.0.entry((user_id, "destination", Value::Id(destination_id), day)).or_default() += delta;
+        }
     }
 
     fn add_rows(
@@ -104,7 +120,7 @@ impl<'a> Batch<'a> {
         user_id: i64,
         day: Cow<'a, str>,
         [sub_id, country, device]: [Cow<'a, str>; 3],
-        link_id: i64,
+        (link_id, destination_id): (i64, Option<i64>),
         delta: Delta,
         total_only: bool,
     ) {
@@ -115,7 +131,10 @@ impl<'a> Batch<'a> {
                 bump("sub_id", Value::Text(sub_id.clone()));
                 bump("country", Value::Text(country.clone()));
                 bump("device", Value::Text(device.clone()));
-                bump("link", Value::Link(link_id));
+                bump("link", Value::Id(link_id));
+                if let Some(id) = destination_id {
+                    bump("destination", Value::Id(id));
+                }
             }
         }
     }
@@ -124,7 +143,7 @@ impl<'a> Batch<'a> {
         for ((user_id, dim, value, day), delta) in self.0 {
             match value {
                 Value::Text(text) => upsert(conn, user_id, dim, &text, &day, delta)?,
-                Value::Link(id) => upsert(conn, user_id, dim, &id.to_string(), &day, delta)?,
+                Value::Id(id) => upsert(conn, user_id, dim, &id.to_string(), &day, delta)?,
             }
         }
         Ok(())
@@ -132,7 +151,7 @@ impl<'a> Batch<'a> {
 }
 
 /// Adds `delta` to the user's total row and, unless `total_only`, to the
-/// sub_id, country, device and link rows of `day` and of all time.
+/// sub_id, country, device, link and destination rows of `day` and of all time.
 pub fn add(
     conn: &Connection,
     user_id: i64,
@@ -150,8 +169,8 @@ pub fn add(
 fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d: Delta) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO rollups (user_id, dim, value, day, clicks, unique_clicks, bot_clicks, leads,
-                              approved_leads, pending_leads, rejected_leads, payout_cents)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                              approved_leads, pending_leads, rejected_leads, payout_cents, lander_clicks)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (user_id, dim, day, value) DO UPDATE SET
              clicks = clicks + excluded.clicks,
              unique_clicks = unique_clicks + excluded.unique_clicks,
@@ -160,7 +179,8 @@ fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d:
              approved_leads = approved_leads + excluded.approved_leads,
              pending_leads = pending_leads + excluded.pending_leads,
              rejected_leads = rejected_leads + excluded.rejected_leads,
-             payout_cents = payout_cents + excluded.payout_cents",
+             payout_cents = payout_cents + excluded.payout_cents,
+             lander_clicks = lander_clicks + excluded.lander_clicks",
     )?
     .execute(params![
         user_id,
@@ -174,7 +194,8 @@ fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d:
         d.approved_leads,
         d.pending_leads,
         d.rejected_leads,
-        d.payout_cents
+        d.payout_cents,
+        d.lander_clicks
     ])?;
     Ok(())
 }

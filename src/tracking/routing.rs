@@ -4,9 +4,13 @@
 //! storing it and the click path build on it.
 
 use super::links::{ascii_url, is_http_url};
+use crate::db::Db;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
-use serde_json::{Map, Value};
+use rusqlite::{params, Connection};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// Most destinations, and most rules, a link has.
 pub const MAX_DESTINATIONS: usize = 50;
@@ -27,6 +31,8 @@ pub enum Kind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
+    /// Its row id; 0 until stored.
+    pub id: i64,
     pub kind: Kind,
     pub name: String,
     pub url: String,
@@ -118,20 +124,117 @@ impl Routing {
     /// pausing or removing another destination moves no visitor of this
     /// one).
     pub fn choose_by_weight(&self, candidates: &[usize], visitor: u64) -> Option<usize> {
+        self.choose_by(candidates, visitor, |i| f64::from(self.destinations[i].weight))
+    }
+
+    /// [`Routing::choose_by_weight`] with the weights `weight` gives.
+    pub fn choose_by(&self, candidates: &[usize], visitor: u64, weight: impl Fn(usize) -> f64) -> Option<usize> {
         candidates
             .iter()
-            .copied()
-            .filter(|&i| self.destinations[i].weight > 0)
-            .map(|i| {
+            .map(|&i| (i, weight(i)))
+            .filter(|(_, w)| *w > 0.0)
+            .map(|(i, w)| {
                 let d = &self.destinations[i];
                 // A uniform draw in (0, 1) from the visitor and the destination's name.
                 let h = mix(visitor ^ mix(fnv(d.name.as_bytes())));
                 let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                (i, -u.ln() / f64::from(d.weight))
+                (i, -u.ln() / w)
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i)
     }
+
+    /// The destinations a visit may go to: those of the first matching
+    /// rule, else all of them.
+    pub fn listed(&self, rule: Option<usize>) -> Vec<usize> {
+        match rule {
+            Some(r) => self.rules[r].to.clone(),
+            None => (0..self.destinations.len()).collect(),
+        }
+    }
+
+    /// The offers a visitor leaving a lander may go to: the rule's offers,
+    /// or all the link's offers when the rule lists none (or none matched).
+    pub fn offers_after_lander(&self, rule: Option<usize>) -> Vec<usize> {
+        let offers = |list: Vec<usize>| -> Vec<usize> {
+            list.into_iter().filter(|&i| self.destinations[i].kind == Kind::Offer).collect()
+        };
+        let listed = offers(self.listed(rule));
+        if listed.is_empty() {
+            offers(self.listed(None))
+        } else {
+            listed
+        }
+    }
+
+    /// Picks from `listed` for one visit: the visitor's `sticky`
+    /// destination (by id) while it is open, else one by weight among the
+    /// open ones (active, and for an offer not `capped`); an offer picked
+    /// so is re-picked among the open offers by `shares` when given (the
+    /// optimize mode). None when nothing is open: the caller falls back.
+    pub fn pick(
+        &self,
+        listed: &[usize],
+        visitor: u64,
+        sticky: Option<i64>,
+        capped: &dyn Fn(usize) -> bool,
+        shares: Option<&[f64]>,
+    ) -> Option<usize> {
+        let open: Vec<usize> = listed
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let d = &self.destinations[i];
+                d.active && !(d.kind == Kind::Offer && capped(i))
+            })
+            .collect();
+        if let Some(i) = sticky.and_then(|id| open.iter().copied().find(|&i| self.destinations[i].id == id)) {
+            return Some(i);
+        }
+        // Destinations of weight 0 get no share of a split, but a rule
+        // listing only such destinations still reaches them, evenly.
+        let chosen = self.choose_by_weight(&open, visitor).or_else(|| self.choose_by(&open, visitor, |_| 1.0))?;
+        match shares {
+            Some(shares) if self.destinations[chosen].kind == Kind::Offer => {
+                let offers: Vec<usize> =
+                    open.iter().copied().filter(|&i| self.destinations[i].kind == Kind::Offer).collect();
+                self.choose_by(&offers, visitor, |i| shares.get(i).copied().unwrap_or(0.0)).or(Some(chosen))
+            }
+            _ => Some(chosen),
+        }
+    }
+
+    /// When every offer of a choice is capped or paused and the link has no
+    /// fallback URL: the offer of `listed` furthest from its cap (`load`:
+    /// conversions today per cap), active ones first; any of the link's
+    /// offers when `listed` has none.
+    pub fn least_loaded(&self, listed: &[usize], load: impl Fn(usize) -> f64) -> Option<usize> {
+        let offers = |list: &[usize]| -> Vec<usize> {
+            list.iter().copied().filter(|&i| self.destinations[i].kind == Kind::Offer).collect()
+        };
+        let mut offers = offers(listed);
+        if offers.is_empty() {
+            offers = offers_of(self);
+        }
+        offers.into_iter().min_by(|&a, &b| {
+            let key = |i: usize| (!self.destinations[i].active, load(i));
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        })
+    }
+
+    /// The first offer: its URL is the link's `url`.
+    pub fn first_offer(&self) -> Option<&Destination> {
+        self.destinations.iter().find(|d| d.kind == Kind::Offer)
+    }
+
+    pub fn position_of(&self, id: i64) -> Option<usize> {
+        self.destinations.iter().position(|d| d.id == id)
+    }
+}
+
+fn offers_of(r: &Routing) -> Vec<usize> {
+    (0..r.destinations.len()).filter(|&i| r.destinations[i].kind == Kind::Offer).collect()
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -216,7 +319,13 @@ pub fn parse(body: &Map<String, Value>) -> Result<Routing, Error> {
         }
         Some(Value::Array(list)) => {
             for (i, item) in list.iter().enumerate() {
-                if let Some(r) = rule(&format!("rules.{i}"), item, &destinations, &mut errors) {
+                if let Some(mut r) = rule(&format!("rules.{i}"), item, &destinations, &mut errors) {
+                    if r.name.is_empty() {
+                        r.name = format!("Rule {}", i + 1);
+                    }
+                    if rules.iter().any(|o: &Rule| o.name == r.name) {
+                        errors.add(&format!("rules.{i}.name"), msg("name", "validation.unique"));
+                    }
                     rules.push(r);
                 }
             }
@@ -331,6 +440,7 @@ fn destination(at: &str, item: &Value, errors: &mut FieldErrors) -> Option<Desti
         }
     };
     Some(Destination {
+        id: 0,
         kind: kind?,
         name: name?,
         url: url?,
@@ -448,6 +558,258 @@ fn rule(at: &str, item: &Value, destinations: &[Destination], errors: &mut Field
         _ => errors.add(&format!("{at}.to"), msg("to", "validation.required")),
     }
     (errors.0.len() == before).then_some(Rule { name, conditions, to })
+}
+
+/// Conversions today (approved + pending) of offers with a daily cap:
+/// read from the offer's rollup row the first time a day asks, then kept
+/// up to date by the postbacks that change them, so the click path reads
+/// the database once per capped offer and day.
+#[derive(Default)]
+pub struct Caps(Mutex<HashMap<i64, (String, i64)>>);
+
+impl Caps {
+    /// The offer's conversions on `day`.
+    pub fn conversions(&self, db: &Db, user_id: i64, destination_id: i64, day: &str) -> Result<i64, Error> {
+        if let Some((d, n)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&destination_id) {
+            if d == day {
+                return Ok(*n);
+            }
+        }
+        let n: i64 = db.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT coalesce(sum(approved_leads + pending_leads), 0) FROM rollups
+                 WHERE user_id = ?1 AND dim = 'destination' AND day = ?2 AND value = ?3",
+            )?
+            .query_row(params![user_id, day, destination_id.to_string()], |r| r.get(0))?)
+        })?;
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(destination_id, (day.to_string(), n));
+        Ok(n)
+    }
+
+    /// A committed postback changed an offer's conversions of `day`.
+    pub fn add(&self, destination_id: i64, day: &str, conversions: i64) {
+        if let Some((d, n)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&destination_id) {
+            if d == day {
+                *n += conversions;
+            }
+        }
+    }
+
+    /// Forgets every count: they are read again when next needed.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Offer => "offer",
+            Kind::Lander => "lander",
+        }
+    }
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Weighted => "weighted",
+            Mode::Optimize => "optimize",
+        }
+    }
+}
+
+/// The routing as the API shows it (`GET /api/links/{id}/routing`).
+pub fn to_json(r: &Routing) -> Value {
+    let destinations: Vec<Value> = r
+        .destinations
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "kind": d.kind.as_str(),
+                "name": d.name,
+                "url": d.url,
+                "weight": d.weight,
+                "payout": d.payout_cents.map(super::money),
+                "daily_cap": d.daily_cap,
+                "status": if d.active { "active" } else { "paused" },
+            })
+        })
+        .collect();
+    json!({
+        "destinations": destinations,
+        "rules": rules_json(r),
+        "mode": r.mode.as_str(),
+        "fallback_url": r.fallback_url,
+    })
+}
+
+/// Rules as JSON naming their destinations: the API's shape, and how
+/// `links.rules` stores them.
+fn rules_json(r: &Routing) -> Value {
+    let rules: Vec<Value> = r
+        .rules
+        .iter()
+        .map(|rule| {
+            let c = &rule.conditions;
+            let mut cond = Map::new();
+            for (key, list) in
+                [("country", &c.country), ("device", &c.device), ("os", &c.os), ("language", &c.language)]
+            {
+                if let Some(list) = list {
+                    cond.insert(key.into(), json!(list));
+                }
+            }
+            if let Some((from, to)) = c.hour {
+                cond.insert("hour".into(), json!({"from": from, "to": to}));
+            }
+            if !c.param.is_empty() {
+                let params: Map<String, Value> = c.param.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                cond.insert("param".into(), Value::Object(params));
+            }
+            if let Some(u) = c.unique {
+                cond.insert("unique".into(), json!(u));
+            }
+            let to: Vec<&str> = rule.to.iter().map(|&i| r.destinations[i].name.as_str()).collect();
+            json!({"name": rule.name, "if": cond, "to": to})
+        })
+        .collect();
+    Value::Array(rules)
+}
+
+const DESTINATION_COLUMNS: &str = "id, kind, name, url, weight, payout_cents, daily_cap, status";
+
+/// A link's stored routing: its destinations in order (removed ones left
+/// out), and its mode, fallback URL and rules as stored on the link.
+pub fn load(conn: &Connection, link_id: i64, mode: &str, fallback_url: &str, rules: &str) -> rusqlite::Result<Routing> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE link_id = ?1 AND status != 'removed' ORDER BY position, id"
+    ))?;
+    let destinations = stmt
+        .query_map([link_id], |r| {
+            Ok(Destination {
+                id: r.get(0)?,
+                kind: if r.get::<_, String>(1)? == "lander" { Kind::Lander } else { Kind::Offer },
+                name: r.get(2)?,
+                url: r.get(3)?,
+                weight: r.get::<_, i64>(4)?.clamp(0, MAX_WEIGHT) as u32,
+                payout_cents: r.get(5)?,
+                daily_cap: r.get(6)?,
+                active: r.get::<_, String>(7)? == "active",
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Stored rules were checked when saved; one that no longer reads (a
+    // hand-edited database) is left out rather than failing every click.
+    let mut rule_list = Vec::new();
+    if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(rules) {
+        for (i, item) in items.iter().enumerate() {
+            let mut errors = FieldErrors::default();
+            if let Some(mut rule) = rule(&format!("rules.{i}"), item, &destinations, &mut errors) {
+                if rule.name.is_empty() {
+                    rule.name = format!("Rule {}", i + 1);
+                }
+                rule_list.push(rule);
+            }
+        }
+    }
+    Ok(Routing {
+        destinations,
+        rules: rule_list,
+        mode: if mode == "optimize" { Mode::Optimize } else { Mode::Weighted },
+        fallback_url: Some(fallback_url.to_string()).filter(|u| !u.is_empty()),
+    })
+}
+
+/// Replaces a link's routing inside the caller's transaction. A
+/// destination whose name is kept keeps its id (and so its history); one
+/// left out is marked removed. Sets the ids of `r`'s destinations, and the
+/// link's `url` to its first offer's. `keep_fallback` leaves the link's
+/// fallback URL as it is.
+pub fn save(tx: &Connection, link_id: i64, r: &mut Routing, keep_fallback: bool, now: i64) -> rusqlite::Result<()> {
+    let existing: Vec<(i64, String)> = tx
+        .prepare_cached("SELECT id, name FROM destinations WHERE link_id = ?1")?
+        .query_map([link_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (position, d) in r.destinations.iter_mut().enumerate() {
+        let status = if d.active { "active" } else { "paused" };
+        let values = params![
+            link_id,
+            position as i64,
+            d.kind.as_str(),
+            d.name,
+            d.url,
+            d.weight,
+            d.payout_cents,
+            d.daily_cap,
+            status
+        ];
+        match existing.iter().find(|(_, name)| *name == d.name) {
+            Some((id, _)) => {
+                tx.prepare_cached(
+                    "UPDATE destinations SET position = ?2, kind = ?3, url = ?5, weight = ?6, payout_cents = ?7,
+                         daily_cap = ?8, status = ?9 WHERE link_id = ?1 AND name = ?4",
+                )?
+                .execute(values)?;
+                d.id = *id;
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO destinations (link_id, position, kind, name, url, weight, payout_cents, daily_cap, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(values)?;
+                d.id = tx.last_insert_rowid();
+            }
+        }
+    }
+    for (id, name) in &existing {
+        if !r.destinations.iter().any(|d| d.name == *name) {
+            tx.prepare_cached("UPDATE destinations SET status = 'removed', position = -1 WHERE id = ?1")?
+                .execute([id])?;
+        }
+    }
+    let url = r.first_offer().map(|d| d.url.clone()).unwrap_or_default();
+    let rules = rules_json(r).to_string();
+    tx.prepare_cached(
+        "UPDATE links SET url = ?2, mode = ?3, rules = ?4, updated_at = ?5,
+             fallback_url = CASE WHEN ?6 THEN fallback_url ELSE ?7 END WHERE id = ?1",
+    )?
+    .execute(params![
+        link_id,
+        url,
+        r.mode.as_str(),
+        rules,
+        now,
+        keep_fallback,
+        r.fallback_url.as_deref().unwrap_or("")
+    ])?;
+    Ok(())
+}
+
+/// The new link's one offer, named "Offer 1", at its URL.
+pub fn create_first_offer(tx: &Connection, link_id: i64, url: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO destinations (link_id, position, kind, name, url) VALUES (?1, 0, 'offer', 'Offer 1', ?2)",
+    )?
+    .execute(params![link_id, url])?;
+    Ok(())
+}
+
+/// A link's `url` changed through `PUT /api/links/{id}`: it is its first
+/// offer's.
+pub fn set_first_offer_url(tx: &Connection, link_id: i64, url: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE destinations SET url = ?2 WHERE id = (SELECT id FROM destinations WHERE link_id = ?1
+             AND kind = 'offer' AND status != 'removed' ORDER BY position, id LIMIT 1)",
+    )?
+    .execute(params![link_id, url])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct Seed {
     pub days: u32,
     pub links: u32,
     pub sub_ids: u32,
+    /// Offers on each link, split evenly.
+    pub offers: u32,
 }
 
 /// xorshift64*: fast, deterministic, good enough for synthetic traffic.
@@ -53,7 +55,7 @@ const BATCH: u64 = 50_000;
 pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64), Error> {
     let now = app.clock.now();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ now as u64);
-    let link_ids: Vec<i64> = app.db.write(|tx| {
+    let links: Vec<(i64, Vec<i64>)> = app.db.write(|tx| {
         let mut ids = Vec::new();
         for i in 0..seed.links.max(1) {
             tx.execute(
@@ -66,7 +68,17 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                     now
                 ],
             )?;
-            ids.push(tx.last_insert_rowid());
+            let link_id = tx.last_insert_rowid();
+            let mut offers = Vec::new();
+            for o in 0..seed.offers.max(1) {
+                tx.execute(
+                    "INSERT INTO destinations (link_id, position, kind, name, url)
+                     VALUES (?1, ?2, 'offer', ?3, 'https://offer.example/?c={clickid}&s={sub_id}')",
+                    params![link_id, o, format!("Offer {}", o + 1)],
+                )?;
+                offers.push(tx.last_insert_rowid());
+            }
+            ids.push((link_id, offers));
         }
         Ok(ids)
     })?;
@@ -85,7 +97,8 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                 let first_id = store::reserve(tx, n as i64)?;
                 for i in 0..n {
                     let at = start + (written + i) as i64 * step;
-                    let link_id = link_ids[rng.below(link_ids.len() as u64) as usize];
+                    let (link_id, offers) = &links[rng.below(links.len() as u64) as usize];
+                    let (link_id, destination_id) = (*link_id, offers[rng.below(offers.len() as u64) as usize]);
                     let sub = format!("sub{}", rng.below(u64::from(seed.sub_ids.max(1))));
                     let sub2 = SOURCES[rng.below(SOURCES.len() as u64) as usize];
                     let country = COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize];
@@ -118,6 +131,9 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                             device: store::device_code(device),
                             is_unique: unique,
                             values,
+                            destination_id: Some(destination_id),
+                            lander_id: None,
+                            rule: None,
                         },
                     )?;
                     if first_click_id.is_none() {
@@ -132,7 +148,7 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                     rollups.add_owned(
                         seed.user_id,
                         &day,
-                        &Dims { sub_id: &sub, country, device, link_id },
+                        &Dims { sub_id: &sub, country, device, link_id, destination_id: Some(destination_id) },
                         delta,
                         is_bot,
                     );
@@ -153,13 +169,14 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
 
             let mut insert = tx.prepare_cached(
                 "INSERT INTO leads (user_id, click_id, link_id, txid, status, payout_cents, sub1, country, device, day,
-                                    created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                                    created_at, updated_at, destination_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
             )?;
             for i in 0..n {
                 let click_id = first + rng.below(seed.clicks.max(1)) as i64;
                 let Some(click) = store::by_id(tx, click_id)? else { continue };
                 let (link_id, sub, country, device) = (click.link_id, click.sub1, click.country, click.device);
+                let destination_id = click.destination_id;
                 let at = click.at_ms * 1000;
                 let day = clock::local_date(at, app.utc_offset);
                 let status = ["approved", "approved", "pending", "rejected"][rng.below(4) as usize];
@@ -175,9 +192,10 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                     country,
                     device,
                     day,
-                    at + 60_000_000
+                    at + 60_000_000,
+                    destination_id
                 ])?;
-                let dims = Dims { sub_id: &sub, country: &country, device, link_id };
+                let dims = Dims { sub_id: &sub, country: &country, device, link_id, destination_id };
                 rollups.add_owned(seed.user_id, &day, &dims, Delta::lead(status, cents), false);
             }
             Ok(rollups.write(tx)?)

@@ -180,14 +180,20 @@ pub struct Row<'a> {
     pub is_unique: bool,
     /// sub1..sub5 and ext_id: interned ids, None when empty.
     pub values: [Option<i64>; 6],
+    /// The offer it went to (0: the link's fallback URL; None: not yet,
+    /// it is on a lander), the lander, and the matched rule's name
+    /// (interned).
+    pub destination_id: Option<i64>,
+    pub lander_id: Option<i64>,
+    pub rule: Option<i64>,
 }
 
 pub fn insert(conn: &Connection, r: &Row) -> rusqlite::Result<()> {
     let [s1, s2, s3, s4, s5, ext] = r.values;
     conn.prepare_cached(
         "INSERT INTO clicks (id, secret, user_id, link_id, at, ip, ua, country, device, is_unique,
-                             sub1, sub2, sub3, sub4, sub5, ext_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                             sub1, sub2, sub3, sub4, sub5, ext_id, destination_id, lander_id, rule)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?
     .execute(params![
         r.id,
@@ -205,7 +211,10 @@ pub fn insert(conn: &Connection, r: &Row) -> rusqlite::Result<()> {
         s3,
         s4,
         s5,
-        ext
+        ext,
+        r.destination_id,
+        r.lander_id,
+        r.rule
     ])?;
     Ok(())
 }
@@ -221,10 +230,16 @@ pub struct Click {
     pub country: String,
     pub device: &'static str,
     pub at_ms: i64,
+    /// The destination its conversions count for: its offer, else its
+    /// lander; for a click of before smart links, its link's first
+    /// destination; None for a click sent to the link's fallback URL.
+    pub destination_id: Option<i64>,
 }
 
 const CLICK_COLUMNS: &str = "c.id, c.user_id, c.link_id, coalesce(s.text, ''), coalesce(e.text, ''), c.country, \
-                             c.device, c.at, c.secret, l.clickid";
+                             c.device, c.at, c.secret, l.clickid, \
+                             CASE WHEN c.destination_id = 0 THEN NULL ELSE coalesce(c.destination_id, c.lander_id, \
+                                 (SELECT min(d.id) FROM destinations d WHERE d.link_id = c.link_id)) END";
 /// The click's interned values and, for clicks of before step 6, the
 /// clickid it was handed out with.
 const CLICK_JOINS: &str = "LEFT JOIN click_values s ON s.id = c.sub1 LEFT JOIN click_values e ON e.id = c.ext_id \
@@ -244,6 +259,7 @@ fn click(r: &rusqlite::Row) -> rusqlite::Result<Click> {
         country: r.get(5)?,
         device: device_name(r.get(6)?),
         at_ms: r.get(7)?,
+        destination_id: r.get(10)?,
     })
 }
 
@@ -273,6 +289,83 @@ pub fn find(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<Cl
         Some(id) => by_id(conn, id),
         None => Ok(None),
     }
+}
+
+/// A click as it leaves a lander (`GET /click/{clickid}`): what the
+/// offer's macros and the choice of the offer need.
+pub struct Funnel {
+    pub id: i64,
+    pub user_id: i64,
+    pub link_id: i64,
+    pub slug: String,
+    pub clickid: String,
+    /// The offer chosen when it left the lander before (0: the fallback URL).
+    pub offer_id: Option<i64>,
+    pub lander_id: Option<i64>,
+    pub rule: String,
+    pub ip: Option<IpAddr>,
+    pub user_agent: String,
+    pub country: String,
+    pub device: &'static str,
+    pub is_unique: bool,
+    /// sub1..sub5, then ext_id.
+    pub values: [String; 6],
+}
+
+/// The click a clickid of this layout names, for its lander's
+/// click-through. Clickids of before step 6 had no landers.
+pub fn funnel(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<Funnel>> {
+    let Some((id, _)) = parse_clickid(clickid_text) else { return Ok(None) };
+    let value = |col: &str| format!("coalesce((SELECT text FROM click_values WHERE id = c.{col}), '')");
+    let sql = format!(
+        "SELECT c.id, c.secret, c.user_id, c.link_id, k.slug, c.destination_id, c.lander_id, {rule}, c.ip,
+                coalesce(u.text, ''), c.country, c.device, c.is_unique, {s1}, {s2}, {s3}, {s4}, {s5}, {ext}
+         FROM clicks c JOIN links k ON k.id = c.link_id LEFT JOIN user_agents u ON u.id = c.ua WHERE c.id = ?1",
+        rule = value("rule"),
+        s1 = value("sub1"),
+        s2 = value("sub2"),
+        s3 = value("sub3"),
+        s4 = value("sub4"),
+        s5 = value("sub5"),
+        ext = value("ext_id"),
+    );
+    let found = conn
+        .prepare_cached(&sql)?
+        .query_row([id], |r| {
+            let secret: Vec<u8> = r.get(1)?;
+            let ip = match r.get_ref(8)? {
+                rusqlite::types::ValueRef::Blob(b) => ip_from_bytes(b),
+                rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()),
+                _ => None,
+            };
+            Ok(Funnel {
+                id,
+                user_id: r.get(2)?,
+                link_id: r.get(3)?,
+                slug: r.get(4)?,
+                clickid: clickid(id, &secret),
+                offer_id: r.get(5)?,
+                lander_id: r.get(6)?,
+                rule: r.get(7)?,
+                ip,
+                user_agent: r.get(9)?,
+                country: r.get(10)?,
+                device: device_name(r.get(11)?),
+                is_unique: r.get(12)?,
+                values: [r.get(13)?, r.get(14)?, r.get(15)?, r.get(16)?, r.get(17)?, r.get(18)?],
+            })
+        })
+        .optional()?;
+    Ok(found.filter(|f| crypto::ct_eq(f.clickid.as_bytes(), clickid_text.as_bytes())))
+}
+
+/// Records which offer a click went to when it left its lander; false
+/// when it had left before (the first click-through counts, once).
+pub fn set_offer(conn: &Connection, id: i64, offer_id: i64) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached("UPDATE clicks SET destination_id = ?2 WHERE id = ?1 AND destination_id IS NULL")?
+        .execute(params![id, offer_id])?;
+    Ok(n == 1)
 }
 
 /// The user's newest non-bot clicks.

@@ -15,8 +15,9 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct Visitors {
-    /// Visitor and link → when last seen, in seconds.
-    seen: Mutex<HashMap<u64, u32>>,
+    /// Visitor and link → when last seen, in seconds, and the destination
+    /// it was sent to (0: none), which it sticks to.
+    seen: Mutex<HashMap<u64, (u32, u32)>>,
 }
 
 /// The visitor-and-link key: 64 bits of SHA-256 over the address, the
@@ -31,38 +32,54 @@ fn secs(at: Micros) -> u32 {
     (at / SECOND).clamp(0, i64::from(u32::MAX)) as u32
 }
 
-/// What one batch saw, applied once it commits.
+/// What one batch saw, applied once it commits: key, time, destination.
 #[derive(Default)]
-pub struct Seen(Vec<(u64, u32)>);
+pub struct Seen(Vec<(u64, u32, u32)>);
+
+fn destination_key(id: Option<i64>) -> u32 {
+    id.and_then(|id| u32::try_from(id).ok()).unwrap_or(0)
+}
 
 impl Visitors {
     /// Whether `key` clicked (by this batch's earlier clicks or committed
-    /// ones) within the day before `now`; records this click in `batch`.
-    pub fn is_unique(&self, key: u64, now: Micros, batch: &mut Seen) -> bool {
+    /// ones) within the day before `now`; records this click, sent to
+    /// `destination`, in `batch`.
+    pub fn is_unique(&self, key: u64, now: Micros, destination: Option<i64>, batch: &mut Seen) -> bool {
         let before = batch
             .0
             .iter()
             .rev()
-            .find(|(k, _)| *k == key)
-            .map(|(_, at)| *at)
-            .or_else(|| self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied());
-        batch.0.push((key, secs(now)));
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, at, _)| *at)
+            .or_else(|| self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key).map(|(at, _)| *at));
+        batch.0.push((key, secs(now), destination_key(destination)));
         before.is_none_or(|at| i64::from(at) <= secs(now - DAY).into())
+    }
+
+    /// The visitor's last click within the day before `now`: Some with
+    /// the destination it was sent to (None: none), or None when there
+    /// was no such click (the next one is unique).
+    pub fn last(&self, key: u64, now: Micros) -> Option<Option<i64>> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let &(at, destination) = seen.get(&key)?;
+        (i64::from(at) > i64::from(secs(now - DAY))).then_some((destination != 0).then_some(i64::from(destination)))
     }
 
     /// Remembers the visitors of a committed batch.
     pub fn committed(&self, batch: Seen) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, at) in batch.0 {
-            let last = seen.entry(key).or_insert(at);
-            *last = (*last).max(at);
+        for (key, at, destination) in batch.0 {
+            let last = seen.entry(key).or_insert((at, destination));
+            if at >= last.0 {
+                *last = (at, destination);
+            }
         }
     }
 
     /// Forgets visitors not seen for a day; run by the upkeep thread.
     pub fn forget_old(&self, now: Micros) {
         let cutoff = secs(now - DAY);
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| *at > cutoff);
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, (at, _)| *at > cutoff);
     }
 
     pub fn len(&self) -> usize {
@@ -80,7 +97,8 @@ impl Visitors {
         let mut batch = Seen::default();
         db.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT c.link_id, c.ip, coalesce(u.text, ''), c.at FROM clicks c LEFT JOIN user_agents u ON u.id = c.ua
+                "SELECT c.link_id, c.ip, coalesce(u.text, ''), c.at, coalesce(c.lander_id, c.destination_id)
+                 FROM clicks c LEFT JOIN user_agents u ON u.id = c.ua
                  WHERE c.device != ?1 ORDER BY c.id DESC",
             )?;
             let mut rows = stmt.query([super::store::BOT])?;
@@ -96,7 +114,8 @@ impl Visitors {
                 };
                 if let Some(ip) = ip {
                     let ua: String = row.get(2)?;
-                    batch.0.push((key(row.get(0)?, ip, &ua), secs(at * 1000)));
+                    let destination = destination_key(row.get(4)?);
+                    batch.0.push((key(row.get(0)?, ip, &ua), secs(at * 1000), destination));
                 }
             }
             Ok(())
@@ -119,15 +138,18 @@ mod tests {
         assert_eq!(key(1, "::ffff:203.0.113.9".parse().unwrap(), "ua"), a, "a mapped address is the same visitor");
         let t0 = 1_800_000_000 * SECOND;
         let mut batch = Seen::default();
-        assert!(v.is_unique(a, t0, &mut batch));
-        assert!(!v.is_unique(a, t0 + SECOND, &mut batch), "the same batch");
-        assert!(v.is_unique(b, t0, &mut batch), "another link");
+        assert!(v.is_unique(a, t0, None, &mut batch));
+        assert!(!v.is_unique(a, t0 + SECOND, None, &mut batch), "the same batch");
+        assert!(v.is_unique(b, t0, None, &mut batch), "another link");
         // Not committed: forgotten, as the rolled-back clicks are.
         let mut next = Seen::default();
-        assert!(v.is_unique(a, t0, &mut next));
+        assert!(v.is_unique(a, t0, Some(7), &mut next));
+        assert_eq!(v.last(a, t0), None);
         v.committed(next);
-        assert!(!v.is_unique(a, t0 + DAY - SECOND, &mut Seen::default()));
-        assert!(v.is_unique(a, t0 + DAY, &mut Seen::default()));
+        assert_eq!(v.last(a, t0 + SECOND), Some(Some(7)), "sent to destination 7: it sticks");
+        assert_eq!(v.last(a, t0 + DAY), None, "for a day");
+        assert!(!v.is_unique(a, t0 + DAY - SECOND, None, &mut Seen::default()));
+        assert!(v.is_unique(a, t0 + DAY, None, &mut Seen::default()));
         v.forget_old(t0 + DAY + SECOND);
         assert!(v.is_empty());
     }

@@ -8,7 +8,7 @@ use crate::http::Ctx;
 use crate::i18n::Msg;
 use crate::net::form_pairs;
 use crate::tracking::dashboard::{self, Range};
-use crate::tracking::{clicks, links, payment, postback};
+use crate::tracking::{clicks, links, payment, postback, routing};
 use rouille::Response;
 use serde_json::{json, Value};
 
@@ -53,6 +53,43 @@ pub fn delete_link(ctx: &Ctx) -> Result<Response, Error> {
     Ok(respond::message(200, &Msg::new("links.deleted"), ctx.lang.get()))
 }
 
+/// `GET /api/links/{id}/routing`.
+pub fn show_routing(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let routing = ctx.app.db.read(|c| links::routing_of(c, user, ctx.segment(2)))?;
+    Ok(respond::json(200, &json!({"data": routing::to_json(&routing)})))
+}
+
+/// `PUT /api/links/{id}/routing {destinations, rules?, mode?, fallback_url?}`:
+/// replaces the routing at once.
+pub fn update_routing(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    // Another user's link is a 404 before its body is judged.
+    ctx.app.db.read(|c| links::find_owned(c, user, ctx.segment(2)))?;
+    let input = ctx.json()?;
+    let parsed = routing::parse(&input.0)?;
+    let keep_fallback = !input.0.contains_key("fallback_url");
+    let stored = links::set_routing(ctx.app, &ctx.app.tracking.slugs, user, ctx.segment(2), parsed, keep_fallback)?;
+    Ok(respond::json(200, &json!({"data": routing::to_json(&stored)})))
+}
+
+/// `GET /api/links/{id}/stats?from&to`: per destination.
+pub fn link_stats(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let range = Range::parse(ctx.req.get_param("from"), ctx.req.get_param("to"))?;
+    let routing = ctx.app.db.read(|c| links::routing_of(c, user, ctx.segment(2)))?;
+    let rows = dashboard::link_stats(ctx.app, user, &routing, &range)?;
+    Ok(respond::json(200, &json!({"data": rows})))
+}
+
+/// `GET /click/{clickid}`: from a lander to an offer.
+pub fn leave_lander(ctx: &Ctx) -> Result<Response, Error> {
+    match clicks::leave_lander(ctx.app, &ctx.app.tracking, ctx.segment(1))? {
+        Some(location) => Ok(Response::redirect_302(location).with_unique_header("Cache-Control", "no-store")),
+        None => Ok(Response::html(NOT_FOUND_PAGE).with_status_code(404)),
+    }
+}
+
 const NOT_FOUND_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Link not found</title></head>\
 <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1d2733\">\
@@ -67,6 +104,7 @@ pub fn click(ctx: &Ctx) -> Result<Response, Error> {
         user_agent: ctx.req.header("User-Agent").unwrap_or(""),
         ip: ctx.ip,
         country_header: if header_name.is_empty() { None } else { ctx.req.header(header_name) },
+        accept_language: ctx.req.header("Accept-Language").unwrap_or(""),
     };
     // Link checkers and previews send HEAD: answer, but count nothing.
     if ctx.req.method() == "HEAD" {
@@ -99,6 +137,9 @@ pub fn conversion(ctx: &Ctx) -> Result<Response, Error> {
         }
     }
     let answer = postback::handle(ctx.app, ctx.req.method(), ctx.ip, &params)?;
+    if let Some(c) = &answer.counted {
+        ctx.app.tracking.caps.add(c.destination_id, &c.day, c.conversions);
+    }
     Ok(respond::json(answer.status, &answer.body))
 }
 
