@@ -135,9 +135,16 @@ function table(columns, rows, { sortable = false, empty = "" } = {}) {
 const PAGES = { "/login": login, "/register": register, "/verify": verify, "/dashboard": dashboard, "/links": links,
   "/settings": settings, "/email-verification-error": badLink };
 
+/** Shows `path` (it may carry a query: `/links?id=7`). */
 function go(path) {
-  if (location.pathname !== path) history.pushState({}, "", path);
+  if (location.pathname + location.search !== path) history.pushState({}, "", path);
   render();
+}
+
+/** The link whose routing page this is: `/links?id=7` (or `/links/7`), else null. */
+function routingPageId(path) {
+  const id = path === "/links" ? new URLSearchParams(location.search).get("id") : path.match(/^\/links\/(\d+)$/)?.[1];
+  return id && /^\d+$/.test(id) ? id : null;
 }
 
 async function render() {
@@ -152,9 +159,10 @@ async function render() {
   }
   if (token && open && path !== "/email-verification-error") return go(me?.email_verified_at ? "/dashboard" : "/verify");
   if (me && !me.email_verified_at && !open && path !== "/verify") return go("/verify");
-  nav(path);
+  nav(path.startsWith("/links/") ? "/links" : path);
   app.replaceChildren();
-  await (PAGES[path] || dashboard)();
+  const linkId = routingPageId(path);
+  await (linkId ? routing(linkId) : (PAGES[path] || dashboard)());
 }
 
 function nav(path) {
@@ -172,7 +180,7 @@ function nav(path) {
 
 document.addEventListener("click", (ev) => {
   const a = ev.target.closest("a[data-link]");
-  if (a && a.origin === location.origin) { ev.preventDefault(); go(a.pathname); }
+  if (a && a.origin === location.origin) { ev.preventDefault(); go(a.pathname + a.search); }
 });
 window.addEventListener("popstate", render);
 
@@ -332,6 +340,7 @@ async function links() {
         h("button", { class: "secondary", type: "button", onclick: () => copy(l.tracking_url) }, t("copy"))),
       h("div", { class: "row" },
         h("button", { class: "secondary", type: "button", onclick: () => editRow(row, l) }, t("edit")),
+        h("button", { class: "secondary routing", type: "button", onclick: () => go(`/links?id=${l.id}`) }, t("routing")),
         h("button", { class: "secondary", type: "button", onclick: async () => { await api("PUT", `/api/links/${l.id}`, { status: l.status === "active" ? "paused" : "active" }); load(); } },
           l.status === "active" ? t("pause") : t("resume")),
         h("button", { class: "danger", type: "button", onclick: async () => { if (confirm(t("confirm_delete"))) { await api("DELETE", `/api/links/${l.id}`); load(); } } }, t("delete"))));
@@ -348,6 +357,273 @@ async function links() {
   };
   app.append(h("h1", {}, t("links")), h("div", { class: "card" }, h("h2", {}, t("create_link")), f.node), list);
   await load();
+}
+
+// ---- a link's routing (smart link) and its stats per destination ----------
+
+const DEVICES = ["mobile", "tablet", "desktop", "bot"];
+const OSES = [["android", "Android"], ["ios", "iOS"], ["windows", "Windows"], ["macos", "macOS"], ["linux", "Linux"], ["other", null]];
+const DEFAULT_WEIGHT = 100;
+
+/** Codes typed with commas or spaces between them: "ID, my" → ["ID", "my"]. */
+const listOf = (text) => text.split(/[\s,]+/).filter(Boolean);
+/** A whole number as a number; other text as typed, for the API to name it. */
+const intOrText = (text) => (/^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text.trim());
+
+function number(value, digits = 1) {
+  return new Intl.NumberFormat(lang() === "id" ? "id-ID" : "en-US", { maximumFractionDigits: digits }).format(value);
+}
+
+/** The API's routing as the editor's state: text as typed, rules' targets as destination objects. */
+function editableRouting(r) {
+  const destinations = r.destinations.map((d) => ({ kind: d.kind, name: d.name, url: d.url, weight: String(d.weight),
+    payout: d.payout === null || d.payout === undefined ? "" : String(d.payout),
+    daily_cap: d.daily_cap === null || d.daily_cap === undefined ? "" : String(d.daily_cap), status: d.status }));
+  const byName = new Map(destinations.map((d) => [d.name, d]));
+  const rules = r.rules.map((rule) => {
+    const c = rule.if || {};
+    return { name: rule.name, country: (c.country || []).join(", "), device: c.device || [], os: c.os || [],
+      language: (c.language || []).join(", "), hourFrom: c.hour ? String(c.hour.from) : "", hourTo: c.hour ? String(c.hour.to) : "",
+      param: Object.entries(c.param || {}).map(([k, v]) => `${k}=${v.join(",")}`).join("\n"),
+      unique: typeof c.unique === "boolean" ? String(c.unique) : "", to: rule.to.map((n) => byName.get(n)).filter(Boolean) };
+  });
+  return { destinations, rules, mode: r.mode, fallback: r.fallback_url || "" };
+}
+
+/** The editor's state as the body of PUT /api/links/{id}/routing; empty conditions left out. */
+function routingBody(state) {
+  const destinations = state.destinations.map((d) => {
+    const o = { kind: d.kind, name: d.name.trim(), url: d.url.trim(), weight: d.weight.trim() === "" ? null : intOrText(d.weight), status: d.status };
+    if (d.payout.trim()) o.payout = d.payout.trim().replace(",", ".");
+    if (d.daily_cap.trim()) o.daily_cap = intOrText(d.daily_cap);
+    return o;
+  });
+  const rules = state.rules.map((r) => {
+    const c = {};
+    const country = listOf(r.country).map((x) => x.toUpperCase());
+    if (country.length) c.country = country;
+    if (r.device.length) c.device = DEVICES.filter((d) => r.device.includes(d));
+    if (r.os.length) c.os = OSES.map(([o]) => o).filter((o) => r.os.includes(o));
+    const language = listOf(r.language).map((x) => x.toLowerCase());
+    if (language.length) c.language = language;
+    if (r.hourFrom.trim() || r.hourTo.trim()) c.hour = { from: intOrText(r.hourFrom), to: intOrText(r.hourTo) };
+    const param = {};
+    for (const line of r.param.split("\n")) {
+      if (!line.trim()) continue;
+      const [key, ...rest] = line.split("=");
+      param[key.trim()] = [...(param[key.trim()] || []), ...rest.join("=").split(",").map((v) => v.trim()).filter(Boolean)];
+    }
+    if (Object.keys(param).length) c.param = param;
+    if (r.unique) c.unique = r.unique === "true";
+    return { name: r.name.trim(), if: c, to: state.destinations.filter((d) => r.to.includes(d)).map((d) => d.name.trim()) };
+  });
+  return { destinations, rules, mode: state.mode, fallback_url: state.fallback.trim() || null };
+}
+
+/** "Offer B beats the others with 97 % probability" once an offer's p_best reaches 0.95, else a neutral sentence. */
+function verdictOf(rows) {
+  const offers = rows.filter((r) => r.kind === "offer" && typeof r.p_best === "number");
+  const best = offers.reduce((a, b) => (!a || b.p_best > a.p_best ? b : a), null);
+  return offers.length >= 2 && best.p_best >= 0.95
+    ? t("verdict_winner", { name: best.name, p: Math.round(best.p_best * 100) }) : t("verdict_none");
+}
+
+async function routing(id) {
+  let link, current;
+  try {
+    [link, current] = await Promise.all([api("GET", `/api/links/${id}`), api("GET", `/api/links/${id}/routing`)]);
+  } catch (e) {
+    app.append(h("div", { class: "notice bad" }, e.message, " ", h("a", { href: "/links", "data-link": true }, t("all_links"))));
+    return;
+  }
+  let state = editableRouting(current.data);
+  let errors = {};      // the API's field name (destinations.1.weight) → the element showing its errors
+  let shares = [];      // each destination's share element
+  let targets = [];     // each rule's "send to" checkboxes
+  const editor = h("form", { class: "card", id: "routing-editor", novalidate: true });
+  const stats = h("div", { class: "card", id: "routing-stats" });
+  app.append(h("p", {}, h("a", { href: "/links", "data-link": true, id: "back-to-links" }, `← ${t("all_links")}`)),
+    h("h1", {}, t("routing_of", { name: link.data.name })), h("p", {}, h("code", { class: "tracking-url" }, link.data.tracking_url)), editor, stats);
+
+  const errorBox = (key) => (errors[key] = h("div", { class: "error", id: `e-${key.replaceAll(".", "-")}` }));
+  const field = (label, input, key, { wide = false, after = null, help = null } = {}) => h("div", { class: wide ? "field wide" : "field" },
+    h("label", { for: input.id }, label), after ? h("div", { class: "with-after" }, input, after) : input,
+    help, errorBox(key));
+  const text = (id, value, set, attrs = {}) => h("input", { id, value, autocomplete: "off", ...attrs, oninput: (ev) => set(ev.target.value) });
+  const select = (id, value, options, set) => h("select", { id, onchange: (ev) => set(ev.target.value) },
+    options.map(([v, label]) => h("option", { value: v, selected: v === value }, label)));
+  /** Checkboxes for the values of list `key` of `item`. */
+  const checks = (legend, id, values, item, key) => h("fieldset", { class: "field" }, h("legend", {}, legend),
+    h("div", { class: "checks" }, values.map(([v, label]) => h("label", { class: "check" },
+      h("input", { type: "checkbox", id: `${id}-${v}`, value: v, checked: item[key].includes(v),
+        onchange: (ev) => (item[key] = ev.target.checked ? [...item[key], v] : item[key].filter((x) => x !== v)) }), label))));
+  const itemButtons = (list, i, onRemove = () => {}) => h("div", { class: "row item-actions" },
+    h("button", { type: "button", class: "secondary", title: t("move_up"), "aria-label": t("move_up"), disabled: i === 0,
+      onclick: () => { list.splice(i - 1, 0, ...list.splice(i, 1)); draw(); } }, "↑"),
+    h("button", { type: "button", class: "secondary", title: t("move_down"), "aria-label": t("move_down"), disabled: i === list.length - 1,
+      onclick: () => { list.splice(i + 1, 0, ...list.splice(i, 1)); draw(); } }, "↓"),
+    h("button", { type: "button", class: "danger", onclick: () => { onRemove(list.splice(i, 1)[0]); draw(); } }, t("remove")));
+
+  /** Each destination's share of the traffic: its weight over the weights of all active destinations. */
+  const updateShares = () => {
+    const weight = (d) => { const w = d.weight.trim() === "" ? DEFAULT_WEIGHT : Number(d.weight); return d.status === "active" && Number.isFinite(w) && w > 0 ? w : 0; };
+    const total = state.destinations.reduce((sum, d) => sum + weight(d), 0);
+    state.destinations.forEach((d, i) => (shares[i].textContent = `${number(total ? (weight(d) / total) * 100 : 0)} %`));
+  };
+  /** The rules' "send to" checkboxes, one per destination as named now. */
+  const drawTargets = () => state.rules.forEach((r, i) => targets[i].replaceChildren(...(state.destinations.length
+    ? state.destinations.map((d, j) => h("label", { class: "check" },
+      h("input", { type: "checkbox", id: `r-${i}-to-${j}`, checked: r.to.includes(d),
+        onchange: (ev) => { r.to = ev.target.checked ? [...r.to, d] : r.to.filter((x) => x !== d); } }), d.name.trim() || `#${j + 1}`))
+    : [h("span", { class: "muted" }, t("no_destinations"))])));
+
+  const destination = (d, i) => {
+    const at = `destinations.${i}`;
+    const share = h("span", { class: "share", id: `d-${i}-share`, title: t("share") });
+    shares[i] = share;
+    const hint = h("div", { class: "muted", id: `d-${i}-hint` }, t("lander_hint"));
+    const title = h("strong", {});
+    const checkLander = () => {
+      hint.hidden = !(d.kind === "lander" && !d.url.includes("{click_url}"));
+      title.textContent = `${i + 1}. ${d.name.trim() || t(d.kind)}`;
+    };
+    checkLander();
+    return h("div", { class: "item", id: `dest-${i}` },
+      h("div", { class: "item-head" }, title,
+        itemButtons(state.destinations, i, (gone) => state.rules.forEach((r) => (r.to = r.to.filter((x) => x !== gone))))),
+      errorBox(at),
+      h("div", { class: "fields" },
+        field(t("name"), text(`d-${i}-name`, d.name, (v) => { d.name = v; checkLander(); drawTargets(); }, { maxlength: 100 }), `${at}.name`),
+        field(t("kind"), select(`d-${i}-kind`, d.kind, [["offer", t("offer")], ["lander", t("lander")]], (v) => { d.kind = v; checkLander(); }), `${at}.kind`),
+        field(t("weight"), text(`d-${i}-weight`, d.weight, (v) => { d.weight = v; updateShares(); },
+          { type: "number", min: 0, max: 1000, step: 1, inputmode: "numeric", placeholder: String(DEFAULT_WEIGHT) }), `${at}.weight`, { after: share }),
+        field(t("status"), select(`d-${i}-status`, d.status, [["active", t("active")], ["paused", t("paused")]], (v) => { d.status = v; updateShares(); }), `${at}.status`),
+        field(t("payout_optional"), text(`d-${i}-payout`, d.payout, (v) => (d.payout = v), { inputmode: "decimal", placeholder: t("optional") }), `${at}.payout`),
+        field(t("daily_cap"), text(`d-${i}-cap`, d.daily_cap, (v) => (d.daily_cap = v), { type: "number", min: 1, step: 1, inputmode: "numeric", placeholder: t("no_cap") }), `${at}.daily_cap`),
+        field(t("dest_url"), text(`d-${i}-url`, d.url, (v) => { d.url = v; checkLander(); }, { type: "url", placeholder: "https://…?click={clickid}" }),
+          `${at}.url`, { wide: true, help: hint })));
+  };
+
+  const rule = (r, i) => {
+    const at = `rules.${i}`;
+    targets[i] = h("div", { class: "checks", id: `r-${i}-to` });
+    const title = h("strong", {}, `${i + 1}. ${r.name.trim() || t("rule")}`);
+    const hour = (key, label, example) => text(`r-${i}-hour-${key}`, r[key], (v) => (r[key] = v),
+      { type: "number", min: 0, max: 23, step: 1, inputmode: "numeric", placeholder: example, "aria-label": label });
+    return h("div", { class: "item", id: `rule-${i}` },
+      h("div", { class: "item-head" }, title, itemButtons(state.rules, i)),
+      errorBox(at), errorBox(`${at}.if`),
+      h("div", { class: "fields" },
+        field(t("rule_name"), text(`r-${i}-name`, r.name, (v) => { r.name = v; title.textContent = `${i + 1}. ${v.trim() || t("rule")}`; }, { maxlength: 100 }), `${at}.name`),
+        field(t("countries"), text(`r-${i}-country`, r.country, (v) => (r.country = v), { placeholder: "ID, MY", autocapitalize: "characters" }), `${at}.if.country`),
+        field(t("languages"), text(`r-${i}-language`, r.language, (v) => (r.language = v), { placeholder: "id, en" }), `${at}.if.language`),
+        h("div", { class: "field" }, h("label", { for: `r-${i}-hour-hourFrom` }, t("hours")),
+          h("div", { class: "hours" }, hour("hourFrom", t("hour_from"), "0"), h("span", {}, "–"), hour("hourTo", t("hour_to"), "23")), errorBox(`${at}.if.hour`)),
+        field(t("unique_visitor"), select(`r-${i}-unique`, r.unique, [["", t("any")], ["true", t("yes")], ["false", t("no")]], (v) => (r.unique = v)), `${at}.if.unique`),
+        h("div", { class: "wide" }, checks(t("devices"), `r-${i}-device`, DEVICES.map((d) => [d, t(`device_${d}`)]), r, "device"), errorBox(`${at}.if.device`)),
+        h("div", { class: "wide" }, checks(t("oses"), `r-${i}-os`, OSES.map(([o, label]) => [o, label || t("os_other")]), r, "os"), errorBox(`${at}.if.os`)),
+        field(t("params"), h("textarea", { id: `r-${i}-params`, rows: 2, placeholder: "sub2=tiktok,tt", value: r.param, oninput: (ev) => (r.param = ev.target.value) }),
+          `${at}.if.param`, { wide: true, help: h("div", { class: "muted" }, t("params_help")) }),
+        h("fieldset", { class: "field wide" }, h("legend", {}, t("send_to")), targets[i], errorBox(`${at}.to`))));
+  };
+
+  const general = h("div", { class: "error", role: "alert", id: "routing-error" });
+  const draw = () => {
+    errors = {};
+    shares = [];
+    targets = [];
+    editor.replaceChildren(
+      h("h2", {}, t("destinations")), h("p", { class: "muted" }, t("weight_help"), " ", t("cap_help"), h("br"), t("routing_macros")),
+      errorBox("destinations"),
+      h("div", { id: "destinations" }, state.destinations.map(destination)),
+      h("p", {}, h("button", { type: "button", class: "secondary", id: "add-destination", onclick: () => {
+        state.destinations.push({ kind: "offer", name: "", url: "", weight: String(DEFAULT_WEIGHT), payout: "", daily_cap: "", status: "active" });
+        draw();
+        document.getElementById(`d-${state.destinations.length - 1}-name`).focus();
+      } }, t("add_destination"))),
+      h("h2", {}, t("rules")), h("p", { class: "muted" }, t("rules_help")), errorBox("rules"),
+      h("div", { id: "rules" }, state.rules.map(rule)),
+      h("p", {}, h("button", { type: "button", class: "secondary", id: "add-rule", onclick: () => {
+        state.rules.push({ name: "", country: "", device: [], os: [], language: "", hourFrom: "", hourTo: "", param: "", unique: "", to: [] });
+        draw();
+        document.getElementById(`r-${state.rules.length - 1}-name`).focus();
+      } }, t("add_rule"))),
+      h("div", { class: "fields roomy" },
+        field(t("mode"), select("routing-mode", state.mode, [["weighted", t("mode_weighted")], ["optimize", t("mode_optimize")]], (v) => (state.mode = v)),
+          "mode", { help: h("div", { class: "muted" }, t("mode_help")) }),
+        field(t("fallback_url"), text("fallback-url", state.fallback, (v) => (state.fallback = v), { type: "url", placeholder: "https://…" }),
+          "fallback_url", { help: h("div", { class: "muted" }, t("fallback_help")) })),
+      general, h("button", { type: "submit", id: "save-routing" }, t("save")));
+    updateShares();
+    drawTargets();
+  };
+
+  /** Each of the API's errors next to the field it names (the longest registered prefix), the rest in `general`. */
+  const placeErrors = (e) => {
+    if (!(e instanceof ApiError) || e.status !== 422) { showError(e, {}, general); return; }
+    const left = [];
+    for (const [name, messages] of Object.entries(e.body.errors || {})) {
+      const key = Object.keys(errors).filter((k) => name === k || name.startsWith(`${k}.`)).sort((a, b) => b.length - a.length)[0];
+      if (key) errors[key].textContent = [errors[key].textContent, ...messages].filter(Boolean).join(" ");
+      else left.push(...messages);
+    }
+    general.textContent = left.length ? left.join(" ") : e.body.message || t("error");
+    Object.values(errors).find((el) => el.textContent)?.scrollIntoView({ block: "center" });
+  };
+
+  editor.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    Object.values(errors).forEach((el) => (el.textContent = ""));
+    general.textContent = "";
+    const button = editor.querySelector("#save-routing");
+    button.disabled = true;
+    try {
+      const res = await api("PUT", `/api/links/${id}/routing`, routingBody(state));
+      state = editableRouting(res.data);
+      draw();
+      toast(t("saved"));
+      await loadStats();
+    } catch (e) { placeErrors(e); }
+    finally { button.disabled = false; }
+  });
+
+  // Stats per destination, with the verdict on the offers.
+  const from = h("input", { type: "date", id: "stats-from", onchange: () => loadStats() });
+  const to = h("input", { type: "date", id: "stats-to", onchange: () => loadStats() });
+  const verdict = h("p", { class: "verdict", id: "verdict", role: "status" });
+  const statsError = h("div", { class: "error", role: "alert" });
+  const statsTable = h("div", { class: "table-wrap" });
+  stats.append(h("h2", {}, t("stats_title")),
+    h("div", { class: "fields dates" }, h("div", { class: "field" }, h("label", { for: "stats-from" }, t("date_from")), from),
+      h("div", { class: "field" }, h("label", { for: "stats-to" }, t("date_to")), to)),
+    statsError, verdict, statsTable);
+  const dash = (v, show) => (v === null || v === undefined ? "—" : show(v));
+  const loadStats = async () => {
+    const q = new URLSearchParams();
+    if (from.value) q.set("from", from.value);
+    if (to.value) q.set("to", to.value);
+    statsError.textContent = "";
+    let res;
+    try { res = await api("GET", `/api/links/${id}/stats${q.toString() ? `?${q}` : ""}`); }
+    catch (e) { showError(e, {}, statsError); return; }
+    verdict.textContent = verdictOf(res.data);
+    statsTable.replaceChildren(table([
+      { key: "name", label: t("name"), show: (r) => (r.status === "active" ? r.name : `${r.name} · ${t(r.status)}`) },
+      { key: "kind", label: t("kind"), show: (r) => t(r.kind) },
+      { key: "clicks", label: t("clicks_views"), num: true },
+      { key: "unique", label: t("unique"), num: true },
+      { key: "lander_clicks", label: t("lander_clicks"), num: true },
+      { key: "ctr", label: t("ctr"), num: true, show: (r) => dash(r.ctr, (v) => v.toFixed(2)) },
+      { key: "conversions", label: t("conversions"), num: true },
+      { key: "approved", label: t("approved"), num: true },
+      { key: "revenue", label: t("revenue"), num: true, show: (r) => money(r.revenue) },
+      { key: "cr", label: t("cr"), num: true, show: (r) => r.cr.toFixed(2) },
+      { key: "epc", label: t("epc"), num: true, show: (r) => money(r.epc) },
+      { key: "p_best", label: t("p_best"), num: true, show: (r) => dash(r.p_best, (v) => `${Math.round(v * 100)} %`) },
+    ], res.data, { empty: t("empty_title") }));
+  };
+  draw();
+  await loadStats();
 }
 
 async function settings() {

@@ -47,7 +47,8 @@ fn every_documented_operation_exists_and_answers_as_documented() {
                 r.status,
                 r.body
             );
-            if r.status != 302 {
+            let json_documented = op["responses"][r.status.to_string()]["content"].get("application/json").is_some();
+            if r.status != 302 && json_documented {
                 assert!(serde_json::from_str::<Value>(&r.body).is_ok(), "{method} {path}: not JSON: {}", r.body);
             }
             assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()));

@@ -30,7 +30,13 @@ validate(doc)
 req = urllib.request.Request(f"{base}/api/login", data=json.dumps(
     {"email": "fuzz@example.com", "password": "fuzz-password", "device_name": "schemathesis"}).encode(),
     headers={"Content-Type": "application/json"})
-print(json.load(urllib.request.urlopen(req))["token"])
+token = json.load(urllib.request.urlopen(req))["token"]
+# A link with id 1 (the documented example id), so operations on a link reach a real one.
+req = urllib.request.Request(f"{base}/api/links", data=json.dumps(
+    {"name": "Fuzzed", "url": "https://offer.example/?c={clickid}"}).encode(),
+    headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+assert json.load(urllib.request.urlopen(req))["data"]["id"] == 1
+print(token)
 PY
 )
 echo "openapi: the document is valid OpenAPI 3.1"

@@ -15,7 +15,6 @@ const ROOT = resolve(import.meta.dirname, "../..");
 const SHOTS = join(ROOT, "target", "ui-screenshots");
 const BINARY = process.env.APEXTRACK_BIN || join(ROOT, "target", "debug", "apextrack");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-
 let server, recorder, browser, page, base, landing;
 const received = []; // requests the recorder got: {path, body}
 
@@ -185,6 +184,125 @@ test("a link is created, followed, converted, and the dashboard updates without 
   const credit = await page.waitForSelector("#geoip-credit a[href='https://db-ip.com']");
   assert.equal(await credit.textContent(), "DB-IP");
   await shot("3-dashboard-live");
+});
+
+test("a smart link's routing is edited in the UI, its errors shown by field, and its stats name the winning offer", async () => {
+  // The UI is still in Indonesian here (the language test comes later).
+  const token = await page.evaluate(() => localStorage.getItem("apextrack.token"));
+  const auth = { Authorization: `Bearer ${token}`, "Content-Type": "application/json", Accept: "application/json" };
+  const offerUrl = `${landing}?c={clickid}&d={destination}`;
+  const created = await fetch(`${base}/api/links`, { method: "POST", headers: auth, body: JSON.stringify({ name: "Smart link", url: offerUrl }) });
+  assert.equal(created.status, 201);
+  const link = (await created.json()).data;
+
+  await page.goto(`${base}/links`);
+  await page.click(`[data-slug='${link.slug}'] button:text-is('Rute')`);
+  await page.waitForURL(`${base}/links?id=${link.id}`);
+  assert.equal(await page.inputValue("#d-0-name"), "Offer 1");
+  assert.equal(await page.inputValue("#d-0-url"), offerUrl);
+
+  // Offer B at weight 50 with a daily cap, and lander L1 at the default 100.
+  await page.click("#add-destination");
+  await page.fill("#d-1-name", "Offer B");
+  await page.fill("#d-1-url", offerUrl);
+  await page.fill("#d-1-weight", "50");
+  await page.fill("#d-1-cap", "100");
+  await page.click("#add-destination");
+  await page.selectOption("#d-2-kind", "lander");
+  await page.fill("#d-2-name", "L1");
+  await page.fill("#d-2-url", `${landing}?next={click_url}`);
+  assert.equal(await page.inputValue("#d-2-weight"), "100");
+  // Shares of 100 + 50 + 100, shown live.
+  assert.equal(await page.textContent("#d-0-share"), "40 %");
+  assert.equal(await page.textContent("#d-1-share"), "20 %");
+  assert.equal(await page.textContent("#d-2-share"), "40 %");
+  await page.selectOption("#d-2-status", "paused");
+  assert.equal(await page.textContent("#d-1-share"), `${Math.round((50 / 150) * 1000) / 10}`.replace(".", ",") + " %");
+  assert.equal(await page.textContent("#d-2-share"), "0 %");
+  await page.selectOption("#d-2-status", "active");
+  assert.equal(await page.textContent("#d-0-share"), "40 %");
+
+  // A rule with a bad country first, then the TikTok rule to the lander.
+  await page.click("#add-rule");
+  await page.fill("#r-0-name", "Indonesia");
+  await page.fill("#r-0-country", "IDN");
+  await page.check("#r-0-to-0");
+  await page.click("#add-rule");
+  await page.fill("#r-1-name", "tiktok");
+  await page.fill("#r-1-params", "sub2=tiktok");
+  await page.check("#r-1-to-2");
+  assert.equal(await page.textContent("label:has(#r-1-to-2)"), "L1");
+  await page.click("#save-routing");
+  const countryError = await page.waitForSelector("#rule-0 #e-rules-0-if-country:not(:empty)");
+  assert.match(await countryError.textContent(), /country|negara/i);
+  assert.equal(await page.textContent("#e-rules-1-if-param"), "", "only the bad field is marked");
+  await shot("routing-error");
+  await page.fill("#r-0-country", "ID");
+  await page.click("#save-routing");
+  await page.waitForSelector("#toast:text-is('Tersimpan')");
+  assert.equal(await page.textContent("#e-rules-0-if-country"), "");
+  // Shown again from the API's answer: as saved.
+  assert.equal(await page.inputValue("#d-1-cap"), "100");
+  assert.equal(await page.inputValue("#r-0-country"), "ID");
+  assert.equal(await page.inputValue("#r-1-params"), "sub2=tiktok");
+  assert.equal(await page.isChecked("#r-1-to-2"), true);
+  const saved = (await (await fetch(`${base}/api/links/${link.id}/routing`, { headers: auth })).json()).data;
+  assert.deepEqual(saved.destinations.map((d) => [d.name, d.kind, d.weight, d.daily_cap]),
+    [["Offer 1", "offer", 100, null], ["Offer B", "offer", 50, 100], ["L1", "lander", 100, null]]);
+  assert.deepEqual(saved.rules, [{ name: "Indonesia", if: { country: ["ID"] }, to: ["Offer 1"] },
+    { name: "tiktok", if: { param: { sub2: ["tiktok"] } }, to: ["L1"] }]);
+  assert.equal(saved.fallback_url, null);
+
+  // Traffic: distinct visitors, each sent by weight; Offer B converts, Offer 1 does not.
+  const visit = async (n, query = "") => {
+    const res = await fetch(`${base}/go/${link.slug}${query}`, { redirect: "manual",
+      headers: { "User-Agent": `Mozilla/5.0 (Windows NT 10.0; Win64; x64) Visitor/${n}` } });
+    assert.equal(res.status, 302);
+    return new URL(res.headers.get("location"));
+  };
+  const sent = { "Offer 1": [], "Offer B": [], L1: 0 };
+  for (let n = 0; n < 400 && (sent["Offer 1"].length < 30 || sent["Offer B"].length < 30); n++) {
+    const to = await visit(n);
+    if (to.searchParams.has("next")) sent.L1 += 1;
+    else sent[to.searchParams.get("d")].push(to.searchParams.get("c"));
+  }
+  assert.ok(sent["Offer 1"].length >= 30 && sent["Offer B"].length >= 30, JSON.stringify(sent));
+  // sub2=tiktok: the rule sends the visitor to the lander, whose button leads on to an offer.
+  const lander = await visit("tiktok", "?sub2=tiktok");
+  assert.equal(lander.origin + lander.pathname, landing);
+  const clickUrl = lander.searchParams.get("next");
+  assert.ok(clickUrl.startsWith(`${base}/click/`), clickUrl);
+  const onward = await fetch(clickUrl, { redirect: "manual" });
+  assert.equal(onward.status, 302);
+  assert.ok(["Offer 1", "Offer B"].includes(new URL(onward.headers.get("location")).searchParams.get("d")));
+  const me = await (await fetch(`${base}/api/user`, { headers: auth })).json();
+  const secret = new URL(me.postback_url).searchParams.get("secret");
+  for (const clickid of sent["Offer B"].slice(0, 15)) {
+    const pb = await fetch(`${base}/api/postback/conversion?clickid=${clickid}&status=approved&payout=3&secret=${secret}`);
+    assert.equal(pb.status, 200);
+  }
+
+  await page.reload();
+  const verdict = await (await page.waitForSelector("#verdict:has-text('mengalahkan')")).textContent();
+  const [, winner, percent] = verdict.match(/^(.+) mengalahkan yang lain dengan probabilitas (\d+) %/) || [];
+  assert.equal(winner, "Offer B", verdict);
+  assert.ok(Number(percent) >= 95, verdict);
+  const cell = (name, column) => page.textContent(`#routing-stats tr:has(td:text-is('${name}')) td:nth-child(${column})`);
+  assert.equal(await cell("L1", 5), "1", "the lander's click-through");
+  assert.equal(await cell("L1", 3), String(sent.L1 + 1), "the lander's views");
+  assert.equal(await cell("Offer B", 8), "15", "Offer B's approved conversions");
+  assert.equal(await cell("Offer 1", 8), "0");
+  await shot("routing-editor");
+
+  await page.setViewportSize({ width: 375, height: 800 });
+  try {
+    await page.waitForFunction(() => window.innerWidth === 375);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375 + 1, `the routing page is ${width}px wide on a 375px phone`);
+    await shot("routing-phone");
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
 });
 
 test("2FA is bound with a code from the shown secret, and login then asks for it", async () => {

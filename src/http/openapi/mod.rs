@@ -49,7 +49,12 @@ fn query(name: &str, description: &str) -> Value {
 }
 
 fn path_param(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+    let mut param = json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}});
+    if name == "id" {
+        // The first link of a new database: lets a fuzzer reach a real one.
+        param["example"] = json!("1");
+    }
+    param
 }
 
 fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {
@@ -85,9 +90,34 @@ fn components() -> Value {
                           ("account_status", s()), ("language", s()), ("currency", s()), ("phone", json!({"type": ["string", "null"]})),
                           ("two_factor_enabled", json!({"type": "boolean"})), ("postback_url", s())], &["id", "name", "email", "account_status"]),
             "Link": obj(&[("id", n()), ("name", s()), ("url", s()), ("slug", s()), ("tracking_url", s()), ("payout", n()),
-                          ("status", s()), ("source_postback_url", s()), ("created_at", s())], &["id", "name", "url", "slug", "tracking_url", "payout", "status"]),
+                          ("status", s()), ("source_postback_url", s()), ("fallback_url", json!({"type": ["string", "null"]})),
+                          ("created_at", s())], &["id", "name", "url", "slug", "tracking_url", "payout", "status"]),
             "LinkInput": obj(&[("name", s()), ("url", s()), ("payout", json!({"type": ["string", "number"]})), ("status", s()),
-                               ("slug", s()), ("source_postback_url", s())], &[]),
+                               ("slug", s()), ("source_postback_url", s()), ("fallback_url", s())], &[]),
+            "Destination": obj(&[("id", n()), ("kind", json!({"enum": ["offer", "lander"]})), ("name", s()), ("url", s()),
+                                 ("weight", json!({"type": "integer", "minimum": 0, "maximum": 1000})),
+                                 ("payout", json!({"type": ["number", "string", "null"]})),
+                                 ("daily_cap", json!({"type": ["integer", "null"], "minimum": 1})),
+                                 ("status", json!({"enum": ["active", "paused"]}))], &["name", "url"]),
+            "Rule": obj(&[("name", s()),
+                          ("if", obj(&[("country", json!({"type": "array", "items": s()})),
+                                       ("device", json!({"type": "array", "items": {"enum": ["mobile", "tablet", "desktop", "bot"]}})),
+                                       ("os", json!({"type": "array", "items": {"enum": ["android", "ios", "windows", "macos", "linux", "other"]}})),
+                                       ("language", json!({"type": "array", "items": s()})),
+                                       ("hour", obj(&[("from", json!({"type": "integer"})), ("to", json!({"type": "integer"}))], &["from", "to"])),
+                                       ("param", json!({"type": "object", "additionalProperties": {"type": "array", "items": s()}})),
+                                       ("unique", json!({"type": "boolean"}))], &[])),
+                          ("to", json!({"type": "array", "items": s(), "description": "destination names"}))], &["to"]),
+            "Routing": obj(&[("destinations", json!({"type": "array", "items": schema("Destination"), "maxItems": 50})),
+                             ("rules", json!({"type": "array", "items": schema("Rule"), "maxItems": 50})),
+                             ("mode", json!({"enum": ["weighted", "optimize"]})),
+                             ("fallback_url", json!({"type": ["string", "null"]}))], &["destinations"]),
+            "DestinationStats": obj(&[("id", n()), ("name", s()), ("kind", s()), ("status", s()), ("clicks", n()), ("unique", n()),
+                                      ("lander_clicks", n()), ("conversions", n()), ("approved", n()), ("revenue", n()),
+                                      ("cost", n()), ("profit", n()), ("cr", n()), ("epc", n()),
+                                      ("p_best", json!({"type": ["number", "null"]})), ("ctr", n())],
+                                    &["id", "name", "kind", "clicks", "unique", "lander_clicks", "conversions", "approved",
+                                      "revenue", "cost", "profit", "cr", "epc", "p_best"]),
             "Postback": obj(&[("message", s()), ("outcome", s()), ("lead", json!({"type": "object"}))], &["message", "outcome"]),
             "Dashboard": obj(&[("summary", obj(&[("liveClicksLast30Seconds", n()), ("clicksToday", n()), ("totalLeads", n()), ("totalPayout", n())],
                                               &["liveClicksLast30Seconds", "clicksToday", "totalLeads", "totalPayout"])),
@@ -104,7 +134,12 @@ pub fn document() -> &'static Value {
         let mut paths = Map::new();
         for op in ops() {
             let mut responses = Map::new();
-            responses.insert(op.success.0.to_string(), reply("Success", op.success.1.clone()));
+            let success = if op.success.0 == 302 {
+                json!({"description": "Redirect", "headers": {"Location": {"schema": {"type": "string"}}}})
+            } else {
+                reply("Success", op.success.1.clone())
+            };
+            responses.insert(op.success.0.to_string(), success);
             for status in op.errors {
                 // Seed 004's routes answer errors in their envelope.
                 let envelope = op.path.starts_with("/api/users/") || op.path == "/api/user/api-key";
@@ -115,8 +150,10 @@ pub fn document() -> &'static Value {
                 responses.insert("400".into(), reply("The body is not a JSON object", schema("Error")));
                 responses.insert("413".into(), reply("The body is over server.max_body_bytes", schema("Error")));
             }
-            if op.path == "/go/{slug}" {
-                responses.insert("404".into(), json!({"description": "Unknown or paused link", "content": {"text/html": {}}}));
+            if op.path == "/go/{slug}" || op.path == "/click/{clickid}" {
+                // Visitors' browsers get a page, not JSON.
+                let page = json!({"description": "Unknown click or link, or a paused link", "content": {"text/html": {}}});
+                responses.insert("404".into(), page);
             }
             responses.insert("405".into(), reply("Method not allowed", schema("Error")));
             responses.insert("500".into(), reply("Server error", schema("Error")));
