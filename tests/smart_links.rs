@@ -624,3 +624,35 @@ fn a_one_offer_link_redirects_as_before_and_head_counts_nothing() {
     assert_eq!(r.status, 302);
     assert_eq!(row(&t.stats(id), "Offer 1")["clicks"], 1);
 }
+
+#[test]
+fn a_click_through_counts_on_its_own_day() {
+    let t = setup();
+    let (id, slug) = t.link("https://a.example/");
+    t.routing(
+        id,
+        json!({"destinations": [
+            {"name": "A", "url": "https://a.example/?cid={clickid}"},
+            {"kind": "lander", "name": "L", "url": "https://lp.example/?next={click_url}"}
+        ], "rules": [{"name": "all", "to": ["L"]}]}),
+    );
+    let sent = t.visit(&slug, 1);
+    assert_eq!(sent.host(), "lp.example");
+    let day1 = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    t.s.app.clock.shift(24 * HOUR);
+    let day2 = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    assert_eq!(t.s.get(&path_of(&sent.param("next")), None).status, 302);
+    let on = |from: &str, to: &str| -> Vec<Value> {
+        t.s.get(&format!("/api/links/{id}/stats?from={from}&to={to}"), Some(&t.token)).json()["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let first = on(&day1, &day1);
+    assert_eq!((row(&first, "L")["clicks"].as_i64(), row(&first, "L")["lander_clicks"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(row(&first, "A")["clicks"], 0);
+    let second = on(&day2, &day2);
+    assert_eq!((row(&second, "L")["lander_clicks"].as_i64(), row(&second, "A")["clicks"].as_i64()), (Some(1), Some(1)));
+    let all = t.stats(id);
+    assert_eq!((row(&all, "L")["clicks"].as_i64(), row(&all, "L")["lander_clicks"].as_i64()), (Some(1), Some(1)));
+}

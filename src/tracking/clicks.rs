@@ -154,9 +154,10 @@ fn pick_among(
     day: &str,
 ) -> Result<Option<usize>, Error> {
     let r = &target.routing;
+    // Every capped offer's load (conversions today per cap): the least
+    // loaded may be taken from outside `listed`.
     let mut load = vec![0.0; r.destinations.len()];
-    for &i in listed {
-        let d = &r.destinations[i];
+    for (i, d) in r.destinations.iter().enumerate() {
         if let (routing::Kind::Offer, Some(cap)) = (d.kind, d.daily_cap) {
             let n = rt.caps.conversions(&app.db, target.user_id, d.id, day)?;
             load[i] = n as f64 / cap.max(1) as f64;
@@ -182,9 +183,16 @@ fn pick_among(
 /// had [`bandit::MIN_CLICKS`] clicks.
 fn optimize_shares(app: &Core, target: &Target) -> Result<Option<Arc<Vec<f64>>>, Error> {
     let now = app.clock.now();
-    if let Some((at, shares)) = &*target.shares.lock().unwrap_or_else(|e| e.into_inner()) {
-        if now - at < MINUTE && now >= *at {
-            return Ok((!shares.is_empty()).then(|| Arc::clone(shares)));
+    {
+        let mut drawn = target.shares.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, shares)) = &mut *drawn {
+            if now - *at < MINUTE && now >= *at {
+                return Ok((!shares.is_empty()).then(|| Arc::clone(shares)));
+            }
+            // This click draws them again; the clicks meanwhile keep the old ones.
+            *at = now;
+        } else {
+            *drawn = Some((now, Arc::new(Vec::new())));
         }
     }
     let r = &target.routing;
@@ -320,8 +328,12 @@ pub fn leave_lander(app: &Core, rt: &Runtime, clickid: &str) -> Result<Option<St
         (None, Some(_)) => {
             let index = pick_among(app, rt, &target, &r.offers_after_lander(rule), visitor, None, &day)?;
             let offer_id = index.map_or(0, |i| r.destinations[i].id);
-            app.db.write(|tx| {
-                if store::set_offer(tx, f.id, offer_id)? && f.device != "bot" {
+            let stored = app.db.write(|tx| {
+                if !store::set_offer(tx, f.id, offer_id)? {
+                    // Another request for this click chose first: go where it went.
+                    return Ok(store::offer_of(tx, f.id)?);
+                }
+                if f.device != "bot" {
                     let mut rollups = rollup::Batch::default();
                     if offer_id != 0 {
                         let seen = Delta { clicks: 1, unique_clicks: i64::from(f.is_unique), ..Delta::default() };
@@ -337,9 +349,13 @@ pub fn leave_lander(app: &Core, rt: &Runtime, clickid: &str) -> Result<Option<St
                     }
                     rollups.write(tx)?;
                 }
-                Ok(())
+                Ok(Some(offer_id))
             })?;
-            index
+            match stored {
+                Some(id) if id == offer_id => index,
+                Some(id) => r.position_of(id),
+                None => index,
+            }
         }
         // A click of before smart links, or of a link without landers.
         (None, None) => r.first_offer().and_then(|d| r.position_of(d.id)),

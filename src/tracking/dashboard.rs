@@ -408,8 +408,13 @@ pub fn destination_arms(conn: &Connection, user_id: i64, ids: &[i64]) -> rusqlit
 /// ten does), with each offer's chance of having the best conversion rate.
 pub fn link_stats(app: &Core, user_id: i64, routing: &Routing, range: &Range) -> Result<Vec<Value>, Error> {
     let counts: Vec<[i64; 6]> = app.db.read(|c| {
-        let c = &c.unchecked_transaction()?;
-        let (from, to) = range.rollup_days(c, user_id)?;
+        // All time reads the all-time rows; a range reads its days (a
+        // lander's click-throughs count on their own day, which the user's
+        // 'all' rows do not see, so no shortcut there).
+        let (from, to) = match range {
+            Range { from: None, to: None } => (ALL_TIME, ALL_TIME),
+            _ => range.bounds(),
+        };
         let mut stmt = c.prepare_cached(
             "SELECT coalesce(sum(clicks), 0), coalesce(sum(unique_clicks), 0), coalesce(sum(lander_clicks), 0),
                     coalesce(sum(approved_leads), 0), coalesce(sum(pending_leads), 0), coalesce(sum(payout_cents), 0)

@@ -152,6 +152,15 @@ impl SlugCache {
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         map.clear();
     }
+
+    /// Forgets one link, changed or gone: its next click reads it afresh
+    /// (and a lookup under way when it changed is not kept). Other links
+    /// keep their entries, and their optimize mode's shares.
+    pub fn forget(&self, slug: &str) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.remove(slug);
+    }
 }
 
 pub fn find_by_slug(conn: &Connection, slug: &str) -> rusqlite::Result<Option<Target>> {
@@ -338,9 +347,10 @@ pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
 
 pub fn update(app: &Core, slugs: &SlugCache, user_id: i64, id: &str, f: Fields) -> Result<Link, Error> {
     let now = app.clock.now();
-    let _clear = ClearOnDrop(slugs);
+    let forget = ForgetOnDrop::new(slugs);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
+        forget.slug(&link.slug);
         let result = tx.execute(
             "UPDATE links SET name = ?2, url = ?3, payout_cents = ?4, status = ?5, slug = ?6,
                  source_postback_url = ?7, updated_at = ?8, fallback_url = ?9 WHERE id = ?1",
@@ -389,29 +399,47 @@ pub fn set_routing(
     keep_fallback: bool,
 ) -> Result<Routing, Error> {
     let now = app.clock.now();
-    let _clear = ClearOnDrop(slugs);
+    let forget = ForgetOnDrop::new(slugs);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
+        forget.slug(&link.slug);
         routing::save(tx, link.id, &mut routing, keep_fallback, now)?;
         routing_of(tx, user_id, id)
     })
 }
 
-/// Clears the slug cache when the change is over, committed or not.
-struct ClearOnDrop<'a>(&'a SlugCache);
+/// Forgets the changed link's slug when the change is over, committed or
+/// not (a slug change forgets the old one; the new one was not cached).
+struct ForgetOnDrop<'a> {
+    slugs: &'a SlugCache,
+    slug: std::cell::RefCell<Option<String>>,
+}
 
-impl Drop for ClearOnDrop<'_> {
+impl<'a> ForgetOnDrop<'a> {
+    fn new(slugs: &'a SlugCache) -> Self {
+        ForgetOnDrop { slugs, slug: Default::default() }
+    }
+
+    fn slug(&self, slug: &str) {
+        *self.slug.borrow_mut() = Some(slug.to_string());
+    }
+}
+
+impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        self.0.clear();
+        if let Some(slug) = self.slug.get_mut() {
+            self.slugs.forget(slug);
+        }
     }
 }
 
 /// Hides the link and stops its redirect; its clicks and leads stay counted.
 pub fn delete(app: &Core, slugs: &SlugCache, user_id: i64, id: &str) -> Result<(), Error> {
     let now = app.clock.now();
-    let _clear = ClearOnDrop(slugs);
+    let forget = ForgetOnDrop::new(slugs);
     app.db.write(|tx| {
         let link = find_owned(tx, user_id, id)?;
+        forget.slug(&link.slug);
         tx.execute("UPDATE links SET status = 'deleted', updated_at = ?2 WHERE id = ?1", params![link.id, now])?;
         Ok(())
     })

@@ -561,20 +561,37 @@ fn rule(at: &str, item: &Value, destinations: &[Destination], errors: &mut Field
 }
 
 /// Conversions today (approved + pending) of offers with a daily cap:
-/// read from the offer's rollup row the first time a day asks, then kept
-/// up to date by the postbacks that change them, so the click path reads
-/// the database once per capped offer and day.
+/// read from the offer's rollup row when a day first asks (and again each
+/// [`CAP_REFRESH`], which corrects any drift), and kept up to date by the
+/// postbacks that change them meanwhile, so the click path reads the
+/// database about once a minute per capped offer.
 #[derive(Default)]
-pub struct Caps(Mutex<HashMap<i64, (String, i64)>>);
+pub struct Caps {
+    counts: Mutex<HashMap<i64, CapCount>>,
+    /// Bumped by every postback's change: a count read while one landed
+    /// may or may not hold it, so it is not kept.
+    changes: std::sync::atomic::AtomicU64,
+}
+
+struct CapCount {
+    day: String,
+    conversions: i64,
+    read_at: std::time::Instant,
+}
+
+/// How long a count read from the database is trusted.
+const CAP_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Caps {
     /// The offer's conversions on `day`.
     pub fn conversions(&self, db: &Db, user_id: i64, destination_id: i64, day: &str) -> Result<i64, Error> {
-        if let Some((d, n)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&destination_id) {
-            if d == day {
-                return Ok(*n);
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(c) = self.counts.lock().unwrap_or_else(|e| e.into_inner()).get(&destination_id) {
+            if c.day == day && c.read_at.elapsed() < CAP_REFRESH {
+                return Ok(c.conversions);
             }
         }
+        let changes = self.changes.load(SeqCst);
         let n: i64 = db.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT coalesce(sum(approved_leads + pending_leads), 0) FROM rollups
@@ -582,26 +599,29 @@ impl Caps {
             )?
             .query_row(params![user_id, day, destination_id.to_string()], |r| r.get(0))?)
         })?;
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            map.clear();
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() > 100_000 {
+            counts.clear();
         }
-        map.insert(destination_id, (day.to_string(), n));
+        if self.changes.load(SeqCst) == changes {
+            let read_at = std::time::Instant::now();
+            counts.insert(destination_id, CapCount { day: day.to_string(), conversions: n, read_at });
+        } else {
+            // A postback landed meanwhile: read again next time.
+            counts.remove(&destination_id);
+        }
         Ok(n)
     }
 
     /// A committed postback changed an offer's conversions of `day`.
     pub fn add(&self, destination_id: i64, day: &str, conversions: i64) {
-        if let Some((d, n)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&destination_id) {
-            if d == day {
-                *n += conversions;
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(c) = counts.get_mut(&destination_id) {
+            if c.day == day {
+                c.conversions += conversions;
             }
         }
-    }
-
-    /// Forgets every count: they are read again when next needed.
-    pub fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

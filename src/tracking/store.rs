@@ -232,13 +232,14 @@ pub struct Click {
     pub at_ms: i64,
     /// The destination its conversions count for: its offer, else its
     /// lander; for a click of before smart links, its link's first
-    /// destination; None for a click sent to the link's fallback URL.
+    /// destination; for a click sent to the link's fallback URL, its lander
+    /// if it saw one, else None.
     pub destination_id: Option<i64>,
 }
 
 const CLICK_COLUMNS: &str = "c.id, c.user_id, c.link_id, coalesce(s.text, ''), coalesce(e.text, ''), c.country, \
                              c.device, c.at, c.secret, l.clickid, \
-                             CASE WHEN c.destination_id = 0 THEN NULL ELSE coalesce(c.destination_id, c.lander_id, \
+                             CASE WHEN c.destination_id = 0 THEN c.lander_id ELSE coalesce(c.destination_id, c.lander_id, \
                                  (SELECT min(d.id) FROM destinations d WHERE d.link_id = c.link_id)) END";
 /// The click's interned values and, for clicks of before step 6, the
 /// clickid it was handed out with.
@@ -357,6 +358,11 @@ pub fn funnel(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<
         })
         .optional()?;
     Ok(found.filter(|f| crypto::ct_eq(f.clickid.as_bytes(), clickid_text.as_bytes())))
+}
+
+/// The offer a click went to (0: the fallback URL), if chosen yet.
+pub fn offer_of(conn: &Connection, id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT destination_id FROM clicks WHERE id = ?1")?.query_row([id], |r| r.get(0))
 }
 
 /// Records which offer a click went to when it left its lander; false
