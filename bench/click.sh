@@ -8,7 +8,8 @@
 # medians are reported, plus the server CPU time per click and a check that
 # every 302 left a committed click row.
 # Needs wrk, nginx and sqlite3 (Debian: apt-get install wrk nginx-light sqlite3).
-# Usage: bench/click.sh [seconds per run] [runs]; MODES="visitors" for one mode.
+# Usage: bench/click.sh [seconds per run] [runs]; MODES="visitors" for one mode;
+# BIN=path to measure another build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -51,6 +52,8 @@ slug=$(curl -sf "$base/api/links" -H "Authorization: Bearer $token" -H 'Content-
 apex_url="$base/go/$slug?sub_id=campaign-7"
 # The smart link: five offers by weight (one capped), a lander, five rules
 # that most clicks test and pass over (so the weights decide).
+targets=${TARGETS:-nginx apextrack smart}
+if [[ " $targets " == *" smart "* ]]; then
 smart_id=$(curl -sf "$base/api/links" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
     -d '{"name":"Smart","url":"https://shop.example/p?cid={clickid}","slug":"smart"}' | sed 's/.*"id":\([0-9]*\).*/\1/')
 curl -sf -X PUT "$base/api/links/$smart_id/routing" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{
@@ -71,6 +74,7 @@ curl -sf -X PUT "$base/api/links/$smart_id/routing" -H "Authorization: Bearer $t
   ],
   "fallback_url": "https://fallback.example/"
 }' >/dev/null
+fi
 smart_url="$base/go/smart?sub_id=campaign-7"
 nginx_url="http://127.0.0.1:$nginx_port/go/bench?sub_id=campaign-7"
 ua='Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1'
@@ -114,7 +118,7 @@ for mode in ${MODES:-keepalive close visitors}; do
     extra=()
     [ $mode = close ] && extra=(-H 'Connection: close')
     [ $mode = visitors ] && extra=(-s "$work/visitors.lua")
-    for target in ${TARGETS:-nginx apextrack smart}; do
+    for target in $targets; do
         results=()
         for _ in $(seq "$runs"); do
             if [ $target = nginx ]; then
@@ -142,7 +146,7 @@ for mode in ${MODES:-keepalive close visitors}; do
         echo "$mode $target rps=$rps p50=$p50 p99=$p99 ${cpu:+cpu_us_per_click=$cpu}"
         eval "${target}_${mode}=$rps"
     done
-    for target in ${TARGETS:-nginx apextrack smart}; do
+    for target in $targets; do
         [ $target = nginx ] && continue
         awk -v a="$(eval echo \$${target}_$mode)" -v n="$(eval echo \${nginx_$mode:-0})" -v m=$mode -v t=$target \
             'BEGIN { if (n > 0) printf "%s: %s at %.0f%% of nginx\n", m, t, 100 * a / n }'

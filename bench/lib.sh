@@ -7,8 +7,13 @@ need() {
     done
 }
 
-# build: the release binary, as $bin.
+# build: the release binary, as $bin; BIN=path measures that binary instead
+# (another build, to compare).
 build() {
+    if [ -n "${BIN:-}" ]; then
+        bin=$(realpath "$BIN")
+        return
+    fi
     cargo build --release --quiet
     bin=$PWD/target/release/apextrack
 }
