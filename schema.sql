@@ -411,3 +411,15 @@ INSERT INTO rollups (user_id, dim, day, value, clicks, unique_clicks, bot_clicks
            r.approved_leads, r.pending_leads, r.rejected_leads, r.payout_cents
     FROM rollups r JOIN destinations d ON d.link_id = CAST(r.value AS INTEGER)
     WHERE r.dim = 'link';
+
+-- version: 9
+-- Money: a link's cost model ('none', 'cpc' with cost_value_micros per
+-- non-bot click, 'param' from the click's `cost` parameter), the cost each
+-- click carried (micro-units, NULL for none), counters of cost, and the
+-- click's OS and local hour kept with its lead (reports by os and hour).
+ALTER TABLE links ADD COLUMN cost_model TEXT NOT NULL DEFAULT 'none';
+ALTER TABLE links ADD COLUMN cost_value_micros INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE clicks ADD COLUMN cost INTEGER;
+ALTER TABLE rollups ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE leads ADD COLUMN os TEXT;
+ALTER TABLE leads ADD COLUMN hour INTEGER;

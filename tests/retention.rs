@@ -156,6 +156,7 @@ fn raw_click_days_lets_the_maintenance_thread_purge_in_batches() {
                         destination_id: None,
                         lander_id: None,
                         rule: None,
+                        cost: None,
                     };
                     store::insert(tx, &row)?;
                 }

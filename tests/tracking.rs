@@ -640,7 +640,11 @@ fn reports_validate_input_export_csv_and_stay_private() {
     let r = t.s.get("/api/reports?group_by=sub_id&format=csv", Some(&t.token));
     assert_eq!(r.status, 200);
     assert!(r.header("Content-Type").unwrap().starts_with("text/csv"));
-    assert_eq!(r.body, "sub_id,clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr\n'=1+2,1,1,0,0,0,0,0.00,0.00\n");
+    assert_eq!(
+        r.body,
+        "sub_id,clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr,\
+         cost,revenue,profit,roi,epc,cpc\n'=1+2,1,1,0,0,0,0,0.00,0.00,0.00,0.00,0.00,,0.00,0.00\n"
+    );
     let csv = t.s.get("/api/reports?group_by=link&format=csv", Some(&t.token)).body;
     assert!(csv.contains("\"R,\"\"x\"\"\""), "{csv}");
     for bad in [
@@ -666,7 +670,8 @@ fn reports_validate_input_export_csv_and_stay_private() {
     let theirs = t.s.get("/api/dashboard-data", Some(&other)).json();
     assert_eq!(
         theirs["summary"],
-        json!({"liveClicksLast30Seconds": 0, "clicksToday": 0, "totalLeads": 0, "totalPayout": 0.0})
+        json!({"liveClicksLast30Seconds": 0, "clicksToday": 0, "totalLeads": 0, "totalPayout": 0.0,
+               "costToday": 0.0, "revenueToday": 0.0, "profitToday": 0.0})
     );
     assert!(theirs["recent_clicks"].as_array().unwrap().is_empty());
     for g in ["day", "sub_id", "country", "device", "link"] {

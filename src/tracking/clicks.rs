@@ -2,7 +2,7 @@
 //! uniqueness and rollups in the same transaction), then 302 to the
 //! destination with the macros filled in.
 
-use super::links::Target;
+use super::links::{CostModel, Target};
 use super::rollup::{self, Delta, Dims};
 use super::visitors;
 use super::Runtime;
@@ -25,6 +25,8 @@ pub struct Params {
     /// sub1 (`sub_id`) to sub5.
     pub subs: [String; 5],
     pub ext_id: String,
+    /// What the traffic source says the click cost (`cost`), as sent.
+    pub cost: String,
 }
 
 impl Params {
@@ -38,6 +40,7 @@ impl Params {
                 "sub4" => &mut p.subs[3],
                 "sub5" => &mut p.subs[4],
                 "ext_id" => &mut p.ext_id,
+                "cost" => &mut p.cost,
                 _ => continue,
             };
             if slot.is_empty() {
@@ -226,6 +229,7 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     let user_agent = super::clip(visit.user_agent, MAX_USER_AGENT);
     let visitor = visitors::key(target.id, visit.ip, &user_agent);
     let os = routing::os_of(&user_agent);
+    let hour = local_hour(now, app.utc_offset);
     let last = rt.visitors.last(visitor, now);
     let route = {
         let r = &target.routing;
@@ -234,7 +238,6 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         let mut named: Vec<(&str, &str)> = names.iter().copied().zip(params.subs.iter().map(String::as_str)).collect();
         named.push(("sub1", &params.subs[0]));
         named.push(("ext_id", &params.ext_id));
-        let hour = ((now / SECOND + i64::from(app.utc_offset)).rem_euclid(86_400) / 3600) as u8;
         let conditions = routing::Visit {
             country: &country,
             device,
@@ -272,6 +275,13 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         Some(d) if d.kind == routing::Kind::Lander => (None, Some(d.id)),
         Some(d) => (Some(d.id), None),
     };
+    let cost = match target.cost {
+        _ if device == "bot" => None,
+        CostModel::None => None,
+        CostModel::Cpc(micros) => Some(micros),
+        // Whatever the source sent, a bad value costs nothing.
+        CostModel::Param => Some(super::parse_micros(&params.cost, super::MAX_CLICK_COST_MICROS).unwrap_or(0)),
+    };
     let click = NewClick {
         id,
         secret,
@@ -288,6 +298,9 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         destination_id,
         lander_id,
         rule: rule.map(str::to_string),
+        cost,
+        os,
+        hour,
     };
     let write = |tx: &rusqlite::Connection, batch: &[NewClick]| write_batch(tx, batch, rt);
     rt.click_writer
@@ -395,6 +408,11 @@ pub struct NewClick {
     destination_id: Option<i64>,
     lander_id: Option<i64>,
     rule: Option<String>,
+    /// Micro-units; None when the link has no cost model (or a bot clicked).
+    cost: Option<i64>,
+    os: &'static str,
+    /// Local hour of the click.
+    hour: u8,
 }
 
 /// Clicks of a committed batch, by kind, for the metrics.
@@ -460,6 +478,7 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
                 destination_id: c.destination_id,
                 lander_id: c.lander_id,
                 rule,
+                cost: c.cost,
             },
         )?;
         let delta = if is_bot {
@@ -475,7 +494,8 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
                 Some((_, n)) => *n += 1,
                 None => counts.live.push((c.user_id, 1)),
             }
-            Delta { clicks: 1, unique_clicks: i64::from(is_unique), ..Delta::default() }
+            let cost_micros = c.cost.unwrap_or(0);
+            Delta { clicks: 1, unique_clicks: i64::from(is_unique), cost_micros, ..Delta::default() }
         };
         let dims = Dims {
             sub_id: s1,
@@ -483,11 +503,18 @@ fn write_batch(tx: &rusqlite::Connection, batch: &[NewClick], rt: &Runtime) -> R
             device: c.device,
             link_id: c.link_id,
             destination_id: sent_to.filter(|&id| id != 0),
+            os: Some(c.os),
+            hour: Some(c.hour),
         };
         rollups.add(c.user_id, &c.day, &dims, delta, is_bot);
     }
     rollups.write(tx)?;
     Ok(counts)
+}
+
+/// The hour of day of `at` in the server's offset, 0–23.
+pub fn local_hour(at: i64, utc_offset: i32) -> u8 {
+    ((at / SECOND + i64::from(utc_offset)).rem_euclid(86_400) / 3600) as u8
 }
 
 /// Deletes up to `limit` raw clicks recorded before `before` (micros),

@@ -5,7 +5,7 @@
 use super::bandit::{self, Arm};
 use super::rollup::ALL_TIME;
 use super::routing::{Kind, Routing};
-use super::{conversion_rate, money};
+use super::{conversion_rate, money, Money};
 use crate::base::Core;
 use crate::clock;
 use crate::error::{Error, FieldErrors};
@@ -78,6 +78,7 @@ struct Totals {
     clicks: i64,
     leads: i64,
     payout_cents: i64,
+    cost_micros: i64,
 }
 
 /// How a query reads the rollup rows of days `from` to `to` (bound at
@@ -123,12 +124,13 @@ impl Span {
 
 fn totals(conn: &Connection, user_id: i64, from: &str, to: &str) -> rusqlite::Result<Totals> {
     conn.prepare_cached(&format!(
-        "SELECT coalesce(sum(clicks), 0), coalesce(sum(leads), 0), coalesce(sum(payout_cents), 0)
+        "SELECT coalesce(sum(clicks), 0), coalesce(sum(leads), 0), coalesce(sum(payout_cents), 0),
+                coalesce(sum(cost_micros), 0)
          FROM rollups WHERE user_id = ?1 AND dim = 'all' AND value = '' AND {}",
         Span::new("all", from, to, 2).days
     ))?
     .query_row(params![user_id, from, to], |r| {
-        Ok(Totals { clicks: r.get(0)?, leads: r.get(1)?, payout_cents: r.get(2)? })
+        Ok(Totals { clicks: r.get(0)?, leads: r.get(1)?, payout_cents: r.get(2)?, cost_micros: r.get(3)? })
     })
 }
 
@@ -142,26 +144,34 @@ pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, l
         let (from, to) = range.rollup_days(c, user_id)?;
         let (from, to) = (from.as_str(), to.as_str());
         let live = rt.live.count(user_id, now);
-        let clicks_today = totals(c, user_id, &today, &today)?.clicks;
+        let today = totals(c, user_id, &today, &today)?;
+        let today_money =
+            Money { clicks: today.clicks, revenue_cents: today.payout_cents, cost_micros: today.cost_micros };
         let all = totals(c, user_id, from, to)?;
         let span = Span::new("sub_id", from, to, 2);
         let (table, sum, days, group) = (span.table, span.sum, &span.days, span.group_by("value"));
         let mut stmt = c.prepare_cached(&format!(
-            "SELECT value, {sum}(clicks), {sum}(leads), {sum}(approved_leads), {sum}(payout_cents) FROM {table}
+            "SELECT value, {sum}(clicks), {sum}(leads), {sum}(approved_leads), {sum}(payout_cents), {sum}(cost_micros)
+             FROM {table}
              WHERE user_id = ?1 AND dim = 'sub_id' AND {days}
              {group} ORDER BY {sum}(clicks) DESC, {sum}(payout_cents) DESC, value LIMIT ?4"
         ))?;
         let report: Vec<Value> = stmt
             .query_map(params![user_id, from, to, limit], |r| {
                 let (clicks, approved): (i64, i64) = (r.get(1)?, r.get(3)?);
-                Ok(json!({
+                let mut row = json!({
                     "sub_id": r.get::<_, String>(0)?,
                     "clicks": clicks,
                     "leads": r.get::<_, i64>(2)?,
                     "approved_leads": approved,
                     "total_payout": money(r.get(4)?),
                     "cr": conversion_rate(approved, clicks),
-                }))
+                });
+                let m = Money { clicks, revenue_cents: r.get(4)?, cost_micros: r.get(5)? };
+                for (key, value) in m.entries() {
+                    row[key] = value;
+                }
+                Ok(row)
             })?
             .collect::<rusqlite::Result<_>>()?;
         let recent_clicks: Vec<Value> = super::store::recent(c, user_id, 20)?
@@ -195,9 +205,12 @@ pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, l
         Ok(json!({
             "summary": {
                 "liveClicksLast30Seconds": live,
-                "clicksToday": clicks_today,
+                "clicksToday": today.clicks,
                 "totalLeads": all.leads,
                 "totalPayout": money(all.payout_cents),
+                "costToday": today_money.cost(),
+                "revenueToday": today_money.revenue(),
+                "profitToday": today_money.profit(),
             },
             "report": report,
             "recent_clicks": recent_clicks,
@@ -206,7 +219,7 @@ pub fn dashboard(app: &Core, rt: &super::Runtime, user_id: i64, range: &Range, l
     })
 }
 
-pub const GROUPS: &[&str] = &["day", "sub_id", "country", "device", "link", "destination"];
+pub const GROUPS: &[&str] = &["day", "sub_id", "country", "device", "link", "destination", "os", "hour"];
 
 /// Groupings whose value is an id, shown as a number with its name.
 fn by_id(group_by: &str) -> bool {
@@ -268,6 +281,7 @@ pub struct Row {
     pub name: Option<String>,
     /// A lander's click-throughs, for rows grouped by destination.
     pub lander_clicks: i64,
+    pub cost_micros: i64,
     pub clicks: i64,
     pub unique_clicks: i64,
     pub leads: i64,
@@ -275,6 +289,12 @@ pub struct Row {
     pub pending_leads: i64,
     pub rejected_leads: i64,
     pub payout_cents: i64,
+}
+
+impl Row {
+    fn money(&self) -> Money {
+        Money { clicks: self.clicks, revenue_cents: self.payout_cents, cost_micros: self.cost_micros }
+    }
 }
 
 /// Report rows as the JSON report gives them, each with its group under
@@ -303,7 +323,7 @@ impl Serialize for JsonRow<'_> {
         let (group_by, row) = (self.0, self.1);
         let link = by_id(group_by);
         let mut m = s.serialize_map(None)?;
-        if link {
+        if link || group_by == "hour" {
             m.serialize_entry(group_by, &row.group.parse::<i64>().unwrap_or(0))?;
         } else {
             m.serialize_entry(group_by, &row.group)?;
@@ -316,6 +336,9 @@ impl Serialize for JsonRow<'_> {
         m.serialize_entry("rejected_leads", &row.rejected_leads)?;
         m.serialize_entry("payout", &money(row.payout_cents))?;
         m.serialize_entry("cr", &conversion_rate(row.approved_leads, row.clicks))?;
+        for (key, value) in row.money().entries() {
+            m.serialize_entry(key, &value)?;
+        }
         if link {
             m.serialize_entry("name", &row.name)?;
         }
@@ -351,7 +374,7 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
                 WHEN 'destination' THEN
                     (SELECT d.name FROM destinations d JOIN links l ON l.id = d.link_id
                      WHERE d.id = CAST(value AS INTEGER) AND l.user_id = ?1) END,
-                {sum}(lander_clicks)
+                {sum}(lander_clicks), {sum}(cost_micros)
          FROM {table} WHERE user_id = ?1 AND dim = '{dim}' AND dim = ?2 AND {days}
          {group} ORDER BY {order} LIMIT ?6"
         )
@@ -378,6 +401,7 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
                 payout_cents: r.get(7)?,
                 name: r.get(8)?,
                 lander_clicks: r.get(9)?,
+                cost_micros: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -407,7 +431,7 @@ pub fn destination_arms(conn: &Connection, user_id: i64, ids: &[i64]) -> rusqlit
 /// its order, from the rollups (a link with 10 M clicks costs what one with
 /// ten does), with each offer's chance of having the best conversion rate.
 pub fn link_stats(app: &Core, user_id: i64, routing: &Routing, range: &Range) -> Result<Vec<Value>, Error> {
-    let counts: Vec<[i64; 6]> = app.db.read(|c| {
+    let counts: Vec<[i64; 7]> = app.db.read(|c| {
         // All time reads the all-time rows; a range reads its days (a
         // lander's click-throughs count on their own day, which the user's
         // 'all' rows do not see, so no shortcut there).
@@ -417,12 +441,13 @@ pub fn link_stats(app: &Core, user_id: i64, routing: &Routing, range: &Range) ->
         };
         let mut stmt = c.prepare_cached(
             "SELECT coalesce(sum(clicks), 0), coalesce(sum(unique_clicks), 0), coalesce(sum(lander_clicks), 0),
-                    coalesce(sum(approved_leads), 0), coalesce(sum(pending_leads), 0), coalesce(sum(payout_cents), 0)
+                    coalesce(sum(approved_leads), 0), coalesce(sum(pending_leads), 0), coalesce(sum(payout_cents), 0),
+                    coalesce(sum(cost_micros), 0)
              FROM rollups WHERE user_id = ?1 AND dim = 'destination' AND value = ?2 AND day BETWEEN ?3 AND ?4",
         )?;
         let rows = routing.destinations.iter().map(|d| {
             stmt.query_row(params![user_id, d.id.to_string(), from, to], |r| {
-                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?])
+                Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?])
             })
         });
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -436,10 +461,9 @@ pub fn link_stats(app: &Core, user_id: i64, routing: &Routing, range: &Range) ->
         .iter()
         .zip(&counts)
         .enumerate()
-        .map(|(i, (d, &[clicks, unique, lander_clicks, approved, pending, revenue]))| {
+        .map(|(i, (d, &[clicks, unique, lander_clicks, approved, pending, revenue, cost]))| {
             let p = offers.iter().position(|&o| o == i).map(|k| p_best[k]);
-            // Earnings per click in cents, rounded half up.
-            let epc = if clicks > 0 { (revenue * 2 + clicks) / (clicks * 2) } else { 0 };
+            let m = Money { clicks, revenue_cents: revenue, cost_micros: cost };
             let mut row = json!({
                 "id": d.id,
                 "name": d.name,
@@ -450,13 +474,12 @@ pub fn link_stats(app: &Core, user_id: i64, routing: &Routing, range: &Range) ->
                 "lander_clicks": lander_clicks,
                 "conversions": approved + pending,
                 "approved": approved,
-                "revenue": money(revenue),
-                "cost": money(0),
-                "profit": money(revenue),
                 "cr": conversion_rate(approved, clicks),
-                "epc": money(epc),
                 "p_best": p.map(|p| (p * 10_000.0).round() / 10_000.0),
             });
+            for (key, value) in m.entries() {
+                row[key] = value;
+            }
             if d.kind == Kind::Lander {
                 row["ctr"] = conversion_rate(lander_clicks, clicks);
             }
@@ -475,7 +498,8 @@ pub fn report_csv(group_by: &str, rows: &[Row]) -> String {
     if link {
         out.push_str(",name");
     }
-    out.push_str(",clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr\n");
+    out.push_str(",clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr");
+    out.push_str(",cost,revenue,profit,roi,epc,cpc\n");
     for row in rows {
         csv_cell(&mut out, &row.group);
         if link {
@@ -489,7 +513,17 @@ pub fn report_csv(group_by: &str, rows: &[Row]) -> String {
         }
         let cr = conversion_rate(row.approved_leads, row.clicks).as_f64().unwrap_or(0.0);
         let (sign, cents) = (if row.payout_cents < 0 { "-" } else { "" }, row.payout_cents.unsigned_abs());
-        let _ = writeln!(out, ",{sign}{}.{:02},{cr:.2}", cents / 100, cents % 100);
+        let _ = write!(out, ",{sign}{}.{:02},{cr:.2}", cents / 100, cents % 100);
+        for (_, value) in row.money().entries() {
+            // Two decimals, as shown; an empty cell for no ROI.
+            match value.as_f64() {
+                Some(v) => {
+                    let _ = write!(out, ",{v:.2}");
+                }
+                None => out.push(','),
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -561,22 +595,28 @@ mod tests {
             rejected_leads: 0,
             payout_cents: 0,
             lander_clicks: 0,
+            cost_micros: 0,
         }
     }
 
     #[test]
     fn csv_escapes_and_defuses_formulas() {
-        let head = "sub_id,clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr\n";
+        let head = "sub_id,clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr,\
+                    cost,revenue,profit,roi,epc,cpc\n";
+        let zero = "0.00,0.00,0.00,,0.00,0.00";
         let rows = [row("=HYPERLINK(\"x\")", 3), row("a,b", 1)];
         assert_eq!(
             report_csv("sub_id", &rows),
-            format!("{head}\"'=HYPERLINK(\"\"x\"\")\",3,0,0,0,0,0,0.00,0.00\n\"a,b\",1,0,0,0,0,0,0.00,0.00\n")
+            format!(
+                "{head}\"'=HYPERLINK(\"\"x\"\")\",3,0,0,0,0,0,0.00,0.00,{zero}\n\"a,b\",1,0,0,0,0,0,0.00,0.00,{zero}\n"
+            )
         );
         let rows = [row("a;=1+1", 1), row("x\t=2", 2), row("-1", 4)];
         assert_eq!(
             report_csv("sub_id", &rows),
             format!(
-                "{head}\"a;=1+1\",1,0,0,0,0,0,0.00,0.00\n\"x\t=2\",2,0,0,0,0,0,0.00,0.00\n'-1,4,0,0,0,0,0,0.00,0.00\n"
+                "{head}\"a;=1+1\",1,0,0,0,0,0,0.00,0.00,{zero}\n\"x\t=2\",2,0,0,0,0,0,0.00,0.00,{zero}\n\
+                 '-1,4,0,0,0,0,0,0.00,0.00,{zero}\n"
             )
         );
     }
@@ -590,7 +630,7 @@ mod tests {
         let json = serde_json::to_string(&JsonRows { group_by: "link", rows: &[r.clone()] }).unwrap();
         assert_eq!(
             json,
-            r#"[{"link":7,"clicks":4,"unique_clicks":0,"leads":0,"approved_leads":1,"pending_leads":0,"rejected_leads":0,"payout":2.5,"cr":25.0,"name":"Promo"}]"#
+            r#"[{"link":7,"clicks":4,"unique_clicks":0,"leads":0,"approved_leads":1,"pending_leads":0,"rejected_leads":0,"payout":2.5,"cr":25.0,"cost":0.0,"revenue":2.5,"profit":2.5,"roi":null,"epc":0.63,"cpc":0.0,"name":"Promo"}]"#
         );
         let json = serde_json::to_value(JsonRows { group_by: "sub_id", rows: &[r] }).unwrap();
         assert_eq!(json[0]["sub_id"], "7");
@@ -603,10 +643,12 @@ mod tests {
         r.name = Some("Promo, May".into());
         r.approved_leads = 1;
         r.payout_cents = 1205;
+        r.cost_micros = 15_000_000;
         assert_eq!(
             report_csv("link", &[r]),
-            "link,name,clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr\n\
-             7,\"Promo, May\",3,0,0,1,0,0,12.05,33.33\n"
+            "link,name,clicks,unique_clicks,leads,approved_leads,pending_leads,rejected_leads,payout,cr,\
+             cost,revenue,profit,roi,epc,cpc\n\
+             7,\"Promo, May\",3,0,0,1,0,0,12.05,33.33,15.00,12.05,-2.95,-19.67,4.02,5.00\n"
         );
     }
 }

@@ -44,12 +44,15 @@ pub struct Link {
     pub status: String,
     pub source_postback_url: String,
     pub fallback_url: String,
+    pub cost_model: String,
+    pub cost_value_micros: i64,
     pub created_at: Micros,
     pub updated_at: Micros,
 }
 
 const COLUMNS: &str =
-    "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at, fallback_url";
+    "id, user_id, name, url, slug, payout_cents, status, source_postback_url, created_at, updated_at, \
+                       fallback_url, cost_model, cost_value_micros";
 
 fn from_row(r: &Row) -> rusqlite::Result<Link> {
     Ok(Link {
@@ -64,6 +67,8 @@ fn from_row(r: &Row) -> rusqlite::Result<Link> {
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
         fallback_url: r.get(10)?,
+        cost_model: r.get(11)?,
+        cost_value_micros: r.get(12)?,
     })
 }
 
@@ -78,6 +83,8 @@ pub fn to_json(app: &Core, link: &Link) -> Value {
         "status": link.status,
         "source_postback_url": link.source_postback_url,
         "fallback_url": Some(&link.fallback_url).filter(|u| !u.is_empty()),
+        "cost_model": link.cost_model,
+        "cost_value": money(super::micros_to_cents(link.cost_value_micros)),
         "created_at": clock::format(link.created_at),
         "updated_at": clock::format(link.updated_at),
     })
@@ -110,10 +117,33 @@ pub struct Target {
     pub url: String,
     pub active: bool,
     pub payout_cents: i64,
+    pub cost: CostModel,
     pub routing: Routing,
     /// The optimize mode's shares of the offers and when they were drawn.
     pub shares: std::sync::Mutex<Option<(Micros, Arc<Vec<f64>>)>>,
 }
+
+/// What a click on a link costs (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostModel {
+    None,
+    /// This many micro-units per non-bot click.
+    Cpc(i64),
+    /// The click's `cost` parameter, as the traffic source fills it.
+    Param,
+}
+
+impl CostModel {
+    fn of(model: &str, value_micros: i64) -> CostModel {
+        match model {
+            "cpc" => CostModel::Cpc(value_micros),
+            "param" => CostModel::Param,
+            _ => CostModel::None,
+        }
+    }
+}
+
+pub const COST_MODELS: &[&str] = &["none", "cpc", "param"];
 
 /// Active links by slug, kept in memory so a click costs no read query.
 /// Only this process changes links, and every change clears the cache;
@@ -166,20 +196,25 @@ impl SlugCache {
 pub fn find_by_slug(conn: &Connection, slug: &str) -> rusqlite::Result<Option<Target>> {
     let found = conn
         .prepare_cached(
-            "SELECT id, user_id, url, status, payout_cents, mode, fallback_url, rules FROM links WHERE slug = ?1",
+            "SELECT id, user_id, url, status, payout_cents, mode, fallback_url, rules, cost_model, cost_value_micros
+             FROM links WHERE slug = ?1",
         )?
         .query_row([slug], |r| {
             let link = (r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?, r.get(4)?);
-            Ok((link, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?))
+            let cost = CostModel::of(&r.get::<_, String>(8)?, r.get(9)?);
+            Ok((link, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?, cost))
         })
         .optional()?;
-    let Some(((id, user_id, url, status, payout_cents), mode, fallback_url, rules)) = found else { return Ok(None) };
+    let Some(((id, user_id, url, status, payout_cents), mode, fallback_url, rules, cost)) = found else {
+        return Ok(None);
+    };
     Ok(Some(Target {
         id,
         user_id,
         url,
         active: status == "active",
         payout_cents,
+        cost,
         routing: routing::load(conn, id, &mode, &fallback_url, &rules)?,
         shares: Default::default(),
     }))
@@ -196,6 +231,8 @@ pub struct Fields {
     pub source_postback_url: Option<String>,
     /// Some("") clears it.
     pub fallback_url: Option<String>,
+    pub cost_model: Option<String>,
+    pub cost_value_micros: Option<i64>,
 }
 
 fn invalid(field: &str, key: &'static str) -> Msg {
@@ -292,6 +329,26 @@ pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, 
             errors.add("fallback_url", invalid("fallback_url", "validation.url"));
         }
     }
+    fields.cost_model = text("cost_model", &mut errors);
+    if let Some(m) = &fields.cost_model {
+        if !COST_MODELS.contains(&m.as_str()) {
+            errors.add("cost_model", invalid("cost_model", "validation.in").arg("values", COST_MODELS.join(", ")));
+        }
+    }
+    if let Some(v) = body.get("cost_value").filter(|v| !v.is_null()) {
+        let text = match v {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        };
+        match text.and_then(|t| super::parse_micros(&t, super::MAX_CLICK_COST_MICROS)) {
+            Some(micros) => fields.cost_value_micros = Some(micros),
+            None => {
+                let m = invalid("cost_value", "validation.between").arg("min", 0).arg("max", 1000);
+                errors.add("cost_value", m);
+            }
+        }
+    }
     errors.into_result()?;
     Ok(fields)
 }
@@ -317,8 +374,8 @@ pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO links (user_id, name, url, slug, payout_cents, status, source_postback_url, created_at,
-                                    updated_at, fallback_url)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                                    updated_at, fallback_url, cost_model, cost_value_micros)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     user_id,
@@ -329,7 +386,9 @@ pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
                     f.status.as_deref().unwrap_or("active"),
                     f.source_postback_url.as_deref().unwrap_or_default(),
                     now,
-                    f.fallback_url.as_deref().unwrap_or_default()
+                    f.fallback_url.as_deref().unwrap_or_default(),
+                    f.cost_model.as_deref().unwrap_or("none"),
+                    f.cost_value_micros.unwrap_or(0)
                 ]);
             match inserted {
                 Ok(_) => {
@@ -353,7 +412,8 @@ pub fn update(app: &Core, slugs: &SlugCache, user_id: i64, id: &str, f: Fields) 
         forget.slug(&link.slug);
         let result = tx.execute(
             "UPDATE links SET name = ?2, url = ?3, payout_cents = ?4, status = ?5, slug = ?6,
-                 source_postback_url = ?7, updated_at = ?8, fallback_url = ?9 WHERE id = ?1",
+                 source_postback_url = ?7, updated_at = ?8, fallback_url = ?9, cost_model = ?10,
+                 cost_value_micros = ?11 WHERE id = ?1",
             params![
                 link.id,
                 f.name.unwrap_or(link.name),
@@ -363,7 +423,9 @@ pub fn update(app: &Core, slugs: &SlugCache, user_id: i64, id: &str, f: Fields) 
                 f.slug.unwrap_or(link.slug),
                 f.source_postback_url.unwrap_or(link.source_postback_url),
                 now,
-                f.fallback_url.unwrap_or(link.fallback_url)
+                f.fallback_url.unwrap_or(link.fallback_url),
+                f.cost_model.unwrap_or(link.cost_model),
+                f.cost_value_micros.unwrap_or(link.cost_value_micros)
             ],
         );
         match result {

@@ -87,6 +87,111 @@ pub fn parse_money_text(text: &str) -> Option<i64> {
     (cents <= MAX_CENTS).then_some(cents)
 }
 
+/// Largest cost a click may carry: 1 000 in any currency, in micro-units.
+pub const MAX_CLICK_COST_MICROS: i64 = 1_000 * 1_000_000;
+
+/// Reads an amount exactly into micro-units (millionths): `0.015`, `2`,
+/// `"1.5"`; more than six decimals are rounded half up. Negative,
+/// non-numeric (`NaN`, `1e400`) or larger than `max` is None.
+pub fn parse_micros(text: &str, max: i64) -> Option<i64> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || whole.len() > 12
+    {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let digit = |i: usize| frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
+    let fraction = (0..6).fold(0, |acc, i| acc * 10 + digit(i)) + i64::from(digit(6) >= 5);
+    let micros = whole.checked_mul(1_000_000)?.checked_add(fraction)?;
+    (micros <= max).then_some(micros)
+}
+
+/// Micro-units to cents, rounded half up (away from zero for negatives):
+/// the one rounding of money, at the edge.
+pub fn micros_to_cents(micros: i64) -> i64 {
+    let half = if micros < 0 { -5_000 } else { 5_000 };
+    (micros + half) / 10_000
+}
+
+/// `numerator / denominator` in cents, rounded half up; 0 when the
+/// denominator is 0.
+fn cents_per(numerator_micros: i64, denominator: i64) -> i64 {
+    if denominator <= 0 {
+        return 0;
+    }
+    let n = i128::from(numerator_micros);
+    let d = i128::from(denominator) * 10_000;
+    let half = if n < 0 { -d / 2 } else { d / 2 };
+    ((n + half) / d) as i64
+}
+
+/// The money columns of a report row (§12): cost, revenue (approved
+/// payout), profit, roi (null without cost), epc and cpc, each rounded to
+/// two decimals only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    pub clicks: i64,
+    pub revenue_cents: i64,
+    pub cost_micros: i64,
+}
+
+impl Money {
+    pub fn profit_micros(&self) -> i64 {
+        self.revenue_cents.saturating_mul(10_000).saturating_sub(self.cost_micros)
+    }
+
+    pub fn cost(&self) -> Value {
+        money(micros_to_cents(self.cost_micros))
+    }
+
+    pub fn revenue(&self) -> Value {
+        money(self.revenue_cents)
+    }
+
+    pub fn profit(&self) -> Value {
+        money(micros_to_cents(self.profit_micros()))
+    }
+
+    /// Profit per cost in percent, two decimals; null when nothing was spent.
+    pub fn roi(&self) -> Value {
+        if self.cost_micros <= 0 {
+            return Value::Null;
+        }
+        money(roi_hundredths(self.profit_micros(), self.cost_micros))
+    }
+
+    pub fn epc(&self) -> Value {
+        money(cents_per(self.revenue_cents.saturating_mul(10_000), self.clicks))
+    }
+
+    pub fn cpc(&self) -> Value {
+        money(cents_per(self.cost_micros, self.clicks))
+    }
+
+    /// The columns as JSON entries.
+    pub fn entries(&self) -> [(&'static str, Value); 6] {
+        [
+            ("cost", self.cost()),
+            ("revenue", self.revenue()),
+            ("profit", self.profit()),
+            ("roi", self.roi()),
+            ("epc", self.epc()),
+            ("cpc", self.cpc()),
+        ]
+    }
+}
+
+/// profit / cost × 100 in hundredths of a percent, rounded half up.
+fn roi_hundredths(profit_micros: i64, cost_micros: i64) -> i64 {
+    let (p, c) = (i128::from(profit_micros) * 10_000, i128::from(cost_micros));
+    let half = if p < 0 { -c / 2 } else { c / 2 };
+    ((p + half) / c).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
 /// Cents as the JSON number the API shows (`1250.75`).
 pub fn money(cents: i64) -> Value {
     // Exact for every cent amount below 2^53 / 100.
@@ -136,6 +241,29 @@ mod tests {
         }
         assert_eq!(money(125075), json!(1250.75));
         assert_eq!(money(40050).to_string(), "400.5");
+    }
+
+    #[test]
+    fn micros_are_parsed_exactly_and_money_columns_round_once() {
+        let max = MAX_CLICK_COST_MICROS;
+        assert_eq!(parse_micros("0.015", max), Some(15_000));
+        assert_eq!(parse_micros("2", max), Some(2_000_000));
+        assert_eq!(parse_micros(".0000005", max), Some(1));
+        assert_eq!(parse_micros("1000", max), Some(max));
+        for bad in ["1000.000001", "-1", "NaN", "1e400", "", ".", "1,5", "inf", "0x10", "99999999999999"] {
+            assert_eq!(parse_micros(bad, max), None, "{bad}");
+        }
+        // 3 clicks, 10.00 revenue, 4.00 cost.
+        let m = Money { clicks: 3, revenue_cents: 1000, cost_micros: 4_000_000 };
+        assert_eq!(m.entries().map(|(_, v)| v.to_string()), ["4.0", "10.0", "6.0", "150.0", "3.33", "1.33"]);
+        // A loss, and a cost below a cent per click: rounded at the edge only.
+        let m = Money { clicks: 1000, revenue_cents: 0, cost_micros: 15_000_000 };
+        assert_eq!((m.profit(), m.roi(), m.cpc()), (json!(-15.0), json!(-100.0), json!(0.02)));
+        let m = Money { clicks: 0, revenue_cents: 250, cost_micros: 0 };
+        assert_eq!((m.roi(), m.epc(), m.cpc()), (Value::Null, json!(0.0), json!(0.0)));
+        assert_eq!(micros_to_cents(4_999), 0);
+        assert_eq!(micros_to_cents(5_000), 1);
+        assert_eq!(micros_to_cents(-5_000), -1);
     }
 
     #[test]

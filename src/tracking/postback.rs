@@ -101,6 +101,8 @@ struct Click {
     country: String,
     device: String,
     destination_id: Option<i64>,
+    os: &'static str,
+    at: Micros,
     /// The destination's payout, else the link's.
     link_payout: i64,
     source_postback_url: String,
@@ -126,6 +128,8 @@ fn find_click(conn: &Connection, clickid: &str) -> rusqlite::Result<Option<Click
             country: c.country.clone(),
             device: c.device.to_string(),
             destination_id: c.destination_id,
+            os: super::routing::os_of(&c.user_agent),
+            at: c.at_ms * 1000,
             link_payout: r.get(0)?,
             source_postback_url: r.get(1)?,
             secret_version: r.get(2)?,
@@ -356,6 +360,8 @@ struct Lead {
     device: String,
     link_id: i64,
     destination_id: Option<i64>,
+    os: Option<String>,
+    hour: Option<u8>,
 }
 
 /// Creates or moves the lead and its rollups (a new lead counts on today's
@@ -372,19 +378,22 @@ fn apply(
 ) -> Result<(Answer, Option<i64>, bool), Error> {
     let existing = find_lead(tx, click.user_id, txid)?;
     let Some(lead) = existing else {
+        let hour = super::clicks::local_hour(click.at, utc_offset);
         let dims = Dims {
             sub_id: &click.sub1,
             country: &click.country,
             device: &click.device,
             link_id: click.link_id,
             destination_id: click.destination_id,
+            os: Some(click.os),
+            hour: Some(hour),
         };
         let cents = payout.unwrap_or(click.link_payout);
         let day = clock::local_date(now, utc_offset);
         tx.prepare_cached(
             "INSERT INTO leads (user_id, click_id, link_id, txid, status, payout_cents, sub1, country, device, day,
-                                created_at, updated_at, destination_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+                                created_at, updated_at, destination_id, os, hour)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             click.user_id,
@@ -398,7 +407,9 @@ fn apply(
             click.device,
             day,
             now,
-            click.destination_id
+            click.destination_id,
+            click.os,
+            hour
         ])?;
         let lead_id = tx.last_insert_rowid();
         rollup::add(tx, click.user_id, &day, &dims, Delta::lead(status, cents), false)?;
@@ -417,7 +428,7 @@ fn apply(
 /// The user's lead with this transaction id.
 fn find_lead(tx: &Connection, user_id: i64, txid: &str) -> rusqlite::Result<Option<Lead>> {
     tx.prepare_cached(
-        "SELECT id, status, payout_cents, day, sub1, country, device, link_id, destination_id
+        "SELECT id, status, payout_cents, day, sub1, country, device, link_id, destination_id, os, hour
          FROM leads WHERE user_id = ?1 AND txid = ?2",
     )?
     .query_row(params![user_id, txid], |r| {
@@ -431,6 +442,8 @@ fn find_lead(tx: &Connection, user_id: i64, txid: &str) -> rusqlite::Result<Opti
             device: r.get(6)?,
             link_id: r.get(7)?,
             destination_id: r.get(8)?,
+            os: r.get(9)?,
+            hour: r.get(10)?,
         })
     })
     .optional()
@@ -455,6 +468,8 @@ fn move_lead(
         device: &lead.device,
         link_id: lead.link_id,
         destination_id: lead.destination_id,
+        os: lead.os.as_deref(),
+        hour: lead.hour,
     };
     if old_status == status {
         let body = json!({"message": "Conversion already recorded; nothing changed.", "outcome": "unchanged",

@@ -24,6 +24,8 @@ pub struct Delta {
     pub payout_cents: i64,
     /// A lander's click-throughs (on its `destination` rows).
     pub lander_clicks: i64,
+    /// Cost in micro-units.
+    pub cost_micros: i64,
 }
 
 impl Delta {
@@ -63,6 +65,9 @@ pub struct Dims<'a> {
     /// The destination (an offer or a lander) the event counts for; None
     /// for a click whose offer is not chosen yet.
     pub destination_id: Option<i64>,
+    /// The click's OS and local hour; None for leads of before they were kept.
+    pub os: Option<&'a str>,
+    pub hour: Option<u8>,
 }
 
 impl std::ops::AddAssign for Delta {
@@ -76,6 +81,7 @@ impl std::ops::AddAssign for Delta {
         self.rejected_leads += o.rejected_leads;
         self.payout_cents += o.payout_cents;
         self.lander_clicks += o.lander_clicks;
+        self.cost_micros += o.cost_micros;
     }
 }
 
@@ -86,25 +92,39 @@ impl std::ops::AddAssign for Delta {
 #[derive(Default)]
 pub struct Batch<'a>(HashMap<(i64, &'static str, Value<'a>, Cow<'a, str>), Delta>);
 
-/// A row's value: text, or a link's or destination's id (written as text).
+/// A row's value: text, a link's or destination's id (written as text), or
+/// an hour (written with two digits, so hours sort).
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Value<'a> {
     Text(Cow<'a, str>),
     Id(i64),
+    Hour(u8),
+}
+
+/// The rows besides the user's total that an event with `dims` counts in.
+fn rows<'a, 'd>(dims: &Dims<'d>, text: impl Fn(&'d str) -> Cow<'a, str>) -> Vec<(&'static str, Value<'a>)> {
+    let mut rows = vec![
+        ("sub_id", Value::Text(text(dims.sub_id))),
+        ("country", Value::Text(text(dims.country))),
+        ("device", Value::Text(text(dims.device))),
+        ("link", Value::Id(dims.link_id)),
+    ];
+    rows.extend(dims.destination_id.map(|id| ("destination", Value::Id(id))));
+    rows.extend(dims.os.map(|os| ("os", Value::Text(text(os)))));
+    rows.extend(dims.hour.map(|hour| ("hour", Value::Hour(hour))));
+    rows
 }
 
 impl<'a> Batch<'a> {
     pub fn add(&mut self, user_id: i64, day: &'a str, dims: &Dims<'a>, delta: Delta, total_only: bool) {
-        let texts = [dims.sub_id, dims.country, dims.device].map(Cow::Borrowed);
-        let ids = (dims.link_id, dims.destination_id);
-        self.add_rows(user_id, Cow::Borrowed(day), texts, ids, delta, total_only);
+        let rows = if total_only { Vec::new() } else { rows(dims, Cow::Borrowed) };
+        self.add_rows(user_id, Cow::Borrowed(day), rows, delta);
     }
 
     /// [`Batch::add`] for values that do not outlive the call.
     pub fn add_owned(&mut self, user_id: i64, day: &str, dims: &Dims, delta: Delta, total_only: bool) {
-        let texts = [dims.sub_id, dims.country, dims.device].map(|t| Cow::Owned(t.to_string()));
-        let ids = (dims.link_id, dims.destination_id);
-        self.add_rows(user_id, Cow::Owned(day.to_string()), texts, ids, delta, total_only);
+        let rows = if total_only { Vec::new() } else { rows(dims, |t| Cow::Owned(t.to_string())) };
+        self.add_rows(user_id, Cow::Owned(day.to_string()), rows, delta);
     }
 
     /// Counts `delta` for one destination only, on `day` and all time: a
@@ -115,26 +135,13 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn add_rows(
-        &mut self,
-        user_id: i64,
-        day: Cow<'a, str>,
-        [sub_id, country, device]: [Cow<'a, str>; 3],
-        (link_id, destination_id): (i64, Option<i64>),
-        delta: Delta,
-        total_only: bool,
-    ) {
+    /// Adds `delta` to the user's total row and to `rows` (dimension and
+    /// value), each on `day` and all time.
+    fn add_rows(&mut self, user_id: i64, day: Cow<'a, str>, rows: Vec<(&'static str, Value<'a>)>, delta: Delta) {
         for day in [day, Cow::Borrowed(ALL_TIME)] {
-            let mut bump = |dim, value| *self.0.entry((user_id, dim, value, day.clone())).or_default() += delta;
-            bump("all", Value::Text(Cow::Borrowed("")));
-            if !total_only {
-                bump("sub_id", Value::Text(sub_id.clone()));
-                bump("country", Value::Text(country.clone()));
-                bump("device", Value::Text(device.clone()));
-                bump("link", Value::Id(link_id));
-                if let Some(id) = destination_id {
-                    bump("destination", Value::Id(id));
-                }
+            *self.0.entry((user_id, "all", Value::Text(Cow::Borrowed("")), day.clone())).or_default() += delta;
+            for (dim, value) in &rows {
+                *self.0.entry((user_id, dim, value.clone(), day.clone())).or_default() += delta;
             }
         }
     }
@@ -144,6 +151,7 @@ impl<'a> Batch<'a> {
             match value {
                 Value::Text(text) => upsert(conn, user_id, dim, &text, &day, delta)?,
                 Value::Id(id) => upsert(conn, user_id, dim, &id.to_string(), &day, delta)?,
+                Value::Hour(hour) => upsert(conn, user_id, dim, &format!("{hour:02}"), &day, delta)?,
             }
         }
         Ok(())
@@ -151,7 +159,8 @@ impl<'a> Batch<'a> {
 }
 
 /// Adds `delta` to the user's total row and, unless `total_only`, to the
-/// sub_id, country, device, link and destination rows of `day` and of all time.
+/// sub_id, country, device, link, destination, os and hour rows of `day`
+/// and of all time.
 pub fn add(
     conn: &Connection,
     user_id: i64,
@@ -169,8 +178,8 @@ pub fn add(
 fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d: Delta) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO rollups (user_id, dim, value, day, clicks, unique_clicks, bot_clicks, leads,
-                              approved_leads, pending_leads, rejected_leads, payout_cents, lander_clicks)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                              approved_leads, pending_leads, rejected_leads, payout_cents, lander_clicks, cost_micros)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (user_id, dim, day, value) DO UPDATE SET
              clicks = clicks + excluded.clicks,
              unique_clicks = unique_clicks + excluded.unique_clicks,
@@ -180,7 +189,8 @@ fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d:
              pending_leads = pending_leads + excluded.pending_leads,
              rejected_leads = rejected_leads + excluded.rejected_leads,
              payout_cents = payout_cents + excluded.payout_cents,
-             lander_clicks = lander_clicks + excluded.lander_clicks",
+             lander_clicks = lander_clicks + excluded.lander_clicks,
+             cost_micros = cost_micros + excluded.cost_micros",
     )?
     .execute(params![
         user_id,
@@ -195,7 +205,8 @@ fn upsert(conn: &Connection, user_id: i64, dim: &str, value: &str, day: &str, d:
         d.pending_leads,
         d.rejected_leads,
         d.payout_cents,
-        d.lander_clicks
+        d.lander_clicks,
+        d.cost_micros
     ])?;
     Ok(())
 }

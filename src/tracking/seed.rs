@@ -50,6 +50,8 @@ fn user_agent(rng: &mut Rng) -> String {
     )
 }
 const BATCH: u64 = 50_000;
+/// What each seeded non-bot click cost (its links are `cpc` at 0.05).
+const SEED_CPC_MICROS: i64 = 50_000;
 
 /// Writes the seed; returns (clicks, leads) written. Prints progress.
 pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64), Error> {
@@ -59,13 +61,15 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
         let mut ids = Vec::new();
         for i in 0..seed.links.max(1) {
             tx.execute(
-                "INSERT INTO links (user_id, name, url, slug, payout_cents, status, created_at, updated_at)
-                 VALUES (?1, ?2, 'https://offer.example/?c={clickid}&s={sub_id}', ?3, 150, 'active', ?4, ?4)",
+                "INSERT INTO links (user_id, name, url, slug, payout_cents, status, created_at, updated_at, cost_model,
+                                    cost_value_micros)
+                 VALUES (?1, ?2, 'https://offer.example/?c={clickid}&s={sub_id}', ?3, 150, 'active', ?4, ?4, 'cpc', ?5)",
                 params![
                     seed.user_id,
                     format!("Seed offer {i}"),
                     format!("seed-{}-{i}", crate::crypto::random_alphanumeric(6)),
-                    now
+                    now,
+                    SEED_CPC_MICROS
                 ],
             )?;
             let link_id = tx.last_insert_rowid();
@@ -134,6 +138,7 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                             destination_id: Some(destination_id),
                             lander_id: None,
                             rule: None,
+                            cost: (device != "bot").then_some(SEED_CPC_MICROS),
                         },
                     )?;
                     if first_click_id.is_none() {
@@ -143,12 +148,22 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                     let delta = if is_bot {
                         Delta { bot_clicks: 1, ..Delta::default() }
                     } else {
-                        Delta { clicks: 1, unique_clicks: i64::from(unique), ..Delta::default() }
+                        let cost_micros = SEED_CPC_MICROS;
+                        Delta { clicks: 1, unique_clicks: i64::from(unique), cost_micros, ..Delta::default() }
                     };
+                    let hour = super::clicks::local_hour(at, app.utc_offset);
                     rollups.add_owned(
                         seed.user_id,
                         &day,
-                        &Dims { sub_id: &sub, country, device, link_id, destination_id: Some(destination_id) },
+                        &Dims {
+                            sub_id: &sub,
+                            country,
+                            device,
+                            link_id,
+                            destination_id: Some(destination_id),
+                            os: Some("android"),
+                            hour: Some(hour),
+                        },
                         delta,
                         is_bot,
                     );
@@ -169,8 +184,8 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
 
             let mut insert = tx.prepare_cached(
                 "INSERT INTO leads (user_id, click_id, link_id, txid, status, payout_cents, sub1, country, device, day,
-                                    created_at, updated_at, destination_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+                                    created_at, updated_at, destination_id, os, hour)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, 'android', ?13)",
             )?;
             for i in 0..n {
                 let click_id = first + rng.below(seed.clicks.max(1)) as i64;
@@ -181,6 +196,7 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                 let day = clock::local_date(at, app.utc_offset);
                 let status = ["approved", "approved", "pending", "rejected"][rng.below(4) as usize];
                 let cents = 50 + rng.below(500) as i64;
+                let hour = super::clicks::local_hour(click.at_ms * 1000, app.utc_offset);
                 insert.execute(params![
                     seed.user_id,
                     click_id,
@@ -193,9 +209,18 @@ pub fn run(app: &Core, seed: &Seed, progress: impl Fn(&str)) -> Result<(u64, u64
                     device,
                     day,
                     at + 60_000_000,
-                    destination_id
+                    destination_id,
+                    hour
                 ])?;
-                let dims = Dims { sub_id: &sub, country: &country, device, link_id, destination_id };
+                let dims = Dims {
+                    sub_id: &sub,
+                    country: &country,
+                    device,
+                    link_id,
+                    destination_id,
+                    os: Some("android"),
+                    hour: Some(hour),
+                };
                 rollups.add_owned(seed.user_id, &day, &dims, Delta::lead(status, cents), false);
             }
             Ok(rollups.write(tx)?)

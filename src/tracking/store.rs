@@ -186,14 +186,16 @@ pub struct Row<'a> {
     pub destination_id: Option<i64>,
     pub lander_id: Option<i64>,
     pub rule: Option<i64>,
+    /// The cost it carried, in micro-units; None: no cost model.
+    pub cost: Option<i64>,
 }
 
 pub fn insert(conn: &Connection, r: &Row) -> rusqlite::Result<()> {
     let [s1, s2, s3, s4, s5, ext] = r.values;
     conn.prepare_cached(
         "INSERT INTO clicks (id, secret, user_id, link_id, at, ip, ua, country, device, is_unique,
-                             sub1, sub2, sub3, sub4, sub5, ext_id, destination_id, lander_id, rule)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                             sub1, sub2, sub3, sub4, sub5, ext_id, destination_id, lander_id, rule, cost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?
     .execute(params![
         r.id,
@@ -214,7 +216,8 @@ pub fn insert(conn: &Connection, r: &Row) -> rusqlite::Result<()> {
         ext,
         r.destination_id,
         r.lander_id,
-        r.rule
+        r.rule,
+        r.cost
     ])?;
     Ok(())
 }
@@ -235,12 +238,14 @@ pub struct Click {
     /// destination; for a click sent to the link's fallback URL, its lander
     /// if it saw one, else None.
     pub destination_id: Option<i64>,
+    pub user_agent: String,
 }
 
 const CLICK_COLUMNS: &str = "c.id, c.user_id, c.link_id, coalesce(s.text, ''), coalesce(e.text, ''), c.country, \
                              c.device, c.at, c.secret, l.clickid, \
                              CASE WHEN c.destination_id = 0 THEN c.lander_id ELSE coalesce(c.destination_id, c.lander_id, \
-                                 (SELECT min(d.id) FROM destinations d WHERE d.link_id = c.link_id)) END";
+                                 (SELECT min(d.id) FROM destinations d WHERE d.link_id = c.link_id)) END, \
+                             coalesce((SELECT text FROM user_agents WHERE id = c.ua), '')";
 /// The click's interned values and, for clicks of before step 6, the
 /// clickid it was handed out with.
 const CLICK_JOINS: &str = "LEFT JOIN click_values s ON s.id = c.sub1 LEFT JOIN click_values e ON e.id = c.ext_id \
@@ -261,6 +266,7 @@ fn click(r: &rusqlite::Row) -> rusqlite::Result<Click> {
         device: device_name(r.get(6)?),
         at_ms: r.get(7)?,
         destination_id: r.get(10)?,
+        user_agent: r.get(11)?,
     })
 }
 

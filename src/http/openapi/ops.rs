@@ -316,13 +316,13 @@ pub(super) fn ops() -> Vec<Op> {
         Op {
             method: "get",
             path: "/api/reports",
-            summary: "Report by day, sub_id, country, device, link or destination (format=csv for CSV)",
+            summary: "Report by day, sub_id, country, device, link, destination, os or hour, with cost, revenue, profit, ROI, EPC and CPC (format=csv for CSV)",
             auth: Key("reports:read"),
             request: None,
             success: (200, obj(&[("group_by", s()), ("today", s()), ("data", json!({"type": "array"}))], &["data"])),
             errors: &[401, 403, 422],
             params: vec![
-                query("group_by", "day|sub_id|country|device|link|destination"),
+                query("group_by", "day|sub_id|country|device|link|destination|os|hour"),
                 query("from", "YYYY-MM-DD"),
                 query("to", "YYYY-MM-DD"),
                 query("limit", "1-10000"),

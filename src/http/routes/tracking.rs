@@ -208,7 +208,7 @@ pub fn dashboard_data(ctx: &Ctx) -> Result<Response, Error> {
     Ok(respond::json(200, &data))
 }
 
-/// `GET /api/reports?group_by=day|sub_id|country|device|link|destination&from&to&limit&format=csv`.
+/// `GET /api/reports?group_by=day|sub_id|country|device|link|destination|os|hour&from&to&limit&format=csv`.
 pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
     let group_by = ctx.req.get_param("group_by").unwrap_or_else(|| "day".into());
     if !dashboard::GROUPS.contains(&group_by.as_str()) {
