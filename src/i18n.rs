@@ -264,6 +264,12 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "The :attribute must be a list of IP addresses or CIDR ranges (at most 100).",
     ),
     ("links.deleted", "Link berhasil dihapus.", "The link has been deleted."),
+    ("import.bad_file", "Berkas tidak dapat dibaca: :reason.", "The file cannot be read: :reason."),
+    (
+        "import.too_many_rows",
+        "Paling banyak :max baris per impor; bagi berkasnya.",
+        "At most :max rows per import; split the file.",
+    ),
     ("payment.bad_signature", "Invalid signature.", "Invalid signature."),
     (
         "postback.too_many_refused",

@@ -1,5 +1,6 @@
 //! Plain text checks shared by the configuration and the domains: email
-//! addresses and the `"Name <address>"` form of a sender.
+//! addresses, the `"Name <address>"` form of a sender, and CSV files as
+//! users upload them.
 
 /// A deliberately plain check: one `@`, something before it, a dotted
 /// domain after it, no spaces or control characters.
@@ -27,9 +28,87 @@ pub fn split_address(from: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// A CSV file as spreadsheets and networks export it: a UTF-8 byte order
+/// mark is skipped, fields are separated by `,` or `;` (whichever the
+/// header line uses), may be quoted with `"` (a doubled `""` inside is a
+/// quote), lines end in LF or CRLF, blank lines are skipped. Returns each
+/// record with its line number (the header is line 1). A quoted field may
+/// not span lines.
+pub fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let header = text.lines().next().unwrap_or("");
+    let delimiter = match (header.contains(','), header.contains(';')) {
+        (true, _) => ',',
+        (false, true) => ';',
+        (false, false) if header.contains('\t') || header.contains('|') => return Err(CsvError::Delimiter),
+        _ => ',',
+    };
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push((i + 1, csv_fields(line, delimiter).ok_or(CsvError::Quote(i + 1))?));
+    }
+    Ok(records)
+}
+
+/// Why a file is not CSV we read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsvError {
+    /// Fields separated by tabs or bars: save as CSV with `,` or `;`.
+    Delimiter,
+    /// An opening quote without its closing one, on this line.
+    Quote(usize),
+}
+
+fn csv_fields(line: &str, delimiter: char) -> Option<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if at_start => quoted = true,
+            c if c == delimiter && !quoted => {
+                fields.push(std::mem::take(&mut field).trim().to_string());
+                at_start = true;
+                continue;
+            }
+            c => field.push(c),
+        }
+        at_start = at_start && c.is_whitespace() && !quoted;
+    }
+    if quoted {
+        return None;
+    }
+    fields.push(field.trim().to_string());
+    Some(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_files_are_read_as_spreadsheets_write_them() {
+        let file = "\u{feff}clickid;status;payout\r\nabc;approved;\"1,50\"\r\n\r\n\"x\"\"y\";pending; 2 \n";
+        let records = csv_records(file).unwrap();
+        assert_eq!(records[0], (1, vec!["clickid".to_string(), "status".into(), "payout".into()]));
+        assert_eq!(records[1], (2, vec!["abc".to_string(), "approved".into(), "1,50".into()]));
+        assert_eq!(records[2], (4, vec!["x\"y".to_string(), "pending".into(), "2".into()]));
+        assert_eq!(csv_records("a,b\n1,2,3").unwrap()[1].1.len(), 3);
+        assert_eq!(csv_records("a\tb\n1\t2"), Err(CsvError::Delimiter));
+        assert_eq!(csv_records("a,b\n\"open,2"), Err(CsvError::Quote(2)));
+        assert!(csv_records("").unwrap().is_empty());
+    }
 
     #[test]
     fn email_shapes() {

@@ -109,6 +109,21 @@ function money(value) {
   catch { return value.toFixed(2); }
 }
 
+/** "—" for a value the API gives as null (ROI without cost, a rate without clicks). */
+const dash = (v, show) => (v === null || v === undefined ? "—" : show(v));
+
+/** A profit, red below zero. */
+const profitOf = (v) => h("span", { class: v < 0 ? "negative" : "" }, money(v));
+
+/** The columns cost, profit and ROI % of report rows (§12). */
+function moneyColumns() {
+  return [
+    { key: "cost", label: t("cost"), num: true, show: (r) => money(r.cost) },
+    { key: "profit", label: t("profit"), num: true, show: (r) => profitOf(r.profit) },
+    { key: "roi", label: t("roi"), num: true, show: (r) => dash(r.roi, (v) => v.toFixed(2)) },
+  ];
+}
+
 function when(iso) {
   return iso ? new Date(iso).toLocaleString(lang() === "id" ? "id-ID" : "en-US") : "";
 }
@@ -264,7 +279,7 @@ function isoDay(d) { return d.toISOString().slice(0, 10); }
 async function dashboard() {
   const cards = h("div", { class: "cards" });
   const chart = h("div", { class: "card chart" });
-  const report = h("div", { class: "card" });
+  const report = h("div", { class: "card", id: "sub-report" });
   const recent = h("div", { class: "grid2" });
   const empty = h("div");
   const credit = h("p", { class: "muted", id: "geoip-credit" });
@@ -275,16 +290,20 @@ async function dashboard() {
       credit.replaceChildren(t("geoip_by"), " ", h("a", { href: "https://db-ip.com", rel: "noopener" }, "DB-IP"), " (CC BY 4.0)");
     }
   }).catch(() => {});
-  const stat = (id, label, value) => h("div", { class: "stat" }, h("div", { class: "label" }, label), h("div", { class: "value", id }, value));
+  const stat = (id, label, value, cls = "") => h("div", { class: "stat" }, h("div", { class: "label" }, label),
+    h("div", { class: `value ${cls}`.trim(), id }, value));
   const load = async () => {
     const d = await api("GET", "/api/dashboard-data?limit=100");
     const s = d.summary;
     cards.replaceChildren(stat("live-clicks", t("live_clicks"), s.liveClicksLast30Seconds), stat("clicks-today", t("clicks_today"), s.clicksToday),
-      stat("total-leads", t("total_leads"), s.totalLeads), stat("total-payout", t("total_payout"), money(s.totalPayout)));
+      stat("total-leads", t("total_leads"), s.totalLeads), stat("total-payout", t("total_payout"), money(s.totalPayout)),
+      stat("cost-today", t("cost_today"), money(s.costToday)), stat("revenue-today", t("revenue_today"), money(s.revenueToday)),
+      stat("profit-today", t("profit_today"), money(s.profitToday), s.profitToday < 0 ? "negative" : ""));
     report.replaceChildren(h("h2", {}, t("sub_report")), table([
       { key: "sub_id", label: "sub_id" }, { key: "clicks", label: t("clicks"), num: true }, { key: "leads", label: t("leads"), num: true },
       { key: "approved_leads", label: t("approved"), num: true }, { key: "total_payout", label: t("payout"), num: true, show: (r) => money(r.total_payout) },
-      { key: "cr", label: t("cr"), num: true, show: (r) => r.cr.toFixed(2) }], d.report, { sortable: true, empty: t("empty_title") }));
+      ...moneyColumns(), { key: "cr", label: t("cr"), num: true, show: (r) => r.cr.toFixed(2) },
+      { key: "epc", label: t("epc"), num: true, show: (r) => money(r.epc) }], d.report, { sortable: true, empty: t("empty_title") }));
     recent.replaceChildren(
       h("div", { class: "card", id: "recent-clicks" }, h("h2", {}, t("recent_clicks")), table([
         { key: "created_at", label: t("time"), show: (r) => when(r.created_at) }, { key: "sub_id", label: "sub_id" },
@@ -313,6 +332,48 @@ async function dashboard() {
   timers.push(setInterval(() => Promise.all([load(), loadChart()]).catch(() => {}), 3000));
 }
 
+// ---- a link's cost model (§12) ---------------------------------------------
+
+const COST_MODELS = [["none", "cost_none"], ["cpc", "cost_cpc"], ["param", "cost_param"]];
+
+/** The form fields of a link's cost: the model, and the cost per click (shown for `cpc` only). */
+function costFields(link = { cost_model: "none", cost_value: 0 }) {
+  return [
+    { name: "cost_model", label: t("cost_model"), value: link.cost_model, options: COST_MODELS.map(([v, key]) => [v, t(key)]),
+      help: h("span", { class: "cost-help" }, t("cost_param_help")) },
+    { name: "cost_value", label: t("cost_value"), inputmode: "decimal", placeholder: "0.05",
+      value: link.cost_model === "cpc" ? String(link.cost_value) : "" },
+  ];
+}
+
+/** Shows the cost per click only for `cpc`, the help on the `cost` parameter only for `param`. */
+function wireCost(f) {
+  const model = f.inputs.cost_model;
+  const valueField = f.inputs.cost_value.closest(".field");
+  const help = f.node.querySelector(".cost-help");
+  const show = () => {
+    valueField.hidden = model.value !== "cpc";
+    help.parentElement.hidden = model.value !== "param";
+  };
+  model.addEventListener("change", show);
+  f.node.addEventListener("reset", () => setTimeout(show));
+  show();
+}
+
+/** The cost of the form's values as the API takes it: the value only with `cpc`, a decimal comma read as a point. */
+function costBody(v) {
+  const body = { cost_model: v.cost_model };
+  if (v.cost_model === "cpc") body.cost_value = v.cost_value.trim().replace(",", ".");
+  return body;
+}
+
+/** "CPC US$0,25", "cost from the URL", or nothing without a cost model. */
+function costLabel(l) {
+  if (l.cost_model === "cpc") return t("cpc_of", { v: money(l.cost_value) });
+  if (l.cost_model === "param") return t("cost_from_url");
+  return null;
+}
+
 async function links() {
   const list = h("div", { class: "card" });
   const f = form([
@@ -320,21 +381,25 @@ async function links() {
     { name: "url", label: t("destination"), type: "url", placeholder: "https://offer.example/?click={clickid}&s={sub_id}", help: t("macros_help") },
     { name: "payout", label: t("default_payout"), inputmode: "decimal", placeholder: "0.00" },
     { name: "source_postback_url", label: t("source_postback"), type: "url", placeholder: "https://source.example/pb?id={ext_id}&p={payout}" },
+    ...costFields(),
   ], t("create_link"), async (v) => {
-    const body = { name: v.name, url: v.url };
+    const body = { name: v.name, url: v.url, ...costBody(v) };
     if (v.payout.trim()) body.payout = v.payout.trim();
     if (v.source_postback_url.trim()) body.source_postback_url = v.source_postback_url.trim();
     await api("POST", "/api/links", body);
     f.node.reset();
     await load();
   });
+  wireCost(f);
   const load = async () => {
     const res = await api("GET", "/api/links");
     list.replaceChildren(h("h2", {}, t("links")), res.data.length ? h("div", {}, res.data.map(linkRow)) : h("p", { class: "empty" }, t("no_links")));
   };
   const linkRow = (l) => {
+    const cost = costLabel(l);
     const row = h("div", { class: "card link", "data-slug": l.slug },
-      h("div", { class: "row" }, h("strong", {}, l.name), h("span", { class: "muted" }, `· ${t(l.status)} · ${money(l.payout)}`)),
+      h("div", { class: "row" }, h("strong", {}, l.name), h("span", { class: "muted" }, `· ${t(l.status)} · ${money(l.payout)}`),
+        cost ? h("span", { class: "muted cost-model" }, `· ${cost}`) : null),
       h("div", { class: "mono muted" }, l.url),
       h("div", { class: "row" }, h("code", { class: "tracking-url" }, l.tracking_url),
         h("button", { class: "secondary", type: "button", onclick: () => copy(l.tracking_url) }, t("copy"))),
@@ -351,8 +416,13 @@ async function links() {
       { name: "name", label: t("link_name"), value: l.name },
       { name: "url", label: t("destination"), type: "url", value: l.url, help: t("macros_help") },
       { name: "payout", label: t("default_payout"), value: String(l.payout) },
-    ], t("save"), async (v) => { await api("PUT", `/api/links/${l.id}`, v); load(); },
+      ...costFields(l),
+    ], t("save"), async (v) => {
+      await api("PUT", `/api/links/${l.id}`, { name: v.name, url: v.url, payout: v.payout, ...costBody(v) });
+      load();
+    },
     [h("button", { type: "button", class: "secondary", onclick: () => load() }, t("cancel"))]);
+    wireCost(e);
     row.replaceChildren(e.node);
   };
   app.append(h("h1", {}, t("links")), h("div", { class: "card" }, h("h2", {}, t("create_link")), f.node), list);
@@ -597,7 +667,6 @@ async function routing(id) {
     h("div", { class: "fields dates" }, h("div", { class: "field" }, h("label", { for: "stats-from" }, t("date_from")), from),
       h("div", { class: "field" }, h("label", { for: "stats-to" }, t("date_to")), to)),
     statsError, verdict, statsTable);
-  const dash = (v, show) => (v === null || v === undefined ? "—" : show(v));
   const loadStats = async () => {
     const q = new URLSearchParams();
     if (from.value) q.set("from", from.value);
@@ -617,6 +686,7 @@ async function routing(id) {
       { key: "conversions", label: t("conversions"), num: true },
       { key: "approved", label: t("approved"), num: true },
       { key: "revenue", label: t("revenue"), num: true, show: (r) => money(r.revenue) },
+      ...moneyColumns(),
       { key: "cr", label: t("cr"), num: true, show: (r) => r.cr.toFixed(2) },
       { key: "epc", label: t("epc"), num: true, show: (r) => money(r.epc) },
       { key: "p_best", label: t("p_best"), num: true, show: (r) => dash(r.p_best, (v) => `${Math.round(v * 100)} %`) },

@@ -47,6 +47,11 @@ const TEXT = {
     lander_clicks: "Klik lander", ctr: "CTR %", conversions: "Konversi", revenue: "Pendapatan", epc: "EPC", p_best: "Peluang terbaik",
     verdict_winner: "{name} mengalahkan yang lain dengan probabilitas {p} %.", verdict_none: "Belum cukup data untuk menentukan pemenang.", no_cap: "tanpa batas", cap_help: "Batas harian: konversi per hari; setelah itu penawaran dilewati sampai besok.",
     optional: "opsional", weight_help: "Bobot 0–1000: porsinya di antara tujuan aktif tampil di sebelahnya.",
+    cost_model: "Model biaya", cost_none: "Tanpa biaya", cost_cpc: "Biaya per klik (CPC)", cost_param: "Dari parameter cost di klik",
+    cost_value: "Biaya per klik", cpc_of: "CPC {v}", cost_from_url: "biaya dari URL",
+    cost_param_help: "Tambahkan &cost={makro biaya dari sumber trafik Anda} ke URL pelacakan (?cost=… bila belum ada parameter lain).",
+    cost_today: "Biaya hari ini", revenue_today: "Pendapatan hari ini", profit_today: "Laba hari ini",
+    cost: "Biaya", profit: "Laba", roi: "ROI %",
   },
   en: {
     dashboard: "Dashboard", links: "Links", settings: "Settings", logout: "Log out",
@@ -94,6 +99,11 @@ const TEXT = {
     lander_clicks: "Lander clicks", ctr: "CTR %", conversions: "Conversions", revenue: "Revenue", epc: "EPC", p_best: "Chance of best",
     verdict_winner: "{name} beats the others with {p} % probability.", verdict_none: "Not enough data yet to name a winner.", no_cap: "no cap", cap_help: "Daily cap: conversions per day; after that the offer is skipped until tomorrow.",
     optional: "optional", weight_help: "Weight 0–1000: its share among the active destinations shows beside it.",
+    cost_model: "Cost model", cost_none: "No cost", cost_cpc: "Cost per click (CPC)", cost_param: "From the click's cost parameter",
+    cost_value: "Cost per click", cpc_of: "CPC {v}", cost_from_url: "cost from the URL",
+    cost_param_help: "Add &cost={your source's cost macro} to the tracking URL (?cost=… if it has no other parameters).",
+    cost_today: "Cost today", revenue_today: "Revenue today", profit_today: "Profit today",
+    cost: "Cost", profit: "Profit", roi: "ROI %",
   },
 };
 

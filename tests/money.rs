@@ -179,3 +179,176 @@ fn a_cost_model_is_checked_and_can_be_changed() {
             .collect();
     assert_eq!(stored, [None, Some(200_000)], "a click keeps the cost it carried");
 }
+
+fn import(t: &Setup, query: &str, content_type: &str, body: &str) -> common::Resp {
+    let auth = format!("Bearer {}", t.token);
+    request(
+        t.s.addr(),
+        "POST",
+        &format!("/api/conversions/import{query}"),
+        &[("Authorization", auth.as_str()), ("Content-Type", content_type)],
+        body.as_bytes(),
+    )
+}
+
+fn leads(t: &Setup) -> i64 {
+    t.s.sqlite().query_row("SELECT count(*) FROM leads", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn conversions_import_with_a_dry_run_first_through_the_postbacks_path() {
+    let t = setup();
+    let link = t.link(json!({"name": "Net", "url": "https://o.example/?c={clickid}", "payout": 4}));
+    let slug = link["slug"].as_str().unwrap();
+    let (a, b, c) = (t.click(slug, "sub_id=x", DESKTOP), t.click(slug, "sub_id=x", PHONE), t.click(slug, "", "ua3"));
+    // Another user's click is unknown to this one.
+    let (_, other_token) = verified_user(&t.s, "other@example.com");
+    let theirs =
+        t.s.post("/api/links", Some(&other_token), &json!({"name": "T", "url": "https://t.example/?c={clickid}"}));
+    let their_slug = theirs.json()["data"]["slug"].as_str().unwrap().to_string();
+    let their_click = t.click(&their_slug, "", DESKTOP);
+    let csv = format!(
+        "clickid,status,payout,txid\n{a},approved,2.50,tx-a\n{b},pending,,\nnope-{a},approved,1,\n{their_click},approved,1,\n\
+         {c},sold,1,\n{c},approved,-5,\n,approved,1,\n{c},approved,\"1,5\",tx-dup\n"
+    );
+    let dry = import(&t, "?dry_run=1", "text/csv", &csv);
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    let answer = dry.json();
+    assert_eq!(
+        answer["counts"],
+        json!({"created": 2, "updated": 0, "unchanged": 0, "unknown_clickid": 2, "invalid": 4})
+    );
+    assert_eq!(answer["dry_run"], true);
+    let lines: Vec<(i64, String)> = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_i64().unwrap(), r["outcome"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (4, "unknown_clickid"),
+            (5, "unknown_clickid"),
+            (6, "invalid"),
+            (7, "invalid"),
+            (8, "invalid"),
+            (9, "invalid")
+        ]
+        .map(|(l, o)| (l, o.to_string()))
+    );
+    assert!(answer["rows"][2]["reason"].as_str().unwrap().contains("status"), "{answer}");
+    assert_eq!(leads(&t), 0, "a dry run writes nothing");
+
+    let real = import(&t, "", "text/csv", &csv).json();
+    assert_eq!(real["counts"], json!({"created": 2, "updated": 0, "unchanged": 0, "unknown_clickid": 2, "invalid": 4}));
+    assert_eq!(leads(&t), 2);
+    let row = t.report("sub_id").into_iter().find(|r| r["sub_id"] == "x").unwrap();
+    assert_eq!(
+        (row["approved_leads"].as_i64(), row["pending_leads"].as_i64(), row["revenue"].as_f64()),
+        (Some(1), Some(1), Some(2.5))
+    );
+    // Again: nothing changes twice; then the network's postback for the same txid changes nothing either.
+    assert_eq!(import(&t, "", "text/csv", &csv).json()["counts"]["unchanged"], 2);
+    let url = t.s.get("/api/user", Some(&t.token)).json()["postback_url"].as_str().unwrap().to_string();
+    let secret = url.split("secret=").nth(1).unwrap().to_string();
+    let r = t.s.get(&format!("/api/postback/conversion?clickid={a}&txid=tx-a&payout=2.50&secret={secret}"), None);
+    assert_eq!(r.json()["outcome"], "unchanged", "{}", r.body);
+    // A status moves as a postback's would; approved → pending is refused with its reason.
+    let moves = format!("clickid;status;txid\n{b};approved;{b}\n{a};pending;tx-a\n");
+    let answer = import(&t, "", "text/csv", &moves).json();
+    assert_eq!(
+        (answer["counts"]["updated"].as_i64(), answer["counts"]["invalid"].as_i64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
+    assert!(answer["rows"][0]["reason"].as_str().unwrap().contains("approved to pending"), "{answer}");
+    let row = t.report("sub_id").into_iter().find(|r| r["sub_id"] == "x").unwrap();
+    assert_eq!(
+        (row["approved_leads"].as_i64(), row["revenue"].as_f64()),
+        (Some(2), Some(6.5)),
+        "b earns the link's payout"
+    );
+
+    // JSON, with its own dry run.
+    let body = json!({"rows": [{"clickid": c, "payout": 3}, {"clickid": 42}, {"status": "approved"}], "dry_run": true});
+    let answer = import(&t, "", "application/json", &body.to_string()).json();
+    assert_eq!(
+        answer["counts"],
+        json!({"created": 1, "updated": 0, "unchanged": 0, "unknown_clickid": 1, "invalid": 1})
+    );
+    assert_eq!(leads(&t), 2);
+}
+
+#[test]
+fn bad_import_files_are_clear_422s_and_change_nothing() {
+    let t = setup();
+    let link = t.link(json!({"name": "Net", "url": "https://o.example/?c={clickid}"}));
+    let a = t.click(link["slug"].as_str().unwrap(), "", DESKTOP);
+    // A byte order mark and ; are fine.
+    let r = import(&t, "", "text/csv", &format!("\u{feff}clickid;payout\r\n{a};1,00\r\n"));
+    assert_eq!(r.json()["counts"]["invalid"], 1, "1,00 is not a number here: {}", r.body);
+    for (body, field) in [
+        ("clickid\tstatus\nabc\tapproved\n".to_string(), "file"),
+        ("click,status\nabc,approved\n".to_string(), "file"),
+        (String::new(), "file"),
+        ("clickid,status\n\"abc,approved\n".to_string(), "file"),
+    ] {
+        let r = import(&t, "", "text/csv", &body);
+        assert_eq!(r.status, 422, "{body:?}: {}", r.body);
+        assert!(r.json()["errors"][field].is_array(), "{body:?}: {}", r.body);
+    }
+    let auth = format!("Bearer {}", t.token);
+    let r =
+        request(t.s.addr(), "POST", "/api/conversions/import", &[("Authorization", &auth)], &[0xff, 0xfe, 0x00, 0x41]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    let many = format!("clickid\n{}", "x\n".repeat(50_001));
+    let r = import(&t, "", "text/csv", &many);
+    assert_eq!(r.status, 422, "{}", &r.body[..200.min(r.body.len())]);
+    assert!(r.json()["errors"]["rows"].is_array());
+    for body in [json!({"rows": "x"}), json!({"rows": [], "dry_run": "yes"})] {
+        assert_eq!(import(&t, "", "application/json", &body.to_string()).status, 422, "{body}");
+    }
+    assert_eq!(leads(&t), 0);
+    // Without a token: refused.
+    let r = request(t.s.addr(), "POST", "/api/conversions/import", &[("Content-Type", "text/csv")], b"clickid\nx\n");
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn an_import_may_be_larger_than_other_bodies_for_a_known_user_only() {
+    let s = TestServer::with(|c| {
+        c.server.max_body_bytes = 64 * 1024;
+        c.server.max_body_memory_bytes = 64 * 1024;
+    });
+    let (_, token) = verified_user(&s, "big@example.com");
+    let t = Setup { s, token };
+    let link = t.link(json!({"name": "Net", "url": "https://o.example/?c={clickid}"}));
+    let a = t.click(link["slug"].as_str().unwrap(), "", DESKTOP);
+    // 20 000 rows, about 600 KiB: ten times server.max_body_bytes.
+    let mut csv = String::from("clickid,status,payout,txid\n");
+    for i in 0..20_000 {
+        csv.push_str(&format!("{a},approved,1.00,tx-{i:06}-padding-padding\n"));
+    }
+    assert!(csv.len() > 512 * 1024);
+    let r = import(&t, "?dry_run=1", "text/csv", &csv);
+    assert_eq!(r.status, 200, "{}", &r.body[..300.min(r.body.len())]);
+    assert_eq!(r.json()["counts"]["created"], 20_000);
+    let r = import(&t, "", "text/csv", &csv);
+    assert_eq!(r.json()["counts"]["created"], 20_000);
+    assert_eq!(leads(&t), 20_000);
+    assert_eq!(t.report("link")[0]["revenue"].as_f64(), Some(20_000.0));
+    // A stranger, or another route, gets the usual limit.
+    let r =
+        request(t.s.addr(), "POST", "/api/conversions/import", &[("Authorization", "Bearer 1|nope")], csv.as_bytes());
+    assert!(r.status == 413 || r.status == 401, "{}", r.status);
+    let auth = format!("Bearer {}", t.token);
+    let r = request(
+        t.s.addr(),
+        "POST",
+        "/api/links",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        csv.as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+}

@@ -556,3 +556,15 @@ fn signed_requests_record_their_key_in_use_at_most_once_a_minute() {
     assert_eq!(signed(&s, &key, "GET", "/api/links?page=3", "", 0).status, 200);
     assert!(last_used().unwrap() >= first + 61 * SECOND, "written again after a minute");
 }
+
+#[test]
+fn importing_conversions_with_an_api_key_needs_conversions_write() {
+    let (s, _recorder, _, key) = with_key("importer@example.com", json!(["conversions:write"]));
+    let body = json!({"rows": [{"clickid": "unknown"}], "dry_run": true}).to_string();
+    let r = signed(&s, &key, "POST", "/api/conversions/import", &body, 0);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["counts"]["unknown_clickid"], 1);
+    let (s, _recorder, _, key) = with_key("reader@example.com", json!(["reports:read"]));
+    let r = signed(&s, &key, "POST", "/api/conversions/import", &body, 0);
+    assert_eq!(r.status, 403, "{}", r.body);
+}

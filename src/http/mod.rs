@@ -52,12 +52,16 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// The request body, read once (at most `server.max_body_bytes`).
+    /// The request body, read once (at most `server.max_body_bytes`, or
+    /// [`IMPORT_MAX_BODY`] on an import route).
     pub fn body(&self) -> Result<&[u8], Error> {
         if let Some(body) = self.body.get() {
             return Ok(body);
         }
-        let body = input::read_body(self.req, self.app.config.server.max_body_bytes)?;
+        let max = self.app.config.server.max_body_bytes;
+        let limit =
+            if is_import(self.req.method(), input::raw_path(self.req)) { max.max(IMPORT_MAX_BODY) } else { max };
+        let body = input::read_body(self.req, limit)?;
         Ok(self.body.get_or_init(|| body))
     }
 
@@ -118,6 +122,17 @@ impl Running {
     }
 }
 
+/// Routes that take files (SPEC §12): their bodies may be this big
+/// whatever `server.max_body_bytes` says, once the sender is known.
+pub const IMPORT_PATHS: &[&str] = &["/api/conversions/import", "/api/costs/import"];
+pub const IMPORT_MAX_BODY: u64 = 8 * 1024 * 1024;
+/// Import bodies held in memory at once: two.
+const IMPORT_BODY_MEMORY: u64 = 2 * IMPORT_MAX_BODY;
+
+fn is_import(method: &str, path: &str) -> bool {
+    method == "POST" && IMPORT_PATHS.contains(&path.trim_end_matches('/'))
+}
+
 /// The application as the connection layer sees it.
 struct Service {
     app: Arc<App>,
@@ -126,6 +141,33 @@ struct Service {
 impl server::Service for Service {
     fn handle(&self, req: &Request) -> Response {
         handle(&self.app, req)
+    }
+
+    /// An import's body may be large when its sender is a verified user's
+    /// token or an API key that may import (its signature, which covers
+    /// the body, is checked once the body is read). Strangers get the
+    /// usual limit, so they cannot make the server hold 8 MiB each.
+    fn large_body(&self, method: &str, target: &str, header: &dyn Fn(&str) -> Option<String>) -> Option<u64> {
+        let path = target.split('?').next().unwrap_or("");
+        if !is_import(method, path) {
+            return None;
+        }
+        let app = &self.app;
+        let bearer = header("Authorization").and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        });
+        let known = match bearer.or_else(|| header("X-Token").map(|t| t.trim().to_string())) {
+            Some(token) => crate::accounts::authenticate(app, &token)
+                .is_ok_and(|session| crate::accounts::require_verified(&session.user).is_ok()),
+            None => header("X-API-KEY").is_some_and(|key| {
+                crate::settings::api_keys::find_by_api_key(app, key.trim())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|k| k.permissions.iter().any(|p| p == "conversions:write"))
+            }),
+        };
+        known.then(|| app.config.server.max_body_bytes.max(IMPORT_MAX_BODY))
     }
 
     fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response {
@@ -158,6 +200,7 @@ pub fn start(app: Arc<App>) -> Result<Running, Error> {
         keep_alive: Duration::from_secs(cfg.keep_alive_secs),
         max_body: cfg.max_body_bytes,
         max_body_memory: cfg.max_body_memory_bytes,
+        large_body_memory: IMPORT_BODY_MEMORY,
         max_connections_per_ip: cfg.max_connections_per_ip as usize,
         uncapped: app.trusted_proxies.clone(),
         open: Arc::clone(&app.metrics.connections_open),

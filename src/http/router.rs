@@ -58,6 +58,9 @@ fn routes(segments: &[&str]) -> Option<(Shape, Methods)> {
         ["api", "postback", "conversion"] => {
             (Plain, &[("GET", Public, tracking::conversion), ("POST", Public, tracking::conversion)])
         }
+        ["api", "conversions", "import"] => {
+            (Plain, &[("POST", Api("conversions:write"), tracking::import_conversions)])
+        }
         ["api", "postbacks"] => (Plain, &[("GET", Verified, tracking::postback_log)]),
         ["api", "payment", "notification"] => (Plain, &[("POST", Public, tracking::payment_notification)]),
         ["api", "dashboard-data"] => (Plain, &[("GET", Api("dashboard:read"), tracking::dashboard_data)]),

@@ -15,7 +15,7 @@ use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-pub const PERMISSIONS: &[&str] = &["dashboard:read", "reports:read", "links:read", "links:write"];
+pub const PERMISSIONS: &[&str] = &["dashboard:read", "reports:read", "links:read", "links:write", "conversions:write"];
 const MAX_KEYS: i64 = 50;
 /// How far a request's timestamp may be from our clock, in milliseconds.
 pub const WINDOW_MS: i64 = 30_000;

@@ -8,13 +8,14 @@ use crate::accounts;
 use crate::base::Core;
 use crate::clock::{self, Micros, MINUTE};
 use crate::crypto;
-use crate::error::Error;
+use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use crate::outbox;
 use crate::ratelimit::{self, Limit};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub const STATUSES: &[&str] = &["approved", "pending", "rejected"];
@@ -279,7 +280,9 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
             if allowlist.is_some_and(|list| allowed(&list, ip)) {
                 let moved = app.db.write(|tx| {
                     let Some(lead) = find_lead(tx, user, &txid)? else { return Ok(None) };
-                    let (answer, lead_id, _) = move_lead(tx, user, lead, &txid, &status, payout, now)?;
+                    let mut rollups = rollup::Batch::default();
+                    let (answer, lead_id, _) = move_lead(tx, user, lead, &txid, &status, payout, now, &mut rollups)?;
+                    rollups.write(tx)?;
                     log(tx, Some(user), &answer, lead_id)?;
                     Ok(Some(answer))
                 })?;
@@ -305,7 +308,10 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
 
     app.db
         .write(|tx| {
-            let (answer, lead_id, approved_now) = apply(tx, &click, &txid, &status, payout, now, app.utc_offset)?;
+            let mut rollups = rollup::Batch::default();
+            let (answer, lead_id, approved_now) =
+                apply(tx, &click, &txid, &status, payout, now, app.utc_offset, &mut rollups)?;
+            rollups.write(tx)?;
             log(tx, Some(click.user_id), &answer, lead_id)?;
             if approved_now && !click.source_postback_url.is_empty() {
                 let payout = lead_payout(tx, lead_id)?;
@@ -321,6 +327,245 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
             Ok(answer)
         })
         .inspect(|_| app.outbox_wake.notify())
+}
+
+/// Most rows one conversion import takes.
+pub const MAX_IMPORT_ROWS: usize = 50_000;
+/// Rows written per transaction: about two milliseconds of the writer,
+/// so clicks wait no longer than that behind an import…
+const IMPORT_BATCH: usize = 100;
+/// …and the pause between two, in which waiting clicks take the writer.
+const IMPORT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// One row of a conversion import (`clickid,status,payout,txid`), as sent.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRow {
+    /// The row's line in the file (the header is 1), or its place in a
+    /// JSON list counted from 1.
+    pub line: usize,
+    pub clickid: String,
+    pub status: Option<String>,
+    pub payout: Option<String>,
+    pub txid: Option<String>,
+}
+
+/// What became of an imported row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    UnknownClickid,
+    Invalid(String),
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::UnknownClickid => "unknown_clickid",
+            Outcome::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// A row checked: the values a postback would carry.
+struct Checked<'r> {
+    clickid: &'r str,
+    status: String,
+    payout: Option<i64>,
+    txid: String,
+}
+
+fn check_row(row: &ImportRow) -> Result<Checked<'_>, String> {
+    let clickid = row.clickid.trim();
+    if clickid.is_empty() {
+        return Err("The clickid is required.".into());
+    }
+    let status = row.status.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or("approved");
+    let status = status.to_ascii_lowercase();
+    if !STATUSES.contains(&status.as_str()) {
+        return Err("The status must be approved, pending or rejected.".into());
+    }
+    let payout = match row.payout.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(text) => {
+            Some(parse_money(&Value::String(text.to_string())).ok_or("The payout must be a positive number.")?)
+        }
+        None => None,
+    };
+    let txid = clip(row.txid.as_deref().map(str::trim).filter(|t| !t.is_empty()).unwrap_or(clickid), 255);
+    Ok(Checked { clickid, status, payout, txid })
+}
+
+/// Imports conversions for `user_id` from a network's export, each row
+/// through the postback's own idempotent path (a lead per txid; a repeat
+/// changes nothing; a status may move as a postback's would), in
+/// transactions of [`IMPORT_BATCH`] rows. A clickid of another user is
+/// unknown. `dry_run` reads and decides the same, and writes nothing.
+/// Returns each row's outcome, in order, and the changes to offers'
+/// conversions (for their caps).
+pub fn import(
+    app: &Core,
+    user_id: i64,
+    rows: &[ImportRow],
+    dry_run: bool,
+) -> Result<(Vec<Outcome>, Vec<Counted>), Error> {
+    let now = app.clock.now();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut counted = Vec::new();
+    // Dry run: the statuses this import would have given, by txid.
+    let mut would: HashMap<String, String> = HashMap::new();
+    let mut enqueued = false;
+    for chunk in rows.chunks(IMPORT_BATCH) {
+        let mut step = |tx: &Connection| -> Result<Vec<(Outcome, Option<Counted>, bool)>, Error> {
+            let mut rollups = rollup::Batch::default();
+            let mut done = Vec::with_capacity(chunk.len());
+            for row in chunk {
+                let row = match check_row(row) {
+                    Ok(row) => row,
+                    Err(reason) => {
+                        done.push((Outcome::Invalid(reason), None, false));
+                        continue;
+                    }
+                };
+                let Some(click) = find_click(tx, row.clickid)?.filter(|c| c.user_id == user_id) else {
+                    done.push((Outcome::UnknownClickid, None, false));
+                    continue;
+                };
+                if dry_run {
+                    let before = match would.get(&row.txid) {
+                        Some(status) => Some(status.clone()),
+                        None => find_lead(tx, user_id, &row.txid)?.map(|l| l.status),
+                    };
+                    let outcome = decide(before.as_deref(), &row.status);
+                    if matches!(outcome, Outcome::Created | Outcome::Updated) {
+                        would.insert(row.txid.clone(), row.status.clone());
+                    }
+                    done.push((outcome, None, false));
+                    continue;
+                }
+                let (answer, lead_id, approved_now) =
+                    apply(tx, &click, &row.txid, &row.status, row.payout, now, app.utc_offset, &mut rollups)?;
+                let outcome = match answer.body["outcome"].as_str() {
+                    Some("created") => Outcome::Created,
+                    Some("updated") => Outcome::Updated,
+                    Some("unchanged") => Outcome::Unchanged,
+                    _ => Outcome::Invalid(answer.body["message"].as_str().unwrap_or("").to_string()),
+                };
+                let mut source = false;
+                if approved_now && !click.source_postback_url.is_empty() {
+                    let target = source_postback(&click, &row.status, lead_payout(tx, lead_id)?);
+                    source = outbox::enqueue_get(tx, click.user_id, &target, now)?.is_some();
+                }
+                done.push((outcome, answer.counted, source));
+            }
+            rollups.write(tx)?;
+            Ok(done)
+        };
+        let done = if dry_run {
+            app.db.read(|c| step(c))?
+        } else {
+            let done = app.db.write(|tx| step(tx))?;
+            std::thread::sleep(IMPORT_PAUSE);
+            done
+        };
+        for (outcome, count, source) in done {
+            outcomes.push(outcome);
+            counted.extend(count);
+            enqueued |= source;
+        }
+    }
+    if enqueued {
+        app.outbox_wake.notify();
+    }
+    Ok((outcomes, counted))
+}
+
+/// The rows of a CSV import: a header naming `clickid` and any of
+/// `status`, `payout`, `txid` (other columns are ignored), then one row a
+/// line. A file that is not one is a 422 saying why.
+pub fn import_rows_from_csv(body: &[u8]) -> Result<Vec<ImportRow>, Error> {
+    let file_error = |message: String| FieldErrors::single("file", Msg::new("import.bad_file").arg("reason", message));
+    let text = std::str::from_utf8(body).map_err(|_| file_error("it is not UTF-8 text".into()))?;
+    let records = crate::text::csv_records(text).map_err(|e| {
+        file_error(match e {
+            crate::text::CsvError::Delimiter => "fields must be separated by , or ;".into(),
+            crate::text::CsvError::Quote(line) => format!("line {line} opens a quote it does not close"),
+        })
+    })?;
+    let Some(((_, header), rows)) = records.split_first() else {
+        return Err(file_error("it is empty".into()));
+    };
+    let column = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let Some(clickid) = column("clickid") else {
+        return Err(file_error("its first line must be the header clickid,status,payout,txid".into()));
+    };
+    let (status, payout, txid) = (column("status"), column("payout"), column("txid"));
+    if rows.len() > MAX_IMPORT_ROWS {
+        return Err(too_many_rows());
+    }
+    let field = |fields: &[String], at: Option<usize>| at.and_then(|i| fields.get(i)).cloned();
+    Ok(rows
+        .iter()
+        .map(|(line, fields)| ImportRow {
+            line: *line,
+            clickid: field(fields, Some(clickid)).unwrap_or_default(),
+            status: field(fields, status),
+            payout: field(fields, payout),
+            txid: field(fields, txid),
+        })
+        .collect())
+}
+
+/// The rows of a JSON import, `{"rows": [{"clickid", "status", "payout",
+/// "txid"}, ...]}`: strings or numbers; a row of another shape is kept
+/// with no clickid, to be answered `invalid`.
+pub fn import_rows_from_json(body: &Map<String, Value>) -> Result<Vec<ImportRow>, Error> {
+    let Some(Value::Array(list)) = body.get("rows") else {
+        return Err(FieldErrors::single("rows", Msg::new("validation.array").arg("attribute", "rows")));
+    };
+    if list.len() > MAX_IMPORT_ROWS {
+        return Err(too_many_rows());
+    }
+    let text = |row: &Value, key: &str| match row.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    Ok(list
+        .iter()
+        .enumerate()
+        .map(|(i, row)| ImportRow {
+            line: i + 1,
+            clickid: text(row, "clickid").unwrap_or_default(),
+            status: text(row, "status"),
+            payout: text(row, "payout"),
+            txid: text(row, "txid"),
+        })
+        .collect())
+}
+
+fn too_many_rows() -> Error {
+    FieldErrors::single("rows", Msg::new("import.too_many_rows").arg("max", MAX_IMPORT_ROWS))
+}
+
+/// What a postback with `status` does to a lead now in `before` (None: no lead).
+fn decide(before: Option<&str>, status: &str) -> Outcome {
+    match before {
+        None => Outcome::Created,
+        Some(old) if old == status => Outcome::Unchanged,
+        Some(old)
+            if matches!(
+                (old, status),
+                ("pending", "approved") | ("pending", "rejected") | ("approved", "rejected")
+            ) =>
+        {
+            Outcome::Updated
+        }
+        Some(old) => Outcome::Invalid(format!("A lead cannot go from {old} to {status}.")),
+    }
 }
 
 fn invalid(field: &str, message: &str) -> Answer {
@@ -367,6 +612,7 @@ struct Lead {
 /// Creates or moves the lead and its rollups (a new lead counts on today's
 /// local date; a later change goes to the same day's rows). Returns the
 /// answer, the lead id, and whether the lead just became approved.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     tx: &Connection,
     click: &Click,
@@ -375,6 +621,7 @@ fn apply(
     payout: Option<i64>,
     now: Micros,
     utc_offset: i32,
+    rollups: &mut rollup::Batch,
 ) -> Result<(Answer, Option<i64>, bool), Error> {
     let existing = find_lead(tx, click.user_id, txid)?;
     let Some(lead) = existing else {
@@ -412,7 +659,7 @@ fn apply(
             hour
         ])?;
         let lead_id = tx.last_insert_rowid();
-        rollup::add(tx, click.user_id, &day, &dims, Delta::lead(status, cents), false)?;
+        rollups.add_owned(click.user_id, &day, &dims, Delta::lead(status, cents), false);
         let body = json!({"message": "Conversion recorded.", "outcome": "created",
                           "lead": {"txid": txid, "status": status, "payout": money(cents)}});
         let counted = click.destination_id.map(|id| Counted {
@@ -422,7 +669,7 @@ fn apply(
         });
         return Ok((Answer { status: 200, body, counted }, Some(lead_id), status == "approved"));
     };
-    move_lead(tx, click.user_id, lead, txid, status, payout, now)
+    move_lead(tx, click.user_id, lead, txid, status, payout, now, rollups)
 }
 
 /// The user's lead with this transaction id.
@@ -452,6 +699,7 @@ fn find_lead(tx: &Connection, user_id: i64, txid: &str) -> rusqlite::Result<Opti
 /// A known txid moves its own lead, counted where that lead counts (its
 /// own day, sub_id, country, device and link), whichever click this
 /// postback names, and whether or not that click is still stored.
+#[allow(clippy::too_many_arguments)]
 fn move_lead(
     tx: &Connection,
     user_id: i64,
@@ -460,6 +708,7 @@ fn move_lead(
     status: &str,
     payout: Option<i64>,
     now: Micros,
+    rollups: &mut rollup::Batch,
 ) -> Result<(Answer, Option<i64>, bool), Error> {
     let (lead_id, old_status, old_cents, day) = (lead.id, lead.status, lead.cents, lead.day);
     let dims = Dims {
@@ -489,7 +738,7 @@ fn move_lead(
     let cents = payout.unwrap_or(old_cents);
     tx.prepare_cached("UPDATE leads SET status = ?2, payout_cents = ?3, updated_at = ?4 WHERE id = ?1")?
         .execute(params![lead_id, status, cents, now])?;
-    rollup::add(tx, user_id, &day, &dims, Delta::transition(&old_status, old_cents, status, cents), false)?;
+    rollups.add_owned(user_id, &day, &dims, Delta::transition(&old_status, old_cents, status, cents), false);
     let body = json!({"message": "Conversion updated.", "outcome": "updated",
                       "lead": {"txid": txid, "status": status, "payout": money(cents)}});
     let counted = lead.destination_id.map(|id| Counted {

@@ -305,6 +305,146 @@ test("a smart link's routing is edited in the UI, its errors shown by field, and
   }
 });
 
+/** An amount as the UI shows it in Indonesian ("US$1.234,50", "-Rp 3"): a number. */
+function amount(text) {
+  const n = Number(text.replace(/\u2212/g, "-").replace(/[^\d,.-]/g, "").replace(/\./g, "").replace(",", "."));
+  assert.ok(Number.isFinite(n), `not an amount: ${text}`);
+  return n;
+}
+
+test("a link's cost per click shows on the dashboard as cost, revenue and profit today, and its cost model is edited with errors by field", async () => {
+  // Still in Indonesian; earlier tests already brought revenue today, so differences are compared.
+  const token = await page.evaluate(() => localStorage.getItem("apextrack.token"));
+  const auth = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  const me = await (await fetch(`${base}/api/user`, { headers: auth })).json();
+  const summary = async () => (await (await fetch(`${base}/api/dashboard-data`, { headers: auth })).json()).summary;
+
+  await page.goto(`${base}/links`);
+  await page.fill("#f-name", "Paid traffic");
+  await page.fill("#f-url", `${landing}?c={clickid}&s={sub_id}`);
+  assert.equal(await page.isVisible("#f-cost_value"), false, "no cost per click without the cpc model");
+  await page.selectOption("#f-cost_model", "cpc");
+  await page.fill("#f-cost_value", "0,25");
+  await page.click("form:has(#f-cost_model) button[type=submit]");
+  const row = page.locator(".card.link:has(strong:text-is('Paid traffic'))");
+  await row.waitFor();
+  assert.equal(await row.locator(".cost-model").textContent(), "· CPC US$0,25");
+  assert.equal(await page.inputValue("#f-cost_model"), "none", "the form is reset");
+  assert.equal(await page.isVisible("#f-cost_value"), false);
+  const slug = await row.getAttribute("data-slug");
+  const link = (await (await fetch(`${base}/api/links`, { headers: auth })).json()).data.find((l) => l.slug === slug);
+  assert.equal(link.cost_model, "cpc");
+  assert.equal(link.cost_value, 0.25);
+
+  await page.goto(`${base}/dashboard`);
+  await page.waitForSelector("#profit-today");
+  const shown = async () => Object.fromEntries(await Promise.all(["cost", "revenue", "profit"].map(async (k) => [k, amount(await page.textContent(`#${k}-today`))])));
+  const before = await shown();
+  const api0 = await summary();
+  assert.deepEqual(before, { cost: api0.costToday, revenue: api0.revenueToday, profit: api0.profitToday });
+
+  // Four visitors (two desktop, two phones), one of whom converts for 3.
+  const agents = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Paid/1",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15 Paid/2",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Paid/3",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36 Paid/4"];
+  const clickids = [];
+  for (const ua of agents) {
+    const res = await fetch(`${base}/go/${slug}?sub_id=paid-ads`, { redirect: "manual", headers: { "User-Agent": ua } });
+    assert.equal(res.status, 302);
+    clickids.push(new URL(res.headers.get("location")).searchParams.get("c"));
+  }
+  const secret = new URL(me.postback_url).searchParams.get("secret");
+  const pb = await fetch(`${base}/api/postback/conversion?clickid=${clickids[2]}&payout=3&status=approved&secret=${secret}`);
+  assert.equal(pb.status, 200);
+
+  // The dashboard refreshes itself: cost +1.00, revenue +3.00, profit +2.00.
+  const cents = (n) => Math.round(n * 100);
+  await waitFor("the money of the paid clicks on the dashboard", async () => {
+    const now = await shown();
+    return cents(now.cost - before.cost) === 100 && cents(now.revenue - before.revenue) === 300 && cents(now.profit - before.profit) === 200;
+  });
+  // Exactly the API's summary, in the user's currency as the page formats it.
+  const s = await summary();
+  const format = (v) => page.evaluate(([v, c]) => new Intl.NumberFormat("id-ID", { style: "currency", currency: c }).format(v), [v, me.currency]);
+  assert.equal(await page.textContent("#cost-today"), await format(s.costToday));
+  assert.equal(await page.textContent("#revenue-today"), await format(s.revenueToday));
+  assert.equal(await page.textContent("#profit-today"), await format(s.profitToday));
+  assert.equal(await page.textContent("#cost-today >> xpath=preceding-sibling::div"), "Biaya hari ini");
+  assert.equal(await page.textContent("#revenue-today >> xpath=preceding-sibling::div"), "Pendapatan hari ini");
+  assert.equal(await page.textContent("#profit-today >> xpath=preceding-sibling::div"), "Laba hari ini");
+  assert.equal(await page.getAttribute("#profit-today", "class"), "value", "a profit is not red");
+  // The sub_id report: cost, profit, ROI % and EPC of the four clicks.
+  const cell = (column) => page.textContent(`#sub-report tr:has(td:text-is('paid-ads')) td:nth-child(${column})`);
+  const headers = await page.$$eval("#sub-report th", (ths) => ths.map((th) => th.textContent));
+  const col = (label) => headers.indexOf(label) + 1;
+  assert.equal(await cell(col("Klik")), "4");
+  assert.equal(await cell(col("Biaya")), "US$1,00");
+  assert.equal(await cell(col("Laba")), "US$2,00");
+  assert.equal(await cell(col("ROI %")), "200.00");
+  assert.equal(await cell(col("EPC")), "US$0,75");
+  await shot("money-dashboard");
+
+  // The link's routing page: its stats carry cost, profit and ROI % too.
+  await page.goto(`${base}/links?id=${link.id}`);
+  await page.waitForSelector("#routing-stats tbody tr td:not(.empty)");
+  const statsHeaders = await page.$$eval("#routing-stats th", (ths) => ths.map((th) => th.textContent));
+  for (const label of ["Biaya", "Laba", "ROI %"]) assert.ok(statsHeaders.includes(label), statsHeaders.join(", "));
+  const stat = (label) => page.textContent(`#routing-stats tbody tr:first-child td:nth-child(${statsHeaders.indexOf(label) + 1})`);
+  assert.equal(await stat("Biaya"), "US$1,00");
+  assert.equal(await stat("Laba"), "US$2,00");
+  assert.equal(await stat("ROI %"), "200.00");
+
+  // Edited to take the cost from the click: the help on &cost= shows, the cost per click hides.
+  await page.goto(`${base}/links`);
+  const edit = page.locator(`[data-slug='${slug}']`);
+  await edit.locator("button:text-is('Ubah')").click();
+  assert.equal(await edit.locator("#f-cost_model").inputValue(), "cpc");
+  assert.equal(await edit.locator("#f-cost_value").inputValue(), "0.25");
+  assert.equal(await edit.locator(".cost-help").isVisible(), false);
+  await edit.locator("#f-cost_model").selectOption("param");
+  assert.match(await edit.locator(".cost-help").textContent(), /&cost=\{/);
+  assert.equal(await edit.locator(".cost-help").isVisible(), true);
+  assert.equal(await edit.locator("#f-cost_value").isVisible(), false);
+  await edit.locator("button[type=submit]").click();
+  await page.waitForSelector(`[data-slug='${slug}'] .cost-model:text-is('· biaya dari URL')`);
+
+  // A source that paid more than all of today's profit: the profit turns red.
+  const loss = Math.ceil((await summary()).profitToday) + 1;
+  assert.ok(loss <= 1000, `a click costs at most 1000, not ${loss}`);
+  const paid = await fetch(`${base}/go/${slug}?cost=${loss}`, { redirect: "manual", headers: { "User-Agent": `${agents[0]} Loss` } });
+  assert.equal(paid.status, 302);
+  await page.goto(`${base}/dashboard`);
+  await page.waitForSelector("#profit-today.negative");
+  assert.ok((await summary()).profitToday < 0);
+  assert.match(await page.textContent("#profit-today"), /^[-\u2212]/);
+  assert.equal(await page.evaluate(() => getComputedStyle(document.getElementById("profit-today")).color), "rgb(198, 40, 40)");
+
+  // A bad cost per click is named by its field.
+  await page.goto(`${base}/links`);
+  await edit.locator("button:text-is('Ubah')").click();
+  await edit.locator("#f-cost_model").selectOption("cpc");
+  assert.equal(await edit.locator("#f-cost_value").isVisible(), true);
+  await edit.locator("#f-cost_value").fill("-1");
+  await edit.locator("button[type=submit]").click();
+  await edit.locator("#e-cost_value:not(:empty)").waitFor();
+  assert.match(await edit.locator("#e-cost_value").textContent(), /1000/);
+  assert.equal(await edit.locator("#e-url").textContent(), "", "only the bad field is marked");
+  await shot("money-link-error");
+
+  // On a phone the wider tables scroll inside their cards; the page does not.
+  await page.setViewportSize({ width: 375, height: 800 });
+  try {
+    await page.goto(`${base}/dashboard`);
+    await page.waitForSelector("#sub-report td");
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375 + 1, `the dashboard is ${width}px wide on a 375px phone`);
+    await shot("money-phone");
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+});
+
 test("2FA is bound with a code from the shown secret, and login then asks for it", async () => {
   await page.goto(`${base}/settings`);
   const secret = (await page.textContent("#twofa-secret")).trim();

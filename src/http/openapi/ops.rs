@@ -279,6 +279,21 @@ pub(super) fn ops() -> Vec<Op> {
             params: vec![],
         },
         Op {
+            method: "post",
+            path: "/api/conversions/import",
+            summary: "Import a network's conversions (CSV clickid,status,payout,txid with ?dry_run=1, or JSON {rows, dry_run}); up to 50 000 rows and 8 MiB",
+            auth: Key("conversions:write"),
+            request: Some(json!({"required": true, "content": {
+                "application/json": {"schema": obj(&[("rows", json!({"type": "array", "maxItems": 50000, "items": obj(
+                    &[("clickid", s()), ("status", s()), ("payout", json!({"type": ["string", "number"]})), ("txid", s())], &["clickid"])})),
+                    ("dry_run", json!({"type": "boolean"}))], &["rows"])},
+                "text/csv": {"schema": {"type": "string"}}}})),
+            success: (200, obj(&[("counts", json!({"type": "object"})), ("rows", json!({"type": "array"})),
+                                 ("dry_run", json!({"type": "boolean"}))], &["counts", "rows"])),
+            errors: &[401, 403, 422],
+            params: vec![query("dry_run", "1 for a dry run of a CSV import")],
+        },
+        Op {
             method: "get",
             path: "/api/postbacks",
             summary: "Postbacks received, newest first",

@@ -90,6 +90,54 @@ pub fn leave_lander(ctx: &Ctx) -> Result<Response, Error> {
     }
 }
 
+/// `POST /api/conversions/import`: a network's conversions, as CSV
+/// (`clickid,status,payout,txid`; `?dry_run=1`) or JSON
+/// (`{"rows": [...], "dry_run": false}`), each row landed as its postback
+/// would land. Answers the counts of each outcome and the rows that did
+/// not land.
+pub fn import_conversions(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let body = ctx.body()?;
+    let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
+        || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    let (rows, dry_run) = if is_json {
+        let input = ctx.json()?;
+        let dry_run = match input.0.get("dry_run") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                let msg = Msg::new("validation.boolean").arg("attribute", "dry run");
+                return Err(FieldErrors::single("dry_run", msg));
+            }
+        };
+        (postback::import_rows_from_json(&input.0)?, dry_run)
+    } else {
+        let dry_run = ctx.req.get_param("dry_run").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        (postback::import_rows_from_csv(body)?, dry_run)
+    };
+    let (outcomes, counted) = postback::import(ctx.app, user, &rows, dry_run)?;
+    for c in &counted {
+        ctx.app.tracking.caps.add(c.destination_id, &c.day, c.conversions);
+    }
+    let mut counts = serde_json::Map::new();
+    for name in ["created", "updated", "unchanged", "unknown_clickid", "invalid"] {
+        counts.insert(name.into(), json!(outcomes.iter().filter(|o| o.name() == name).count()));
+    }
+    let failed: Vec<Value> = rows
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, postback::Outcome::UnknownClickid | postback::Outcome::Invalid(_)))
+        .map(|(row, o)| {
+            let reason = match o {
+                postback::Outcome::Invalid(reason) => reason.as_str(),
+                _ => "No click of yours has this clickid.",
+            };
+            json!({"line": row.line, "clickid": crate::tracking::clip(&row.clickid, 64), "outcome": o.name(), "reason": reason})
+        })
+        .collect();
+    Ok(respond::json(200, &json!({"counts": counts, "rows": failed, "dry_run": dry_run})))
+}
+
 const NOT_FOUND_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Link not found</title></head>\
 <body style=\"font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1d2733\">\

@@ -65,6 +65,12 @@ pub trait Service: Send + Sync + 'static {
     /// (`status` 400, 408, 413, 431 or 501; 500 if the handler panicked;
     /// 503, to come back shortly, when bodies would take too much memory).
     fn reject(&self, peer: SocketAddr, status: u16, detail: &str) -> Response;
+    /// A larger body than `max_body` this request may send (an import by
+    /// a known user), given its method, target and a header lookup; such
+    /// bodies count against their own memory budget (`large_body_memory`).
+    fn large_body(&self, _method: &str, _target: &str, _header: &dyn Fn(&str) -> Option<String>) -> Option<u64> {
+        None
+    }
 }
 
 pub struct Limits {
@@ -83,6 +89,8 @@ pub struct Limits {
     /// Bytes of request bodies held in memory at once, across connections;
     /// a body that would pass it is refused (503).
     pub max_body_memory: u64,
+    /// The same for the bodies [`Service::large_body`] lets through.
+    pub large_body_memory: u64,
     /// Connections one client address (the TCP peer's) may hold at once.
     pub max_connections_per_ip: usize,
     /// Networks exempt from `max_connections_per_ip`: the reverse proxies
@@ -127,6 +135,7 @@ struct Shared<S> {
     /// closes the idle ones at once, a full server makes room.
     registry: Registry,
     budget: Budget,
+    large_budget: Budget,
     /// When the server started: the clock of stalled heads' ages.
     epoch: Instant,
     stopping: AtomicBool,
@@ -154,7 +163,7 @@ impl Server {
         let listener = listen(bind, &limits)?;
         let addr = listener.local_addr()?;
         let spare = limits.spare_threads.max(1);
-        let max_body_memory = limits.max_body_memory;
+        let (max_body_memory, large_body_memory) = (limits.max_body_memory, limits.large_body_memory);
         let open = Arc::clone(&limits.open);
         let shared = Arc::new(Shared {
             service,
@@ -165,6 +174,7 @@ impl Server {
             open,
             registry: Registry::default(),
             budget: Budget::new(max_body_memory),
+            large_budget: Budget::new(large_body_memory),
             epoch: Instant::now(),
             stopping: AtomicBool::new(false),
         });
@@ -332,7 +342,13 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn<&TcpStream>, peer: Sock
             Ok(None) | Err(Stop::Quiet) => return,
             Err(Stop::Reject(status, detail)) => return reject(shared, conn, out, peer, status, &detail),
         };
-        let (body, lease, complete) = match conn.read_body(&head, limits.max_body, &shared.budget) {
+        let header =
+            |name: &str| head.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let (max_body, budget) = match shared.service.large_body(&head.method, &head.target, &header) {
+            Some(limit) => (limit, &shared.large_budget),
+            None => (limits.max_body, &shared.budget),
+        };
+        let (body, lease, complete) = match conn.read_body(&head, max_body, budget) {
             Ok(body) => body,
             Err(Stop::Quiet) => return,
             Err(Stop::Reject(status, detail)) => return reject(shared, conn, out, peer, status, &detail),
