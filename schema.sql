@@ -423,3 +423,29 @@ ALTER TABLE clicks ADD COLUMN cost INTEGER;
 ALTER TABLE rollups ADD COLUMN cost_micros INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE leads ADD COLUMN os TEXT;
 ALTER TABLE leads ADD COLUMN hour INTEGER;
+
+-- version: 10
+-- Spend known later: a day's total cost for a link (sub_id '') or one
+-- sub_id of it, and what each entry changed in the rollups of the link's
+-- day (per dimension and value), so a new or removed entry moves only the
+-- difference.
+CREATE TABLE cost_entries (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id       INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    link_id       INTEGER NOT NULL REFERENCES links(id) ON DELETE CASCADE,
+    day           TEXT NOT NULL,
+    sub_id        TEXT NOT NULL DEFAULT '',
+    amount_micros INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    UNIQUE (link_id, day, sub_id)
+);
+CREATE INDEX cost_entries_user_day ON cost_entries(user_id, day);
+CREATE TABLE cost_adjustments (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    link_id INTEGER NOT NULL,
+    day     TEXT NOT NULL,
+    dim     TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    micros  INTEGER NOT NULL,
+    PRIMARY KEY (link_id, day, dim, value)
+) WITHOUT ROWID;

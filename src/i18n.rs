@@ -264,6 +264,14 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "The :attribute must be a list of IP addresses or CIDR ranges (at most 100).",
     ),
     ("links.deleted", "Link berhasil dihapus.", "The link has been deleted."),
+    ("costs.deleted", "Biaya dihapus.", "The cost entry has been deleted."),
+    ("costs.unknown_link", "Tidak ada link Anda dengan id ini.", "No link of yours has this id."),
+    ("costs.future_day", "Hari itu belum tiba.", "That day has not come yet."),
+    (
+        "costs.purged_day",
+        "Klik mentah tanggal :day sudah dihapus (tracking.raw_click_days); biaya hanya bisa diatur untuk hari yang kliknya masih disimpan.",
+        "The raw clicks of :day were deleted (tracking.raw_click_days); costs can be set only for days whose clicks are kept.",
+    ),
     ("import.bad_file", "Berkas tidak dapat dibaca: :reason.", "The file cannot be read: :reason."),
     (
         "import.too_many_rows",

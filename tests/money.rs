@@ -352,3 +352,152 @@ fn an_import_may_be_larger_than_other_bodies_for_a_known_user_only() {
     );
     assert_eq!(r.status, 413);
 }
+
+fn cost_of(rows: &[Value], key: &str, value: &str) -> f64 {
+    rows.iter().find(|r| r[key] == value).map_or(0.0, |r| r["cost"].as_f64().unwrap())
+}
+
+fn total_cost(t: &Setup, group: &str) -> f64 {
+    t.report(group).iter().map(|r| r["cost"].as_f64().unwrap()).sum()
+}
+
+#[test]
+fn spend_entered_later_replaces_what_the_clicks_carried_and_comes_back_when_deleted() {
+    let t = setup();
+    let link =
+        t.link(json!({"name": "Ads", "url": "https://o.example/?c={clickid}", "cost_model": "cpc", "cost_value": 0.1}));
+    let (id, slug) = (link["id"].as_i64().unwrap(), link["slug"].as_str().unwrap());
+    for i in 0..4 {
+        t.click(slug, "sub_id=a", &format!("{PHONE} {i}"));
+    }
+    for i in 0..2 {
+        t.click(slug, "sub_id=b", &format!("{DESKTOP} b{i}"));
+    }
+    for i in 0..4 {
+        t.click(slug, "sub_id=c", &format!("{DESKTOP} c{i}"));
+    }
+    let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    let post = |body: Value| t.s.post("/api/costs", Some(&t.token), &body);
+    assert!((total_cost(&t, "sub_id") - 1.0).abs() < 1e-9);
+
+    // The link's day costs 5.00: spread over its 10 clicks, 0.50 each.
+    let r = post(json!({"link_id": id, "day": today, "amount": 5}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let link_entry = r.json()["data"]["id"].as_i64().unwrap();
+    let subs = t.report("sub_id");
+    assert_eq!(
+        [cost_of(&subs, "sub_id", "a"), cost_of(&subs, "sub_id", "b"), cost_of(&subs, "sub_id", "c")],
+        [2.0, 1.0, 2.0]
+    );
+    let devices = t.report("device");
+    assert_eq!([cost_of(&devices, "device", "mobile"), cost_of(&devices, "device", "desktop")], [2.0, 3.0]);
+
+    // sub_id a cost 1.00: it wins for a; the link's 5.00 goes over the other 6 clicks
+    // (5 000 000 micro-units / 6: 833 334 for the first two, b's; 833 333 for c's four).
+    let r = post(json!({"link_id": id.to_string(), "day": today, "sub_id": "a", "amount": "1.00"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let a_entry = r.json()["data"]["id"].as_i64().unwrap();
+    let subs = t.report("sub_id");
+    assert_eq!(
+        [cost_of(&subs, "sub_id", "a"), cost_of(&subs, "sub_id", "b"), cost_of(&subs, "sub_id", "c")],
+        [1.0, 1.67, 3.33]
+    );
+    for group in ["day", "link", "country", "destination"] {
+        assert!((total_cost(&t, group) - 6.0).abs() < 1e-9, "{group}: {:?}", t.report(group));
+    }
+    let summary = t.s.get("/api/dashboard-data", Some(&t.token)).json()["summary"].clone();
+    assert_eq!(summary["costToday"].as_f64(), Some(6.0));
+    // A second entry for the same scope replaces the first.
+    assert_eq!(post(json!({"link_id": id, "day": today, "amount": "3"})).status, 201);
+    assert!((total_cost(&t, "day") - 4.0).abs() < 1e-9);
+    let listed = t.s.get(&format!("/api/costs?from={today}&to={today}"), Some(&t.token)).json()["data"].clone();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    // Removing a's entry: its clicks are back in the link's spread (3.00 over 10).
+    assert_eq!(t.s.call("DELETE", &format!("/api/costs/{a_entry}"), Some(&t.token), None).status, 200);
+    let subs = t.report("sub_id");
+    assert_eq!(
+        [cost_of(&subs, "sub_id", "a"), cost_of(&subs, "sub_id", "b"), cost_of(&subs, "sub_id", "c")],
+        [1.2, 0.6, 1.2]
+    );
+    // Removing the last: what the clicks carried, 0.10 each.
+    let (_, other) = verified_user(&t.s, "thief@example.com");
+    assert_eq!(t.s.call("DELETE", &format!("/api/costs/{link_entry}"), Some(&other), None).status, 404);
+    assert_eq!(t.s.call("DELETE", &format!("/api/costs/{link_entry}"), Some(&t.token), None).status, 200);
+    let subs = t.report("sub_id");
+    assert_eq!(
+        [cost_of(&subs, "sub_id", "a"), cost_of(&subs, "sub_id", "b"), cost_of(&subs, "sub_id", "c")],
+        [0.4, 0.2, 0.4]
+    );
+    assert!((total_cost(&t, "link") - 1.0).abs() < 1e-9);
+    let left: i64 = t.s.sqlite().query_row("SELECT count(*) FROM cost_adjustments", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0);
+
+    // Bad entries: 422 naming the field, nothing written.
+    let theirs = t.s.post("/api/links", Some(&other), &json!({"name": "T", "url": "https://t.example/"})).json()
+        ["data"]["id"]
+        .clone();
+    for (body, field) in [
+        (json!({"link_id": theirs, "day": today, "amount": 1}), "link_id"),
+        (json!({"link_id": 99999, "day": today, "amount": 1}), "link_id"),
+        (json!({"link_id": id, "day": "yesterday", "amount": 1}), "day"),
+        (json!({"link_id": id, "day": "2999-01-01", "amount": 1}), "day"),
+        (json!({"link_id": id, "day": today, "amount": -1}), "amount"),
+        (json!({"link_id": id, "day": today, "amount": "NaN"}), "amount"),
+        (json!({"link_id": id, "day": today, "amount": "1e400"}), "amount"),
+        (json!({"link_id": id, "day": today, "amount": [1]}), "amount"),
+        (json!({"link_id": id, "day": today}), "amount"),
+    ] {
+        let r = post(body.clone());
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert!(r.json()["errors"][field].is_array(), "{body}: {}", r.body);
+    }
+    let entries: i64 = t.s.sqlite().query_row("SELECT count(*) FROM cost_entries", [], |r| r.get(0)).unwrap();
+    assert_eq!(entries, 0);
+}
+
+#[test]
+fn a_cost_file_is_taken_whole_or_not_at_all() {
+    let t = setup();
+    let link = t.link(json!({"name": "Ads", "url": "https://o.example/?c={clickid}"}));
+    let (id, slug) = (link["id"].as_i64().unwrap(), link["slug"].as_str().unwrap());
+    t.click(slug, "sub_id=a", DESKTOP);
+    t.click(slug, "sub_id=b", PHONE);
+    let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    let auth = format!("Bearer {}", t.token);
+    let send = |csv: &str| {
+        request(
+            t.s.addr(),
+            "POST",
+            "/api/costs/import",
+            &[("Authorization", &auth), ("Content-Type", "text/csv")],
+            csv.as_bytes(),
+        )
+    };
+    let bad = format!(
+        "day,link_id,sub_id,amount\n{today},{id},a,2\n{today},{id},,-1\n{today},{id},b,3\nnot-a-day,999999,,1\n"
+    );
+    let r = send(&bad);
+    assert_eq!(r.status, 422, "{}", r.body);
+    let errors = r.json()["errors"].clone();
+    for key in ["lines.3.amount", "lines.5.day", "lines.5.link_id"] {
+        assert!(errors[key].is_array(), "{key}: {errors}");
+    }
+    assert!(errors.get("lines.2.amount").is_none());
+    assert!((total_cost(&t, "day") - 0.0).abs() < 1e-9, "nothing of a refused file is written");
+    let good = format!("\u{feff}day;link_id;sub_id;amount\r\n{today};{id};a;2\r\n{today};{id};;1,5\r\n");
+    let r = send(&good);
+    assert_eq!(r.status, 422, "1,5 is not an amount: {}", r.body);
+    let good = format!("day;link_id;sub_id;amount\r\n{today};{id};a;2\r\n{today};{id};;1.5\r\n");
+    let r = send(&good);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["count"], 2);
+    let subs = t.report("sub_id");
+    assert_eq!([cost_of(&subs, "sub_id", "a"), cost_of(&subs, "sub_id", "b")], [2.0, 1.5]);
+
+    // A day whose raw clicks were purged cannot be split any more.
+    apextrack::tracking::clicks::purge_all(&t.s.app.db, t.s.app.clock.now() + 1_000_000, |_| {}).unwrap();
+    let r = t.s.post("/api/costs", Some(&t.token), &json!({"link_id": id, "day": today, "amount": 9}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["errors"]["day"].is_array());
+    assert_eq!(t.report("sub_id").iter().map(|r| r["cost"].as_f64().unwrap()).sum::<f64>(), 3.5, "unchanged");
+}

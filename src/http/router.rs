@@ -58,6 +58,15 @@ fn routes(segments: &[&str]) -> Option<(Shape, Methods)> {
         ["api", "postback", "conversion"] => {
             (Plain, &[("GET", Public, tracking::conversion), ("POST", Public, tracking::conversion)])
         }
+        ["api", "costs"] => (
+            Plain,
+            &[
+                ("GET", Api("reports:read"), tracking::list_costs),
+                ("POST", Api("conversions:write"), tracking::set_cost),
+            ],
+        ),
+        ["api", "costs", "import"] => (Plain, &[("POST", Api("conversions:write"), tracking::import_costs)]),
+        ["api", "costs", _id] => (Plain, &[("DELETE", Api("conversions:write"), tracking::delete_cost)]),
         ["api", "conversions", "import"] => {
             (Plain, &[("POST", Api("conversions:write"), tracking::import_conversions)])
         }

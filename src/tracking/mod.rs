@@ -4,6 +4,7 @@
 
 pub mod bandit;
 pub mod clicks;
+pub mod costs;
 pub mod dashboard;
 pub mod device;
 pub mod geoip;

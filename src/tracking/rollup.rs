@@ -11,6 +11,10 @@ use std::collections::HashMap;
 /// of dates never takes it in.
 pub const ALL_TIME: &str = "";
 
+/// Every dimension a row may have: `all` (the user's total, value ''),
+/// then what reports group by.
+pub const DIMS: &[&str] = &["all", "sub_id", "country", "device", "link", "destination", "os", "hour"];
+
 /// What one event adds to (or, negative, takes from) its rollup rows.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delta {
@@ -125,6 +129,14 @@ impl<'a> Batch<'a> {
     pub fn add_owned(&mut self, user_id: i64, day: &str, dims: &Dims, delta: Delta, total_only: bool) {
         let rows = if total_only { Vec::new() } else { rows(dims, |t| Cow::Owned(t.to_string())) };
         self.add_rows(user_id, Cow::Owned(day.to_string()), rows, delta);
+    }
+
+    /// Counts `delta` in one row of `dim` (one of [`DIMS`]) and `value`,
+    /// on `day` and all time: a correction computed elsewhere (a cost entry).
+    pub fn add_value(&mut self, user_id: i64, day: &str, dim: &'static str, value: &str, delta: Delta) {
+        for day in [Cow::Owned(day.to_string()), Cow::Borrowed(ALL_TIME)] {
+            *self.0.entry((user_id, dim, Value::Text(Cow::Owned(value.to_string())), day)).or_default() += delta;
+        }
     }
 
     /// Counts `delta` for one destination only, on `day` and all time: a

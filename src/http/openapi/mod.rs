@@ -121,6 +121,8 @@ fn components() -> Value {
                                       ("p_best", json!({"type": ["number", "null"]})), ("ctr", n())],
                                     &["id", "name", "kind", "clicks", "unique", "lander_clicks", "conversions", "approved",
                                       "revenue", "cost", "profit", "cr", "epc", "p_best"]),
+            "CostEntry": obj(&[("id", n()), ("link_id", n()), ("day", s()), ("sub_id", json!({"type": ["string", "null"]})),
+                               ("amount", n()), ("created_at", s())], &["id", "link_id", "day", "amount"]),
             "Postback": obj(&[("message", s()), ("outcome", s()), ("lead", json!({"type": "object"}))], &["message", "outcome"]),
             "Dashboard": obj(&[("summary", obj(&[("liveClicksLast30Seconds", n()), ("clicksToday", n()), ("totalLeads", n()), ("totalPayout", n()),
                                                   ("costToday", n()), ("revenueToday", n()), ("profitToday", n())],

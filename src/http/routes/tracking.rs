@@ -8,7 +8,7 @@ use crate::http::Ctx;
 use crate::i18n::Msg;
 use crate::net::form_pairs;
 use crate::tracking::dashboard::{self, Range};
-use crate::tracking::{clicks, links, payment, postback, routing};
+use crate::tracking::{clicks, costs, links, payment, postback, routing};
 use rouille::Response;
 use serde_json::{json, Value};
 
@@ -136,6 +136,76 @@ pub fn import_conversions(ctx: &Ctx) -> Result<Response, Error> {
         })
         .collect();
     Ok(respond::json(200, &json!({"counts": counts, "rows": failed, "dry_run": dry_run})))
+}
+
+fn today(ctx: &Ctx) -> String {
+    crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset)
+}
+
+/// A JSON value as the text a CSV cell would hold (numbers and strings).
+fn cell(value: Option<&Value>) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => Some(String::new()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => None,
+    }
+}
+
+/// `POST /api/costs {link_id, day, amount, sub_id?}`: that day's total cost
+/// for the link (or one sub_id of it), replacing what its clicks carried.
+pub fn set_cost(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let input = ctx.json()?;
+    let mut errors = FieldErrors::default();
+    let mut field = |name: &str| -> String {
+        cell(input.0.get(name)).unwrap_or_else(|| {
+            errors.add(name, Msg::new("validation.string").arg("attribute", name.replace('_', " ")));
+            String::new()
+        })
+    };
+    let (link, day, sub, amount) = (field("link_id"), field("day"), field("sub_id"), field("amount"));
+    errors.into_result()?;
+    let today = today(ctx);
+    let entry = ctx.app.db.read(|c| {
+        costs::check(c, user, &link, &day, &sub, &amount, &today).map_err(|problems| {
+            let mut errors = FieldErrors::default();
+            for (field, msg) in problems {
+                errors.add(field, msg);
+            }
+            errors.into_result().err().unwrap_or(Error::NotFound)
+        })
+    })?;
+    let saved = costs::set(ctx.app, user, &[entry])?;
+    Ok(respond::json(201, &json!({"data": saved.first().map(costs::to_json)})))
+}
+
+/// `GET /api/costs?from&to`: the user's cost entries.
+pub fn list_costs(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let range = Range::parse(ctx.req.get_param("from"), ctx.req.get_param("to"))?;
+    let (from, to) = (range.from.as_deref().unwrap_or("0000-00-00"), range.to.as_deref().unwrap_or("9999-99-99"));
+    let entries = ctx.app.db.read(|c| Ok(costs::list(c, user, from, to)?))?;
+    let data: Vec<Value> = entries.iter().map(costs::to_json).collect();
+    Ok(respond::json(200, &json!({"data": data})))
+}
+
+/// `DELETE /api/costs/{id}`: its scope's clicks count what they carried again.
+pub fn delete_cost(ctx: &Ctx) -> Result<Response, Error> {
+    costs::delete(ctx.app, user_id(ctx)?, ctx.segment(2))?;
+    Ok(respond::message(200, &Msg::new("costs.deleted"), ctx.lang.get()))
+}
+
+/// `POST /api/costs/import` (`text/csv`, `day,link_id,sub_id,amount`): the
+/// whole file or nothing.
+pub fn import_costs(ctx: &Ctx) -> Result<Response, Error> {
+    let user = user_id(ctx)?;
+    let body = ctx.body()?;
+    let today = today(ctx);
+    let entries = ctx.app.db.read(|c| costs::from_csv(c, user, body, &today))?;
+    let saved = costs::set(ctx.app, user, &entries)?;
+    let data: Vec<Value> = saved.iter().map(costs::to_json).collect();
+    Ok(respond::json(200, &json!({"count": data.len(), "data": data})))
 }
 
 const NOT_FOUND_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
