@@ -501,3 +501,100 @@ fn a_cost_file_is_taken_whole_or_not_at_all() {
     assert!(r.json()["errors"]["day"].is_array());
     assert_eq!(t.report("sub_id").iter().map(|r| r["cost"].as_f64().unwrap()).sum::<f64>(), 3.5, "unchanged");
 }
+
+#[test]
+fn filtered_reports_agree_with_the_counters_and_narrow_by_each_filter() {
+    let t = setup();
+    let a = t.link(json!({"name": "A", "url": "https://a.example/?c={clickid}", "payout": 2, "cost_model": "cpc", "cost_value": 0.1}));
+    let b = t.link(json!({"name": "B", "url": "https://b.example/?c={clickid}", "payout": 5}));
+    let (a_id, b_id) = (a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap());
+    let (a_slug, b_slug) = (a["slug"].as_str().unwrap(), b["slug"].as_str().unwrap());
+    // A: sub x 3 phones + 1 desktop, sub y 2 desktops; B: sub x 2 phones.
+    let mut x_phone = Vec::new();
+    for i in 0..3 {
+        x_phone.push(t.click(a_slug, "sub_id=x", &format!("{PHONE} a{i}")));
+    }
+    t.click(a_slug, "sub_id=x", &format!("{DESKTOP} a"));
+    t.click(a_slug, "sub_id=y", &format!("{DESKTOP} y1"));
+    t.click(a_slug, "sub_id=y", &format!("{DESKTOP} y2"));
+    let b_click = t.click(b_slug, "sub_id=x", &format!("{PHONE} b1"));
+    t.click(b_slug, "sub_id=x", &format!("{PHONE} b2"));
+    t.approve(&x_phone[0], "2");
+    t.approve(&b_click, "5");
+    let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    // Spend for A's sub y today: 1.00 instead of 0.20.
+    assert_eq!(
+        t.s.post("/api/costs", Some(&t.token), &json!({"link_id": a_id, "day": today, "sub_id": "y", "amount": 1}))
+            .status,
+        201
+    );
+    let get = |q: &str| -> Vec<Value> {
+        let r = t.s.get(&format!("/api/reports?{q}"), Some(&t.token));
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        r.json()["data"].as_array().unwrap().clone()
+    };
+    let pick = |rows: &[Value], key: &str, value: Value| -> Value {
+        rows.iter().find(|r| r[key] == value).cloned().unwrap_or_else(|| panic!("no {key}={value} in {rows:?}"))
+    };
+    // Only link A, by sub_id: x 4 clicks, cost 0.40, revenue 2; y 2 clicks, cost 1.00.
+    let rows = get(&format!("group_by=sub_id&link_id={a_id}"));
+    let x = pick(&rows, "sub_id", json!("x"));
+    assert_eq!(
+        (x["clicks"].as_i64(), x["cost"].as_f64(), x["revenue"].as_f64()),
+        (Some(4), Some(0.4), Some(2.0)),
+        "{x}"
+    );
+    let y = pick(&rows, "sub_id", json!("y"));
+    assert_eq!(
+        (y["clicks"].as_i64(), y["cost"].as_f64(), y["roi"].as_f64()),
+        (Some(2), Some(1.0), Some(-100.0)),
+        "{y}"
+    );
+    // sub x, by device: phones 5 (3 of A, 2 of B), desktop 1; revenue of phones 7.
+    let rows = get("group_by=device&sub_id=x");
+    let phones = pick(&rows, "device", json!("mobile"));
+    assert_eq!(
+        (phones["clicks"].as_i64(), phones["approved_leads"].as_i64(), phones["revenue"].as_f64()),
+        (Some(5), Some(2), Some(7.0))
+    );
+    assert_eq!(pick(&rows, "device", json!("desktop"))["clicks"], 1);
+    // sub x on phones, by link: names and ids.
+    let rows = get("group_by=link&sub_id=x&device=mobile");
+    let link_b = pick(&rows, "link", json!(b_id));
+    assert_eq!(
+        (link_b["name"].as_str(), link_b["clicks"].as_i64(), link_b["cost"].as_f64()),
+        (Some("B"), Some(2), Some(0.0))
+    );
+    // A filter on one link gives the counters' numbers for it, grouping by grouping.
+    for group in ["day", "country", "device", "os", "hour", "destination"] {
+        let filtered = get(&format!("group_by={group}&link_id={b_id}"));
+        let total = |rows: &[Value], k: &str| rows.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).sum::<f64>();
+        assert_eq!((total(&filtered, "clicks"), total(&filtered, "revenue")), (2.0, 5.0), "{group}: {filtered:?}");
+    }
+    let all_a = get(&format!("group_by=link&link_id={a_id}"));
+    let counted = pick(&t.report("link"), "link", json!(a_id));
+    for key in ["clicks", "unique_clicks", "approved_leads", "cost", "revenue", "profit", "roi", "epc", "cpc"] {
+        assert_eq!(all_a[0][key], counted[key], "{key}");
+    }
+    // A country or sub_id nobody has: no rows. Bad filters: 422 naming them.
+    assert!(get("group_by=sub_id&country=DE").is_empty());
+    assert!(get("group_by=sub_id&sub_id=nobody").is_empty());
+    for (q, field) in [
+        ("link_id=abc", "link_id"),
+        ("link_id=-1", "link_id"),
+        ("destination_id=1%20OR%201=1", "destination_id"),
+        ("country=IDN", "country"),
+        ("device=bot", "device"),
+        ("device=phone", "device"),
+    ] {
+        let r = t.s.get(&format!("/api/reports?group_by=day&{q}"), Some(&t.token));
+        assert_eq!(r.status, 422, "{q}: {}", r.body);
+        assert!(r.json()["errors"][field].is_array(), "{q}: {}", r.body);
+    }
+    // Another user's link filters to nothing of theirs.
+    let (_, other) = verified_user(&t.s, "other@example.com");
+    let r = t.s.get(&format!("/api/reports?group_by=sub_id&link_id={a_id}"), Some(&other));
+    assert_eq!(r.json()["data"], json!([]));
+    let csv = t.s.get(&format!("/api/reports?group_by=sub_id&link_id={a_id}&format=csv"), Some(&t.token)).body;
+    assert!(csv.lines().any(|l| l.starts_with("y,2,") && l.contains(",1.00,0.00,-1.00,-100.00,")), "{csv}");
+}

@@ -173,6 +173,7 @@ pub fn delete(app: &Core, user_id: i64, id: &str) -> Result<(), Error> {
 
 /// One stored click of a link's day, as the counters saw it.
 struct DayClick {
+    id: i64,
     sub_id: String,
     /// Every row besides the user's total and the link that it counts in.
     rows: Vec<(&'static str, String)>,
@@ -192,39 +193,14 @@ fn recompute(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset:
     if (clicks.len() as i64) < counted {
         return Err(FieldErrors::single("day", Msg::new("costs.purged_day").arg("day", day)));
     }
-    let entries: Vec<(String, i64)> = tx
-        .prepare_cached("SELECT sub_id, amount_micros FROM cost_entries WHERE link_id = ?1 AND day = ?2")?
-        .query_map(params![link_id, day], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let link_entry = entries.iter().find(|(s, _)| s.is_empty()).map(|(_, a)| *a);
-    let by_sub: HashMap<&str, i64> =
-        entries.iter().filter(|(s, _)| !s.is_empty()).map(|(s, a)| (s.as_str(), *a)).collect();
-    // Each click's share of its scope's entry, exact: the remainder goes
-    // a micro-unit at a time to the first clicks (in the order stored).
-    let mut scope_sizes: HashMap<Option<&str>, i64> = HashMap::new();
-    fn scope_of<'c>(c: &'c DayClick, by_sub: &HashMap<&str, i64>) -> Option<&'c str> {
-        by_sub.contains_key(c.sub_id.as_str()).then_some(c.sub_id.as_str())
-    }
-    for c in &clicks {
-        *scope_sizes.entry(scope_of(c, &by_sub)).or_default() += 1;
-    }
+    let (shares, unspread) = shares(tx, link_id, day, &clicks)?;
     // Rows by OS and hour exist from schema step 9 on: a day before it has none to adjust.
     let by_os_and_hour: bool = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM rollups WHERE user_id = ?1 AND dim = 'os' AND day = ?2)")?
         .query_row(params![user_id, day], |r| r.get(0))?;
-    let mut seen: HashMap<Option<&str>, i64> = HashMap::new();
     let mut adjust: HashMap<(&'static str, String), i64> = HashMap::new();
-    for c in &clicks {
-        let scope = scope_of(c, &by_sub);
-        let amount = match scope {
-            Some(sub) => by_sub.get(sub).copied(),
-            None => link_entry,
-        };
-        let Some(amount) = amount else { continue };
-        let n = scope_sizes[&scope];
-        let k = seen.entry(scope).or_default();
-        let share = amount / n + i64::from(*k < amount % n);
-        *k += 1;
+    for (c, share) in clicks.iter().zip(&shares) {
+        let Some(share) = share else { continue };
         let change = share - c.carried;
         let rows = c.rows.iter().filter(|(dim, _)| by_os_and_hour || !matches!(*dim, "os" | "hour"));
         for key in [("all", String::new()), ("link", link_id.to_string())].into_iter().chain(rows.cloned()) {
@@ -233,7 +209,7 @@ fn recompute(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset:
     }
     // A link's entry with none of its clicks to spread over still counts
     // for the day, in the user's and the link's totals.
-    if let (Some(amount), None) = (link_entry, scope_sizes.get(&None)) {
+    if let Some(amount) = unspread {
         *adjust.entry(("all", String::new())).or_default() += amount;
         *adjust.entry(("link", link_id.to_string())).or_default() += amount;
     }
@@ -267,6 +243,62 @@ fn recompute(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset:
     Ok(())
 }
 
+/// What each of a link's day's `clicks` costs under that day's entries
+/// (None: what it carried, no entry covers it), and a link entry's amount
+/// when none of its clicks was left to spread it over. Each click's share
+/// of its scope's entry is exact: the remainder goes a micro-unit at a
+/// time to the first clicks (in the order stored).
+fn shares(
+    tx: &Connection,
+    link_id: i64,
+    day: &str,
+    clicks: &[DayClick],
+) -> Result<(Vec<Option<i64>>, Option<i64>), Error> {
+    let entries: Vec<(String, i64)> = tx
+        .prepare_cached("SELECT sub_id, amount_micros FROM cost_entries WHERE link_id = ?1 AND day = ?2")?
+        .query_map(params![link_id, day], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let link_entry = entries.iter().find(|(s, _)| s.is_empty()).map(|(_, a)| *a);
+    let by_sub: HashMap<&str, i64> =
+        entries.iter().filter(|(s, _)| !s.is_empty()).map(|(s, a)| (s.as_str(), *a)).collect();
+    let scope_of = |c: &DayClick| by_sub.contains_key(c.sub_id.as_str()).then(|| c.sub_id.clone());
+    let mut sizes: HashMap<Option<String>, i64> = HashMap::new();
+    for c in clicks {
+        *sizes.entry(scope_of(c)).or_default() += 1;
+    }
+    let mut seen: HashMap<Option<String>, i64> = HashMap::new();
+    let shares = clicks
+        .iter()
+        .map(|c| {
+            let scope = scope_of(c);
+            let amount = match &scope {
+                Some(sub) => by_sub.get(sub.as_str()).copied(),
+                None => link_entry,
+            }?;
+            let n = sizes[&scope];
+            let k = seen.entry(scope).or_default();
+            let share = amount / n + i64::from(*k < amount % n);
+            *k += 1;
+            Some(share)
+        })
+        .collect();
+    Ok((shares, link_entry.filter(|_| !sizes.contains_key(&None))))
+}
+
+/// What each click of a link's day costs under the day's entries, by click
+/// id (for reports read from the raw clicks); empty without entries.
+pub fn click_costs(
+    tx: &Connection,
+    user_id: i64,
+    link_id: i64,
+    day: &str,
+    utc_offset: i32,
+) -> Result<HashMap<i64, i64>, Error> {
+    let clicks = day_clicks(tx, user_id, link_id, day, utc_offset)?;
+    let (shares, _) = shares(tx, link_id, day, &clicks)?;
+    Ok(clicks.iter().zip(shares).filter_map(|(c, s)| Some((c.id, s?))).collect())
+}
+
 /// The link's non-bot clicks of a local day, oldest first, with the rows
 /// each counted in (as the click path counted them).
 fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset: i32) -> Result<Vec<DayClick>, Error> {
@@ -276,7 +308,7 @@ fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset
         "SELECT coalesce((SELECT text FROM click_values WHERE id = c.sub1), ''), c.country, c.device,
                 CASE WHEN c.lander_id IS NOT NULL THEN c.lander_id WHEN c.destination_id = 0 THEN NULL
                      ELSE c.destination_id END,
-                coalesce((SELECT text FROM user_agents WHERE id = c.ua), ''), c.at, coalesce(c.cost, 0)
+                coalesce((SELECT text FROM user_agents WHERE id = c.ua), ''), c.at, coalesce(c.cost, 0), c.id
          FROM clicks c WHERE c.user_id = ?1 AND c.at >= ?2 AND c.at < ?3 AND c.link_id = ?4 AND c.device != ?5
          ORDER BY c.id",
     )?;
@@ -290,7 +322,7 @@ fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset
         rows.extend(destination.map(|id| ("destination", id.to_string())));
         rows.push(("os", os.to_string()));
         rows.push(("hour", format!("{hour:02}")));
-        Ok(DayClick { sub_id, rows, carried: r.get(6)? })
+        Ok(DayClick { id: r.get(7)?, sub_id, rows, carried: r.get(6)? })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -10,7 +10,7 @@ use crate::base::Core;
 use crate::clock;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -274,7 +274,7 @@ impl Pacer {
 
 /// One report row: its group (a day, sub_id, country, device or link id)
 /// and its counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
     pub group: String,
     /// The link's or destination's name, for rows grouped by either.
@@ -406,6 +406,231 @@ pub fn report(app: &Core, user_id: i64, group_by: &str, range: &Range, limit: i6
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     })
+}
+
+/// What a report may be narrowed to (SPEC §12): clicks and leads with
+/// these values only.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filters {
+    pub link_id: Option<i64>,
+    pub sub_id: Option<String>,
+    pub country: Option<String>,
+    pub device: Option<String>,
+    pub destination_id: Option<i64>,
+}
+
+impl Filters {
+    /// Reads the filters from query parameters; a bad one is a 422 naming it.
+    pub fn parse(param: impl Fn(&str) -> Option<String>) -> Result<Filters, Error> {
+        let mut errors = FieldErrors::default();
+        let mut id = |name: &str| -> Option<i64> {
+            let text = param(name)?;
+            let id = text.trim().parse::<i64>().ok().filter(|id| *id > 0);
+            if id.is_none() {
+                errors.add(name, Msg::new("validation.integer").arg("attribute", name.replace('_', " ")));
+            }
+            id
+        };
+        let (link_id, destination_id) = (id("link_id"), id("destination_id"));
+        let country = param("country").map(|c| c.trim().to_ascii_uppercase());
+        if country.as_ref().is_some_and(|c| c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase())) {
+            errors.add("country", Msg::new("validation.country").arg("attribute", "country"));
+        }
+        let device = param("device").map(|d| d.trim().to_string());
+        if let Some(d) = &device {
+            if !super::routing::DEVICES.contains(&d.as_str()) || d == "bot" {
+                let values = "mobile, tablet, desktop";
+                errors.add("device", Msg::new("validation.in").arg("attribute", "device").arg("values", values));
+            }
+        }
+        let sub_id = param("sub_id");
+        if sub_id.as_ref().is_some_and(|s| s.chars().count() > super::clicks::MAX_PARAM) {
+            let msg = Msg::new("validation.max").arg("attribute", "sub id").arg("max", super::clicks::MAX_PARAM);
+            errors.add("sub_id", msg);
+        }
+        errors.into_result()?;
+        Ok(Filters { link_id, sub_id, country, device, destination_id })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Filters::default()
+    }
+}
+
+/// A report narrowed by `filters`: the counters do not hold every pair of
+/// dimensions, so this one reads the raw clicks of the range (non-bot;
+/// those purged by `tracking.raw_click_days` are gone from it) and the
+/// leads of the range, grouped as the counters would have grouped them,
+/// with cost entries spread as they are in the counters. Its cost grows
+/// with the clicks of the range.
+pub fn report_filtered(
+    app: &Core,
+    user_id: i64,
+    group_by: &str,
+    range: &Range,
+    filters: &Filters,
+    limit: i64,
+) -> Result<Vec<Row>, Error> {
+    if !GROUPS.contains(&group_by) {
+        return Err(Error::internal(format!("unknown report grouping {group_by:?}")));
+    }
+    let (from, to) = range.bounds();
+    let offset = app.utc_offset;
+    let from_ms = clock::local_midnight(from, offset).map_or(i64::MIN, |t| t / 1000);
+    let to_ms = clock::local_midnight(to, offset).map_or(i64::MAX, |t| (t + clock::DAY) / 1000);
+    let mut rows: HashMap<String, Row> = HashMap::new();
+    fn row(rows: &mut HashMap<String, Row>, group: String) -> &mut Row {
+        rows.entry(group.clone()).or_insert_with(|| Row { group, ..Row::default() })
+    }
+    app.db.read(|c| {
+        let c = &c.unchecked_transaction()?;
+        // Clicks whose day has cost entries cost their share of them.
+        let mut costs: HashMap<i64, i64> = HashMap::new();
+        let entry_days: Vec<(i64, String)> = c
+            .prepare_cached(
+                "SELECT DISTINCT link_id, day FROM cost_entries WHERE user_id = ?1 AND day BETWEEN ?2 AND ?3
+                 AND (?4 IS NULL OR link_id = ?4)",
+            )?
+            .query_map(params![user_id, from, to, filters.link_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (link_id, day) in &entry_days {
+            costs.extend(super::costs::click_costs(c, user_id, *link_id, day, offset)?);
+        }
+        let sub_value: Option<Option<i64>> = match &filters.sub_id {
+            None => None,
+            Some(text) => Some(
+                c.prepare_cached("SELECT id FROM click_values WHERE text = ?1")?
+                    .query_row([text], |r| r.get(0))
+                    .optional()?,
+            ),
+        };
+        if sub_value != Some(None) {
+            let mut stmt = c.prepare_cached(
+                "SELECT c.id, c.link_id, c.at, coalesce((SELECT text FROM click_values WHERE id = c.sub1), ''),
+                        c.country, c.device, c.destination_id, c.lander_id,
+                        coalesce((SELECT text FROM user_agents WHERE id = c.ua), ''), c.is_unique, coalesce(c.cost, 0)
+                 FROM clicks c WHERE c.user_id = ?1 AND c.at >= ?2 AND c.at < ?3 AND c.device != ?4
+                 AND (?5 IS NULL OR c.link_id = ?5) AND (?6 IS NULL OR c.country = ?6)
+                 AND (?7 IS NULL OR c.device = ?7) AND (?8 IS NULL OR c.sub1 = ?8)
+                 AND (?9 IS NULL OR c.destination_id = ?9 OR c.lander_id = ?9)",
+            )?;
+            let device = filters.device.as_deref().map(super::store::device_code);
+            let sub = sub_value.flatten();
+            let mut found = stmt.query(params![
+                user_id,
+                from_ms,
+                to_ms,
+                super::store::BOT,
+                filters.link_id,
+                filters.country,
+                device,
+                sub,
+                filters.destination_id
+            ])?;
+            while let Some(r) = found.next()? {
+                let (id, link_id, at_ms): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                let offer: Option<i64> = r.get::<_, Option<i64>>(6)?.filter(|d| *d != 0);
+                let lander: Option<i64> = r.get(7)?;
+                let unique = i64::from(r.get::<_, bool>(9)?);
+                let cost = costs.get(&id).copied().unwrap_or(r.get(10)?);
+                let at = at_ms * 1000;
+                let click_day = || clock::local_date(at, offset);
+                let group = match group_by {
+                    "day" => click_day(),
+                    "sub_id" => r.get(3)?,
+                    "country" => r.get(4)?,
+                    "device" => super::store::device_name(r.get(5)?).to_string(),
+                    "link" => link_id.to_string(),
+                    "os" => super::routing::os_of(&r.get::<_, String>(8)?).to_string(),
+                    "hour" => format!("{:02}", super::clicks::local_hour(at, offset)),
+                    _ => {
+                        // By destination: a lander's view (and click-through), then the offer it led to.
+                        if let Some(lander) = lander.filter(|l| filters.destination_id.is_none_or(|d| d == *l)) {
+                            let r = row(&mut rows, lander.to_string());
+                            r.clicks += 1;
+                            r.unique_clicks += unique;
+                            r.cost_micros += cost;
+                            r.lander_clicks += i64::from(offer.is_some());
+                        }
+                        if let Some(offer) = offer.filter(|o| filters.destination_id.is_none_or(|d| d == *o)) {
+                            let r = row(&mut rows, offer.to_string());
+                            r.clicks += 1;
+                            r.unique_clicks += unique;
+                            if lander.is_none() {
+                                r.cost_micros += cost;
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let r = row(&mut rows, group);
+                r.clicks += 1;
+                r.unique_clicks += unique;
+                r.cost_micros += cost;
+            }
+        }
+        let mut leads = c.prepare_cached(
+            "SELECT day, link_id, destination_id, sub1, country, device, os, hour, status, payout_cents FROM leads
+             WHERE user_id = ?1 AND day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR link_id = ?4)
+             AND (?5 IS NULL OR country = ?5) AND (?6 IS NULL OR device = ?6) AND (?7 IS NULL OR sub1 = ?7)
+             AND (?8 IS NULL OR destination_id = ?8)",
+        )?;
+        let mut found = leads.query(params![
+            user_id,
+            from,
+            to,
+            filters.link_id,
+            filters.country,
+            filters.device,
+            filters.sub_id,
+            filters.destination_id
+        ])?;
+        while let Some(r) = found.next()? {
+            let group: Option<String> = match group_by {
+                "day" => r.get(0)?,
+                "link" => Some(r.get::<_, i64>(1)?.to_string()),
+                "destination" => r.get::<_, Option<i64>>(2)?.map(|d| d.to_string()),
+                "sub_id" => r.get(3)?,
+                "country" => r.get(4)?,
+                "device" => r.get(5)?,
+                "os" => r.get(6)?,
+                _ => r.get::<_, Option<i64>>(7)?.map(|h| format!("{h:02}")),
+            };
+            let Some(group) = group else { continue };
+            let delta = super::rollup::Delta::lead(&r.get::<_, String>(8)?, r.get(9)?);
+            let r = row(&mut rows, group);
+            r.leads += delta.leads;
+            r.approved_leads += delta.approved_leads;
+            r.pending_leads += delta.pending_leads;
+            r.rejected_leads += delta.rejected_leads;
+            r.payout_cents += delta.payout_cents;
+        }
+        Ok(())
+    })?;
+    let mut rows: Vec<Row> = rows.into_values().collect();
+    if group_by == "day" {
+        rows.sort_by(|a, b| b.group.cmp(&a.group));
+    } else {
+        rows.sort_by(|a, b| {
+            (b.clicks, b.payout_cents).cmp(&(a.clicks, a.payout_cents)).then_with(|| a.group.cmp(&b.group))
+        });
+    }
+    rows.truncate(limit.max(0) as usize);
+    if by_id(group_by) {
+        app.db.read(|c| {
+            let sql = if group_by == "link" {
+                "SELECT name FROM links WHERE id = ?1 AND user_id = ?2"
+            } else {
+                "SELECT d.name FROM destinations d JOIN links l ON l.id = d.link_id WHERE d.id = ?1 AND l.user_id = ?2"
+            };
+            let mut stmt = c.prepare_cached(sql)?;
+            for row in &mut rows {
+                row.name = stmt.query_row(params![row.group, user_id], |r| r.get(0)).optional()?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(rows)
 }
 
 /// All-time clicks and approved conversions of these destinations, for

@@ -386,6 +386,11 @@ pub(super) fn ops() -> Vec<Op> {
                 query("to", "YYYY-MM-DD"),
                 query("limit", "1-10000"),
                 query("format", "json|csv"),
+                query("link_id", "only this link"),
+                query("sub_id", "only this sub_id"),
+                query("country", "only this country (ISO code)"),
+                query("device", "mobile|tablet|desktop"),
+                query("destination_id", "only this offer or lander"),
             ],
         },
         Op {

@@ -343,11 +343,16 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
             return Err(FieldErrors::single("format", msg));
         }
     };
+    let filters = dashboard::Filters::parse(|name| ctx.req.get_param(name))?;
     let user = user_id(ctx)?;
     // The rows and their CSV are made on the report thread, behind the clicks.
     let (rows, csv) = ctx.app.tracking.reports.run(user, || {
         crate::http::low_priority(|| {
-            let rows = dashboard::report(ctx.app, user, &group_by, &range, limit)?;
+            let rows = if filters.is_empty() {
+                dashboard::report(ctx.app, user, &group_by, &range, limit)?
+            } else {
+                dashboard::report_filtered(ctx.app, user, &group_by, &range, &filters, limit)?
+            };
             if !csv {
                 return Ok::<_, Error>((rows, None));
             }
