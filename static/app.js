@@ -39,13 +39,13 @@ class ApiError extends Error {
   constructor(status, body) { super(body?.message || t("error")); this.status = status; this.body = body || {}; }
 }
 
-/** Calls the API with the stored token; throws ApiError for non-2xx. */
-async function api(method, path, body) {
+/** Calls the API with the stored token; throws ApiError for non-2xx. A `type` sends `body` as that text (e.g. "text/csv"). */
+async function api(method, path, body, type) {
   const headers = { Accept: "application/json" };
   const token = localStorage.getItem(TOKEN);
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (body !== undefined) headers["Content-Type"] = type || "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : type ? body : JSON.stringify(body) });
   const data = await res.json().catch(() => ({}));
   if (res.status === 401 && path !== "/api/login") {
     localStorage.removeItem(TOKEN);
@@ -148,7 +148,7 @@ function table(columns, rows, { sortable = false, empty = "" } = {}) {
 // ---- routing --------------------------------------------------------------
 
 const PAGES = { "/login": login, "/register": register, "/verify": verify, "/dashboard": dashboard, "/links": links,
-  "/settings": settings, "/email-verification-error": badLink };
+  "/money": moneyPage, "/settings": settings, "/email-verification-error": badLink };
 
 /** Shows `path` (it may carry a query: `/links?id=7`). */
 function go(path) {
@@ -190,7 +190,7 @@ function nav(path) {
     localStorage.removeItem(TOKEN); me = null; go("/login");
   } }, t("logout"));
   document.getElementById("nav").replaceChildren(
-    ...(me.email_verified_at ? [link("/dashboard", t("dashboard")), link("/links", t("links")), link("/settings", t("settings"))] : []), logout);
+    ...(me.email_verified_at ? [link("/dashboard", t("dashboard")), link("/links", t("links")), link("/money", t("money_nav")), link("/settings", t("settings"))] : []), logout);
 }
 
 document.addEventListener("click", (ev) => {
@@ -694,6 +694,192 @@ async function routing(id) {
   };
   draw();
   await loadStats();
+}
+
+// ---- costs, conversion import, received postbacks (§12) --------------------
+
+/** A day ("YYYY-MM-DD") moved by `n` days. */
+const addDays = (day, n) => isoDay(new Date(new Date(`${day}T00:00:00Z`).getTime() + n * 86400000));
+
+/** The server's local date (server.utc_offset), which the API's days are in; the browser's UTC date if it cannot say. */
+async function serverToday() {
+  const guess = isoDay(new Date());
+  try { return (await api("GET", `/api/reports?group_by=day&from=${guess}&to=${guess}`)).today || guess; }
+  catch { return guess; }
+}
+
+/** The errors of a refused import as sentences: the file's own first, then "Line 3: …" for `lines.3.amount`. */
+function importErrors(e) {
+  return Object.entries(e.body.errors || {}).map(([key, messages]) => {
+    const line = key.match(/^lines\.(\d+)(\.|$)/)?.[1];
+    return [line ? Number(line) : 0, line ? t("line_error", { n: line, message: messages.join(" ") }) : messages.join(" ")];
+  }).sort((a, b) => a[0] - b[0]).map(([, text]) => text);
+}
+
+/** A received postback's parameters as text: "clickid=… status=approved payout=2.50". */
+function paramsSummary(params) {
+  const entries = Object.entries(params && typeof params === "object" ? params : {});
+  entries.sort(([a], [b]) => (b === "clickid") - (a === "clickid"));
+  return entries.map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+}
+
+const LANDED = ["created", "updated", "unchanged"];
+const LOG_PAGE = 50;
+
+async function moneyPage() {
+  const [linkList, today] = await Promise.all([api("GET", "/api/links").then((r) => r.data), serverToday()]);
+  const names = new Map(linkList.map((l) => [l.id, l.name]));
+  const section = (id, title, ...body) => h("div", { class: "card", id }, h("h2", {}, title), ...body);
+
+  // 1. Costs: one entry a link (or sub_id) and day, by hand or from a CSV file.
+  const list = h("div", { class: "table-wrap", id: "costs-list" });
+  const listError = h("div", { class: "error", role: "alert" });
+  const costForm = form([
+    { name: "link_id", label: t("link"), options: linkList.map((l) => [String(l.id), l.name]) },
+    { name: "day", label: t("day"), type: "date", value: addDays(today, -1) },
+    { name: "sub_id", label: t("sub_id_optional"), placeholder: t("whole_link") },
+    { name: "amount", label: t("amount"), inputmode: "decimal", placeholder: "0.00" },
+  ], t("save_cost"), async (v) => {
+    const body = { link_id: /^\d+$/.test(v.link_id) ? Number(v.link_id) : v.link_id, day: v.day, amount: v.amount.trim().replace(",", ".") };
+    if (v.sub_id.trim()) body.sub_id = v.sub_id.trim();
+    await api("POST", "/api/costs", body);
+    costForm.inputs.sub_id.value = "";
+    costForm.inputs.amount.value = "";
+    toast(t("saved"));
+    await loadCosts();
+  });
+  costForm.node.id = "cost-form";
+  costForm.node.classList.add("cost-form");
+  costForm.inputs.day.max = today;
+  const loadCosts = async () => {
+    listError.textContent = "";
+    let r;
+    try { r = await api("GET", `/api/costs?from=${addDays(today, -30)}&to=${today}`); }
+    catch (e) { showError(e, {}, listError); return; }
+    const rows = [...r.data].sort((a, b) => b.day.localeCompare(a.day));
+    list.replaceChildren(table([
+      { key: "day", label: t("day") },
+      { key: "link_id", label: t("link"), show: (c) => names.get(c.link_id) ?? `#${c.link_id}` },
+      { key: "sub_id", label: "sub_id", show: (c) => c.sub_id ?? h("span", { class: "muted" }, t("whole_link")) },
+      { key: "amount", label: t("amount"), num: true, show: (c) => money(c.amount) },
+      { key: "id", label: "", show: (c) => h("button", { class: "danger", type: "button", "data-cost": c.id, onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try { const res = await api("DELETE", `/api/costs/${c.id}`); toast(res.message || t("saved")); }
+        catch (e) { showError(e, {}, listError); }
+        await loadCosts();
+      } }, t("delete")) },
+    ], rows, { empty: t("no_costs") }));
+  };
+  const file = h("input", { type: "file", id: "costs-file", accept: ".csv,text/csv", "aria-label": t("costs_file") });
+  const uploaded = h("div", { id: "costs-upload-result", "aria-live": "polite" });
+  const upload = h("button", { type: "button", class: "secondary", id: "costs-upload", onclick: async () => {
+    uploaded.replaceChildren();
+    const chosen = file.files[0];
+    if (!chosen) { uploaded.replaceChildren(h("div", { class: "error" }, t("choose_file"))); return; }
+    upload.disabled = true;
+    try {
+      const r = await api("POST", "/api/costs/import", await chosen.text(), "text/csv");
+      uploaded.replaceChildren(h("div", { class: "notice", id: "costs-imported" }, t(r.count === 1 ? "costs_imported_one" : "costs_imported", { n: r.count })));
+      file.value = "";
+      await loadCosts();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 422 && e.body.errors) {
+        uploaded.replaceChildren(h("div", { class: "error", role: "alert" }, t("nothing_imported")),
+          h("ul", { class: "error lines", id: "costs-upload-errors" }, importErrors(e).map((text) => h("li", {}, text))));
+      } else {
+        const box = h("div", { class: "error", role: "alert" });
+        uploaded.replaceChildren(box);
+        showError(e, {}, box);
+      }
+    } finally { upload.disabled = false; }
+  } }, t("upload_csv"));
+  const costs = section("costs", t("costs_title"), h("p", { class: "muted" }, t("costs_help")),
+    linkList.length ? costForm.node : h("p", { class: "notice" }, t("need_link"), " ", h("a", { href: "/links", "data-link": true }, t("create_link"))),
+    h("h3", {}, t("costs_recent")), listError, list,
+    h("h3", {}, t("costs_csv")), h("p", { class: "muted" }, t("costs_csv_help"), " ", h("code", {}, "day,link_id,sub_id,amount")),
+    h("div", { class: "upload" }, file, upload), uploaded);
+
+  // 2. Conversion import: a dry run first, then the same text for real.
+  const csv = h("textarea", { id: "import-csv", class: "mono", rows: 6, placeholder: "clickid,status,payout,txid", spellcheck: "false",
+    autocomplete: "off", "aria-label": t("conv_csv") });
+  let checked = null; // the text whose dry run succeeded
+  const dryRun = h("button", { type: "button", class: "secondary", id: "import-dry-run" }, t("dry_run"));
+  const run = h("button", { type: "button", id: "import-run", disabled: true }, t("run_import"));
+  const importError = h("div", { class: "error", role: "alert", id: "import-error" });
+  const result = h("div", { id: "import-result", "aria-live": "polite" });
+  const allowRun = () => { run.disabled = checked === null || csv.value !== checked; };
+  csv.addEventListener("input", allowRun);
+  const showResult = (r) => {
+    const stat = (key) => h("div", { class: "stat" }, h("div", { class: "label" }, t(`count_${key}`)),
+      h("div", { class: "value", id: `count-${key}` }, String(r.counts?.[key] ?? 0)));
+    result.replaceChildren(
+      h("div", { class: r.dry_run ? "notice" : "notice ok", id: "import-mode", "data-dry-run": String(!!r.dry_run) },
+        h("strong", {}, r.dry_run ? t("dry_run_title") : t("import_title")), " ", r.dry_run ? t("dry_run_note") : t("import_note")),
+      h("div", { class: "cards counts" }, [...LANDED, "unknown_clickid", "invalid"].map(stat)),
+      ...(r.rows?.length ? [h("h3", {}, t("not_landed")), h("div", { class: "table-wrap", id: "import-rows" }, table([
+        { key: "line", label: t("line"), num: true },
+        { key: "clickid", label: "clickid", show: (row) => (row.clickid ? h("span", { class: "mono" }, row.clickid) : "—") },
+        { key: "outcome", label: t("outcome"), show: (row) => h("span", { class: "outcome-bad", title: row.outcome }, t(`count_${row.outcome}`)) },
+        { key: "reason", label: t("reason"), show: (row) => h("span", { class: "wrap" }, row.reason || "") },
+      ], r.rows))] : [h("p", { class: "muted" }, t("all_landed"))]));
+  };
+  const send = async (dry) => {
+    const text = csv.value;
+    importError.textContent = "";
+    dryRun.disabled = run.disabled = true;
+    try {
+      const r = await api("POST", `/api/conversions/import${dry ? "?dry_run=1" : ""}`, text, "text/csv");
+      checked = dry ? text : null;
+      showResult(r);
+    } catch (e) {
+      checked = null;
+      result.replaceChildren();
+      if (e instanceof ApiError && e.status === 422 && e.body.errors) importError.textContent = Object.values(e.body.errors).flat().join(" ");
+      else showError(e, {}, importError);
+    } finally {
+      dryRun.disabled = false;
+      allowRun();
+    }
+  };
+  dryRun.addEventListener("click", () => send(true));
+  run.addEventListener("click", () => send(false));
+  const imports = section("conversion-import", t("conv_import"), h("p", { class: "muted" }, t("conv_import_help")),
+    h("div", { class: "field" }, csv), h("div", { class: "row" }, dryRun, run), h("p", { class: "muted" }, t("import_needs_dry_run")),
+    importError, result);
+
+  // 3. Received postbacks, newest first, 50 at a time.
+  let shown = [];
+  const log = h("div", { class: "table-wrap", id: "postback-log" });
+  const logError = h("div", { class: "error", role: "alert" });
+  const more = h("button", { type: "button", class: "secondary", id: "postbacks-more", hidden: true }, t("load_more"));
+  const refresh = h("button", { type: "button", class: "secondary", id: "postbacks-refresh" }, t("refresh"));
+  const loadLog = async (offset) => {
+    logError.textContent = "";
+    more.disabled = refresh.disabled = true;
+    try {
+      const r = await api("GET", `/api/postbacks?limit=${LOG_PAGE}&offset=${offset}`);
+      const seen = new Set(offset ? shown.map((p) => p.id) : []);
+      shown = [...(offset ? shown : []), ...r.data.filter((p) => !seen.has(p.id))];
+      more.hidden = r.data.length < LOG_PAGE;
+      log.replaceChildren(table([
+        { key: "received_at", label: t("time"), show: (p) => when(p.received_at) },
+        { key: "outcome", label: t("outcome"), show: (p) => h("span", { class: LANDED.includes(p.outcome) ? "outcome-ok" : "outcome-bad",
+          title: t(`outcome_${p.outcome}`) }, p.outcome) },
+        { key: "status", label: t("http_status"), num: true },
+        { key: "params", label: t("params_col"), show: (p) => h("span", { class: "mono params-summary" }, paramsSummary(p.params)) },
+        { key: "ip", label: "IP", show: (p) => h("span", { class: "mono" }, p.ip) },
+      ], shown, { empty: t("no_postbacks") }));
+    } catch (e) { showError(e, {}, logError); }
+    finally { more.disabled = refresh.disabled = false; }
+  };
+  more.addEventListener("click", () => loadLog(shown.length));
+  refresh.addEventListener("click", () => loadLog(0));
+  const postbacks = section("postbacks", t("postback_log"),
+    h("p", { class: "muted" }, t("postback_log_help"), " ", h("code", { id: "money-postback-url" }, me.postback_url)),
+    logError, log, h("div", { class: "row log-actions" }, more, refresh));
+
+  app.append(h("h1", {}, t("money_nav")), costs, imports, postbacks);
+  await Promise.all([loadCosts(), loadLog(0)]);
 }
 
 async function settings() {

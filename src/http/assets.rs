@@ -8,7 +8,7 @@ use rouille::Response;
 
 /// Paths the client-side app answers; each gets the shell.
 pub const PAGES: &[&str] =
-    &["", "login", "register", "verify", "dashboard", "links", "settings", "email-verification-error"];
+    &["", "login", "register", "verify", "dashboard", "links", "settings", "money", "email-verification-error"];
 
 const SHELL: &str = include_str!("../../static/index.html");
 

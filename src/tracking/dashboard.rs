@@ -506,9 +506,11 @@ pub fn report_filtered(
         };
         if sub_value != Some(None) {
             let mut stmt = c.prepare_cached(
-                "SELECT c.id, c.link_id, c.at, coalesce((SELECT text FROM click_values WHERE id = c.sub1), ''),
+                "SELECT c.id, c.link_id, c.at,
+                        CASE WHEN ?10 = 'sub_id' THEN coalesce((SELECT text FROM click_values WHERE id = c.sub1), '') END,
                         c.country, c.device, c.destination_id, c.lander_id,
-                        coalesce((SELECT text FROM user_agents WHERE id = c.ua), ''), c.is_unique, coalesce(c.cost, 0)
+                        CASE WHEN ?10 = 'os' THEN coalesce((SELECT text FROM user_agents WHERE id = c.ua), '') END,
+                        c.is_unique, coalesce(c.cost, 0)
                  FROM clicks c WHERE c.user_id = ?1 AND c.at >= ?2 AND c.at < ?3 AND c.device != ?4
                  AND (?5 IS NULL OR c.link_id = ?5) AND (?6 IS NULL OR c.country = ?6)
                  AND (?7 IS NULL OR c.device = ?7) AND (?8 IS NULL OR c.sub1 = ?8)
@@ -525,7 +527,8 @@ pub fn report_filtered(
                 filters.country,
                 device,
                 sub,
-                filters.destination_id
+                filters.destination_id,
+                group_by
             ])?;
             while let Some(r) = found.next()? {
                 let (id, link_id, at_ms): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);

@@ -445,6 +445,134 @@ test("a link's cost per click shows on the dashboard as cost, revenue and profit
   }
 });
 
+test("the costs and imports page: a conversion import's dry run saves nothing, costs are set and deleted by form, a bad CSV is named by line, and refused postbacks show in the log", async () => {
+  // Still in Indonesian.
+  const token = await page.evaluate(() => localStorage.getItem("apextrack.token"));
+  const auth = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  const created = await fetch(`${base}/api/links`, { method: "POST", headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "Network import", url: `${landing}?c={clickid}` }) });
+  assert.equal(created.status, 201);
+  const link = (await created.json()).data;
+  const clickids = [];
+  for (let n = 1; n <= 3; n++) {
+    const res = await fetch(`${base}/go/${link.slug}`, { redirect: "manual",
+      headers: { "User-Agent": `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Importer/${n}` } });
+    assert.equal(res.status, 302);
+    clickids.push(new URL(res.headers.get("location")).searchParams.get("c"));
+  }
+  assert.equal(new Set(clickids).size, 3, clickids.join(", "));
+  const summary = async () => (await (await fetch(`${base}/api/dashboard-data`, { headers: auth })).json()).summary;
+  const before = await summary();
+
+  // Reached from the menu, and again by its address (a reload).
+  await page.goto(`${base}/dashboard`);
+  await page.click("nav a[href='/money']:text-is('Biaya & impor')");
+  await page.waitForURL(`${base}/money`);
+  await page.waitForSelector("nav a[href='/money'].active");
+  await page.reload();
+  await page.waitForSelector("nav a[href='/money'].active");
+  await page.waitForSelector("#postback-log table");
+  assert.equal(await page.getAttribute("#import-csv", "placeholder"), "clickid,status,payout,txid");
+  assert.equal(await page.isDisabled("#import-run"), true, "no import before a dry run");
+
+  // Two known clicks approved, one clickid nobody has, one bad status.
+  const csv = ["clickid,status,payout,txid", `${clickids[0]},approved,2.50,net-1`, `${clickids[1]},approved,1,net-2`,
+    "no-such-click,approved,5,net-3", `${clickids[2]},paid,3,net-4`].join("\n");
+  await page.fill("#import-csv", csv);
+  await page.click("#import-dry-run");
+  await page.waitForSelector("#import-mode[data-dry-run='true']");
+  assert.match(await page.textContent("#import-mode"), /^Hasil uji coba: belum ada yang disimpan/);
+  const counts = async () => Object.fromEntries(await Promise.all(["created", "updated", "unchanged", "unknown_clickid", "invalid"]
+    .map(async (k) => [k, await page.textContent(`#count-${k}`)])));
+  assert.deepEqual(await counts(), { created: "2", updated: "0", unchanged: "0", unknown_clickid: "1", invalid: "1" });
+  const failed = await page.$$eval("#import-rows tbody tr", (trs) => trs.map((tr) => [...tr.children].slice(0, 3).map((td) => td.textContent)));
+  assert.deepEqual(failed, [["4", "no-such-click", "clickid tidak dikenal"], ["5", clickids[2], "Tidak valid"]]);
+  assert.equal((await summary()).totalLeads, before.totalLeads, "a dry run saves no lead");
+  await shot("import-dry-run");
+
+  // The import is for the text the dry run checked: an edit asks for a new dry run.
+  assert.equal(await page.isDisabled("#import-run"), false);
+  await page.fill("#import-csv", `${csv}\n${clickids[2]},approved,3,net-5`);
+  assert.equal(await page.isDisabled("#import-run"), true, "an edited text needs its own dry run");
+  await page.fill("#import-csv", csv);
+  assert.equal(await page.isDisabled("#import-run"), false);
+  await page.click("#import-run");
+  await page.waitForSelector("#import-mode[data-dry-run='false']");
+  assert.match(await page.textContent("#import-mode"), /^Diimpor:/);
+  assert.deepEqual(await counts(), { created: "2", updated: "0", unchanged: "0", unknown_clickid: "1", invalid: "1" });
+  assert.equal(await page.isDisabled("#import-run"), true, "imported once: the next import needs a dry run again");
+  const after = await waitFor("the 2 imported leads on the dashboard", async () => {
+    const s = await summary();
+    return s.totalLeads === before.totalLeads + 2 ? s : null;
+  });
+  assert.equal(Math.round((after.totalPayout - before.totalPayout) * 100), 350);
+
+  // A cost entry for today by the form: in the list, and the link's cost in the report.
+  const today = (await (await fetch(`${base}/api/reports?group_by=day`, { headers: auth })).json()).today;
+  const yesterday = new Date(Date.parse(`${today}T00:00:00Z`) - 86400000).toISOString().slice(0, 10);
+  assert.equal(await page.inputValue("#f-day"), yesterday, "the day is yesterday unless changed");
+  const linkCost = async () => (await (await fetch(`${base}/api/reports?group_by=link&from=${today}&to=${today}`, { headers: auth })).json())
+    .data.find((r) => r.link === link.id)?.cost;
+  assert.equal(await linkCost(), 0);
+  await page.selectOption("#f-link_id", String(link.id));
+  await page.fill("#f-day", today);
+  await page.fill("#f-amount", "4");
+  await page.click("#cost-form button[type=submit]");
+  const entry = page.locator("#costs-list tbody tr:has(td:text-is('Network import'))");
+  await entry.waitFor();
+  assert.deepEqual(await entry.locator("td").allTextContents(), [today, "Network import", "seluruh link", "US$4,00", "Hapus"]);
+  await waitFor("the cost of 4 in the report by link", async () => (await linkCost()) === 4);
+  await entry.locator("button[data-cost]").click();
+  await entry.waitFor({ state: "detached" });
+  assert.equal(await page.locator("#costs-list tbody tr:has(td:text-is('Network import'))").count(), 0);
+  await waitFor("the cost gone from the report", async () => (await linkCost()) === 0);
+
+  // A bad amount on the form is named by its field.
+  await page.fill("#f-amount", "lots");
+  await page.click("#cost-form button[type=submit]");
+  await page.waitForSelector("#e-amount:not(:empty)");
+  assert.equal(await page.textContent("#e-day"), "", "only the bad field is marked");
+
+  // A CSV file with a bad third line: nothing is imported, and the line is named.
+  const file = ["day,link_id,sub_id,amount", `${today},${link.id},,1.50`, `${today},${link.id},tiktok,lots`].join("\n");
+  await page.setInputFiles("#costs-file", { name: "costs.csv", mimeType: "text/csv", buffer: Buffer.from(file) });
+  await page.click("#costs-upload");
+  const lineError = await (await page.waitForSelector("#costs-upload-errors li")).textContent();
+  assert.match(lineError, /^Baris 3: /);
+  const listed = (await (await fetch(`${base}/api/costs?from=${today}&to=${today}`, { headers: auth })).json()).data;
+  assert.equal(listed.filter((c) => c.link_id === link.id).length, 0, "the whole file or nothing");
+  // Fixed, it is imported whole.
+  await page.setInputFiles("#costs-file", { name: "costs.csv", mimeType: "text/csv",
+    buffer: Buffer.from(file.replace("tiktok,lots", "tiktok,0.75")) });
+  await page.click("#costs-upload");
+  assert.equal(await (await page.waitForSelector("#costs-imported")).textContent(), "2 entri diimpor");
+  await page.waitForSelector("#costs-list tbody tr:has(td:text-is('tiktok'))");
+
+  // A postback with a wrong secret: refused, and shown in the log as such.
+  const refused = await fetch(`${base}/api/postback/conversion?clickid=${clickids[2]}&status=approved&secret=1-wrong`);
+  assert.equal(refused.status, 403);
+  await page.click("#postbacks-refresh");
+  const newest = page.locator("#postback-log tbody tr:first-child");
+  await page.waitForSelector("#postback-log tbody tr:first-child .outcome-bad:text-is('bad_secret')");
+  const [time, outcome, status, params, ip] = await newest.locator("td").allTextContents();
+  assert.ok(time, "a time");
+  assert.equal(outcome, "bad_secret");
+  assert.equal(status, "403");
+  assert.equal(params, `clickid=${clickids[2]}`, "a refusal keeps only the clickid");
+  assert.equal(ip, "127.0.0.1");
+  assert.equal(await page.isHidden("#postbacks-more"), true, "fewer than 50: nothing more to load");
+
+  await page.setViewportSize({ width: 375, height: 800 });
+  try {
+    await page.waitForFunction(() => window.innerWidth === 375);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375 + 1, `the costs and imports page is ${width}px wide on a 375px phone`);
+    await shot("money-page-phone");
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+});
+
 test("2FA is bound with a code from the shown secret, and login then asks for it", async () => {
   await page.goto(`${base}/settings`);
   const secret = (await page.textContent("#twofa-secret")).trim();
