@@ -7,8 +7,18 @@ use crate::error::Error;
 use rouille::Response;
 
 /// Paths the client-side app answers; each gets the shell.
-pub const PAGES: &[&str] =
-    &["", "login", "register", "verify", "dashboard", "links", "settings", "money", "email-verification-error"];
+pub const PAGES: &[&str] = &[
+    "",
+    "login",
+    "register",
+    "verify",
+    "dashboard",
+    "links",
+    "reports",
+    "settings",
+    "money",
+    "email-verification-error",
+];
 
 const SHELL: &str = include_str!("../../static/index.html");
 
