@@ -598,3 +598,86 @@ fn filtered_reports_agree_with_the_counters_and_narrow_by_each_filter() {
     let csv = t.s.get(&format!("/api/reports?group_by=sub_id&link_id={a_id}&format=csv"), Some(&t.token)).body;
     assert!(csv.lines().any(|l| l.starts_with("y,2,") && l.contains(",1.00,0.00,-1.00,-100.00,")), "{csv}");
 }
+
+/// The whole of §12 in one small scenario, every number worked out by hand:
+/// clicks that carry their cost in the URL, a spend entry for one sub_id, a
+/// postback, and a conversion import; then every report grouping.
+#[test]
+fn a_small_campaign_adds_up_by_hand_in_every_grouping() {
+    let t = setup();
+    let link =
+        t.link(json!({"name": "Push", "url": "https://o.example/?c={clickid}", "payout": 4, "cost_model": "param"}));
+    let (id, slug) = (link["id"].as_i64().unwrap(), link["slug"].as_str().unwrap());
+    // s1: 2 phone clicks at 0.30; s2: 3 desktop clicks at 0.20 (one says "abc": 0).
+    let p1 = t.click(slug, "sub_id=s1&cost=0.30", &format!("{PHONE} 1"));
+    t.click(slug, "sub_id=s1&cost=0.30", &format!("{PHONE} 2"));
+    let d1 = t.click(slug, "sub_id=s2&cost=0.20", &format!("{DESKTOP} 1"));
+    let d2 = t.click(slug, "sub_id=s2&cost=0.20", &format!("{DESKTOP} 2"));
+    t.click(slug, "sub_id=s2&cost=abc", &format!("{DESKTOP} 3"));
+    // Carried: s1 0.60, s2 0.40. The ad account says s2 cost 1.50 today.
+    let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    let r =
+        t.s.post("/api/costs", Some(&t.token), &json!({"link_id": id, "day": today, "sub_id": "s2", "amount": "1.50"}));
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A postback approves p1 (the link's 4.00); the network's export adds d1 at 6.00 and d2 pending.
+    t.approve(&p1, "4");
+    let csv = format!("clickid,status,payout,txid\n{d1},approved,6,n1\n{d2},pending,6,n2\n");
+    let auth = format!("Bearer {}", t.token);
+    let r = request(
+        t.s.addr(),
+        "POST",
+        "/api/conversions/import",
+        &[("Authorization", &auth), ("Content-Type", "text/csv")],
+        csv.as_bytes(),
+    );
+    assert_eq!(r.json()["counts"]["created"], 2, "{}", r.body);
+    // By hand: cost 0.60 + 1.50 = 2.10; revenue 4 + 6 = 10; profit 7.90;
+    // ROI 7.90 / 2.10 = 376.19 %; 5 clicks: EPC 2.00, CPC 0.42; CR 2/5 = 40 %.
+    let expect = |row: &Value, what: &str| {
+        let got = ["clicks", "approved_leads", "pending_leads", "cost", "revenue", "profit", "roi", "epc", "cpc", "cr"]
+            .map(|k| row[k].as_f64());
+        let want = [5.0, 2.0, 1.0, 2.1, 10.0, 7.9, 376.19, 2.0, 0.42, 40.0].map(Some);
+        assert_eq!(got, want, "{what}: {row}");
+    };
+    for group in ["day", "link", "destination", "country"] {
+        let rows = t.report(group);
+        assert_eq!(rows.len(), 1, "{group}: {rows:?}");
+        expect(&rows[0], group);
+    }
+    // By sub_id: s1 cost 0.60, revenue 4, ROI 566.67; s2 cost 1.50, revenue 6, ROI 300, CPC 0.50.
+    let subs = t.report("sub_id");
+    let s1 = subs.iter().find(|r| r["sub_id"] == "s1").unwrap();
+    let s2 = subs.iter().find(|r| r["sub_id"] == "s2").unwrap();
+    assert_eq!(
+        ["cost", "revenue", "profit", "roi", "epc", "cpc"].map(|k| s1[k].as_f64()),
+        [0.6, 4.0, 3.4, 566.67, 2.0, 0.3].map(Some)
+    );
+    assert_eq!(
+        ["cost", "revenue", "profit", "roi", "epc", "cpc"].map(|k| s2[k].as_f64()),
+        [1.5, 6.0, 4.5, 300.0, 2.0, 0.5].map(Some)
+    );
+    // By device and OS the same split (phones are s1, desktops s2); by hour all in one or two rows.
+    let devices = t.report("device");
+    assert_eq!(devices.iter().find(|r| r["device"] == "desktop").unwrap()["cost"].as_f64(), Some(1.5));
+    let oses = t.report("os");
+    assert_eq!(oses.iter().find(|r| r["os"] == "android").unwrap()["revenue"].as_f64(), Some(4.0));
+    let hours = t.report("hour");
+    assert!((hours.iter().map(|r| r["cost"].as_f64().unwrap()).sum::<f64>() - 2.1).abs() < 0.011, "{hours:?}");
+    // Narrowed to s2 by link: the same numbers as s2's row.
+    let r = t.s.get("/api/reports?group_by=link&sub_id=s2", Some(&t.token)).json()["data"][0].clone();
+    assert_eq!(["cost", "revenue", "roi"].map(|k| r[k].as_f64()), [1.5, 6.0, 300.0].map(Some), "{r}");
+    // The dashboard's today.
+    let summary = t.s.get("/api/dashboard-data", Some(&t.token)).json()["summary"].clone();
+    assert_eq!(["costToday", "revenueToday", "profitToday"].map(|k| summary[k].as_f64()), [2.1, 10.0, 7.9].map(Some));
+    // A 10 MB file is refused whole, and nothing of it lands.
+    let big = format!("clickid,status\n{}", format!("{d2},approved\n").repeat(10 * 1024 * 1024 / 30));
+    let r = request(
+        t.s.addr(),
+        "POST",
+        "/api/conversions/import",
+        &[("Authorization", &auth), ("Content-Type", "text/csv")],
+        big.as_bytes(),
+    );
+    assert_eq!(r.status, 413, "{}", &r.body[..200.min(r.body.len())]);
+    assert_eq!(t.report("link")[0]["approved_leads"], 2);
+}

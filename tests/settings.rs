@@ -568,3 +568,16 @@ fn importing_conversions_with_an_api_key_needs_conversions_write() {
     let r = signed(&s, &key, "POST", "/api/conversions/import", &body, 0);
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+#[test]
+fn costs_with_an_api_key_need_conversions_write_and_reading_them_reports_read() {
+    let (s, _recorder, _, key) = with_key("spender@example.com", json!(["conversions:write"]));
+    let body = json!({"link_id": 1, "day": "2026-01-01", "amount": 1}).to_string();
+    let r = signed(&s, &key, "POST", "/api/costs", &body, 0);
+    assert_eq!(r.status, 422, "allowed, and the unknown link is named: {}", r.body);
+    assert!(r.json()["errors"]["link_id"].is_array());
+    assert_eq!(signed(&s, &key, "GET", "/api/costs", "", 0).status, 403);
+    let (s, _recorder, _, key) = with_key("viewer@example.com", json!(["reports:read"]));
+    assert_eq!(signed(&s, &key, "POST", "/api/costs", &body, 0).status, 403);
+    assert_eq!(signed(&s, &key, "GET", "/api/costs", "", 0).status, 200);
+}
