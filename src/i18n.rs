@@ -266,7 +266,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ("links.deleted", "Link berhasil dihapus.", "The link has been deleted."),
     ("costs.deleted", "Biaya dihapus.", "The cost entry has been deleted."),
     ("costs.unknown_link", "Tidak ada link Anda dengan id ini.", "No link of yours has this id."),
-    ("costs.future_day", "Hari itu belum tiba.", "That day has not come yet."),
+    (
+        "costs.future_day",
+        "Biaya diatur untuk hari yang sudah lewat (hari ini belum selesai).",
+        "Costs are set for days that are over (today is not yet).",
+    ),
     (
         "costs.purged_day",
         "Klik mentah tanggal :day sudah dihapus (tracking.raw_click_days); biaya hanya bisa diatur untuk hari yang kliknya masih disimpan.",

@@ -33,8 +33,10 @@ pub fn split_address(from: &str) -> (Option<&str>, &str) {
 /// header line uses), may be quoted with `"` (a doubled `""` inside is a
 /// quote), lines end in LF or CRLF, blank lines are skipped. Returns each
 /// record with its line number (the header is line 1). A quoted field may
-/// not span lines.
-pub fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
+/// not span lines. At most `max_records` records (header included) of at
+/// most [`MAX_CSV_FIELDS`] fields are read: a file past either is refused
+/// before it takes more memory.
+pub fn csv_records(text: &str, max_records: usize) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let header = text.lines().next().unwrap_or("");
     let delimiter = match (header.contains(','), header.contains(';')) {
@@ -49,10 +51,19 @@ pub fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, CsvError> {
         if line.trim().is_empty() {
             continue;
         }
+        if records.len() == max_records {
+            return Err(CsvError::TooMany);
+        }
+        if line.matches(delimiter).count() >= MAX_CSV_FIELDS {
+            return Err(CsvError::Fields(i + 1));
+        }
         records.push((i + 1, csv_fields(line, delimiter).ok_or(CsvError::Quote(i + 1))?));
     }
     Ok(records)
 }
+
+/// Most fields a CSV line may have.
+pub const MAX_CSV_FIELDS: usize = 64;
 
 /// Why a file is not CSV we read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +72,22 @@ pub enum CsvError {
     Delimiter,
     /// An opening quote without its closing one, on this line.
     Quote(usize),
+    /// More records than the caller takes.
+    TooMany,
+    /// More than [`MAX_CSV_FIELDS`] fields on this line.
+    Fields(usize),
+}
+
+impl CsvError {
+    /// Why, in words, to finish "The file cannot be read: …".
+    pub fn reason(&self) -> String {
+        match self {
+            CsvError::Delimiter => "fields must be separated by , or ;".into(),
+            CsvError::Quote(line) => format!("line {line} opens a quote it does not close"),
+            CsvError::TooMany => "it has too many lines".into(),
+            CsvError::Fields(line) => format!("line {line} has more than {MAX_CSV_FIELDS} fields"),
+        }
+    }
 }
 
 fn csv_fields(line: &str, delimiter: char) -> Option<Vec<String>> {
@@ -100,14 +127,16 @@ mod tests {
     #[test]
     fn csv_files_are_read_as_spreadsheets_write_them() {
         let file = "\u{feff}clickid;status;payout\r\nabc;approved;\"1,50\"\r\n\r\n\"x\"\"y\";pending; 2 \n";
-        let records = csv_records(file).unwrap();
+        let records = csv_records(file, 10).unwrap();
         assert_eq!(records[0], (1, vec!["clickid".to_string(), "status".into(), "payout".into()]));
         assert_eq!(records[1], (2, vec!["abc".to_string(), "approved".into(), "1,50".into()]));
         assert_eq!(records[2], (4, vec!["x\"y".to_string(), "pending".into(), "2".into()]));
-        assert_eq!(csv_records("a,b\n1,2,3").unwrap()[1].1.len(), 3);
-        assert_eq!(csv_records("a\tb\n1\t2"), Err(CsvError::Delimiter));
-        assert_eq!(csv_records("a,b\n\"open,2"), Err(CsvError::Quote(2)));
-        assert!(csv_records("").unwrap().is_empty());
+        assert_eq!(csv_records("a,b\n1,2,3", 10).unwrap()[1].1.len(), 3);
+        assert_eq!(csv_records("a\tb\n1\t2", 10), Err(CsvError::Delimiter));
+        assert_eq!(csv_records("a,b\n\"open,2", 10), Err(CsvError::Quote(2)));
+        assert!(csv_records("", 10).unwrap().is_empty());
+        assert_eq!(csv_records("a\n1\n2\n3", 3), Err(CsvError::TooMany));
+        assert_eq!(csv_records(&format!("a\n{}", ",".repeat(1_000_000)), 3), Err(CsvError::Fields(2)));
     }
 
     #[test]

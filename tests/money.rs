@@ -48,6 +48,7 @@ impl Setup {
     }
 }
 
+const DAY: i64 = 86_400_000_000;
 const PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) Mobile Safari/537.36";
 const DESKTOP: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120";
 const BOT: &str = "Googlebot/2.1 (+http://www.google.com/bot.html)";
@@ -376,7 +377,10 @@ fn spend_entered_later_replaces_what_the_clicks_carried_and_comes_back_when_dele
     for i in 0..4 {
         t.click(slug, "sub_id=c", &format!("{DESKTOP} c{i}"));
     }
+    // Spend is known once the day is over: the clicks' day is yesterday now.
     let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    t.s.app.clock.shift(DAY);
+    let now = apextrack::clock::local_date(t.s.app.clock.now(), 0);
     let post = |body: Value| t.s.post("/api/costs", Some(&t.token), &body);
     assert!((total_cost(&t, "sub_id") - 1.0).abs() < 1e-9);
 
@@ -405,8 +409,8 @@ fn spend_entered_later_replaces_what_the_clicks_carried_and_comes_back_when_dele
     for group in ["day", "link", "country", "destination"] {
         assert!((total_cost(&t, group) - 6.0).abs() < 1e-9, "{group}: {:?}", t.report(group));
     }
-    let summary = t.s.get("/api/dashboard-data", Some(&t.token)).json()["summary"].clone();
-    assert_eq!(summary["costToday"].as_f64(), Some(6.0));
+    let q = format!("/api/reports?group_by=day&from={today}&to={today}");
+    assert_eq!(t.s.get(&q, Some(&t.token)).json()["data"][0]["cost"].as_f64(), Some(6.0));
     // A second entry for the same scope replaces the first.
     assert_eq!(post(json!({"link_id": id, "day": today, "amount": "3"})).status, 201);
     assert!((total_cost(&t, "day") - 4.0).abs() < 1e-9);
@@ -431,6 +435,11 @@ fn spend_entered_later_replaces_what_the_clicks_carried_and_comes_back_when_dele
     assert!((total_cost(&t, "link") - 1.0).abs() < 1e-9);
     let left: i64 = t.s.sqlite().query_row("SELECT count(*) FROM cost_adjustments", [], |r| r.get(0)).unwrap();
     assert_eq!(left, 0);
+    // An entry for a sub_id with no clicks that day still counts: in the day's, the link's and that sub_id's rows.
+    assert_eq!(post(json!({"link_id": id, "day": today, "sub_id": "ghost", "amount": 2})).status, 201);
+    let ghost = t.report("sub_id").into_iter().find(|r| r["sub_id"] == "ghost").unwrap();
+    assert_eq!((ghost["clicks"].as_i64(), ghost["cost"].as_f64()), (Some(0), Some(2.0)));
+    assert!((total_cost(&t, "link") - 3.0).abs() < 1e-9);
 
     // Bad entries: 422 naming the field, nothing written.
     let theirs = t.s.post("/api/links", Some(&other), &json!({"name": "T", "url": "https://t.example/"})).json()
@@ -441,6 +450,7 @@ fn spend_entered_later_replaces_what_the_clicks_carried_and_comes_back_when_dele
         (json!({"link_id": 99999, "day": today, "amount": 1}), "link_id"),
         (json!({"link_id": id, "day": "yesterday", "amount": 1}), "day"),
         (json!({"link_id": id, "day": "2999-01-01", "amount": 1}), "day"),
+        (json!({"link_id": id, "day": now, "amount": 1}), "day"),
         (json!({"link_id": id, "day": today, "amount": -1}), "amount"),
         (json!({"link_id": id, "day": today, "amount": "NaN"}), "amount"),
         (json!({"link_id": id, "day": today, "amount": "1e400"}), "amount"),
@@ -452,7 +462,7 @@ fn spend_entered_later_replaces_what_the_clicks_carried_and_comes_back_when_dele
         assert!(r.json()["errors"][field].is_array(), "{body}: {}", r.body);
     }
     let entries: i64 = t.s.sqlite().query_row("SELECT count(*) FROM cost_entries", [], |r| r.get(0)).unwrap();
-    assert_eq!(entries, 0);
+    assert_eq!(entries, 1, "the ghost's only");
 }
 
 #[test]
@@ -463,6 +473,7 @@ fn a_cost_file_is_taken_whole_or_not_at_all() {
     t.click(slug, "sub_id=a", DESKTOP);
     t.click(slug, "sub_id=b", PHONE);
     let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    t.s.app.clock.shift(DAY);
     let auth = format!("Bearer {}", t.token);
     let send = |csv: &str| {
         request(
@@ -522,7 +533,8 @@ fn filtered_reports_agree_with_the_counters_and_narrow_by_each_filter() {
     t.approve(&x_phone[0], "2");
     t.approve(&b_click, "5");
     let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
-    // Spend for A's sub y today: 1.00 instead of 0.20.
+    t.s.app.clock.shift(DAY);
+    // Spend for A's sub y that day: 1.00 instead of 0.20.
     assert_eq!(
         t.s.post("/api/costs", Some(&t.token), &json!({"link_id": a_id, "day": today, "sub_id": "y", "amount": 1}))
             .status,
@@ -614,11 +626,6 @@ fn a_small_campaign_adds_up_by_hand_in_every_grouping() {
     let d1 = t.click(slug, "sub_id=s2&cost=0.20", &format!("{DESKTOP} 1"));
     let d2 = t.click(slug, "sub_id=s2&cost=0.20", &format!("{DESKTOP} 2"));
     t.click(slug, "sub_id=s2&cost=abc", &format!("{DESKTOP} 3"));
-    // Carried: s1 0.60, s2 0.40. The ad account says s2 cost 1.50 today.
-    let today = apextrack::clock::local_date(t.s.app.clock.now(), 0);
-    let r =
-        t.s.post("/api/costs", Some(&t.token), &json!({"link_id": id, "day": today, "sub_id": "s2", "amount": "1.50"}));
-    assert_eq!(r.status, 201, "{}", r.body);
     // A postback approves p1 (the link's 4.00); the network's export adds d1 at 6.00 and d2 pending.
     t.approve(&p1, "4");
     let csv = format!("clickid,status,payout,txid\n{d1},approved,6,n1\n{d2},pending,6,n2\n");
@@ -631,6 +638,14 @@ fn a_small_campaign_adds_up_by_hand_in_every_grouping() {
         csv.as_bytes(),
     );
     assert_eq!(r.json()["counts"]["created"], 2, "{}", r.body);
+    let summary = t.s.get("/api/dashboard-data", Some(&t.token)).json()["summary"].clone();
+    assert_eq!(["costToday", "revenueToday", "profitToday"].map(|k| summary[k].as_f64()), [1.0, 10.0, 9.0].map(Some));
+    // Carried: s1 0.60, s2 0.40. The next day the ad account says s2 cost 1.50.
+    let day = apextrack::clock::local_date(t.s.app.clock.now(), 0);
+    t.s.app.clock.shift(DAY);
+    let entry = json!({"link_id": id, "day": day, "sub_id": "s2", "amount": "1.50"});
+    let r = t.s.post("/api/costs", Some(&t.token), &entry);
+    assert_eq!(r.status, 201, "{}", r.body);
     // By hand: cost 0.60 + 1.50 = 2.10; revenue 4 + 6 = 10; profit 7.90;
     // ROI 7.90 / 2.10 = 376.19 %; 5 clicks: EPC 2.00, CPC 0.42; CR 2/5 = 40 %.
     let expect = |row: &Value, what: &str| {
@@ -666,9 +681,6 @@ fn a_small_campaign_adds_up_by_hand_in_every_grouping() {
     // Narrowed to s2 by link: the same numbers as s2's row.
     let r = t.s.get("/api/reports?group_by=link&sub_id=s2", Some(&t.token)).json()["data"][0].clone();
     assert_eq!(["cost", "revenue", "roi"].map(|k| r[k].as_f64()), [1.5, 6.0, 300.0].map(Some), "{r}");
-    // The dashboard's today.
-    let summary = t.s.get("/api/dashboard-data", Some(&t.token)).json()["summary"].clone();
-    assert_eq!(["costToday", "revenueToday", "profitToday"].map(|k| summary[k].as_f64()), [2.1, 10.0, 7.9].map(Some));
     // A 10 MB file is refused whole, and nothing of it lands.
     let big = format!("clickid,status\n{}", format!("{d2},approved\n").repeat(10 * 1024 * 1024 / 30));
     let r = request(
@@ -680,4 +692,42 @@ fn a_small_campaign_adds_up_by_hand_in_every_grouping() {
     );
     assert_eq!(r.status, 413, "{}", &r.body[..200.min(r.body.len())]);
     assert_eq!(t.report("link")[0]["approved_leads"], 2);
+}
+
+#[test]
+fn imports_and_reports_hold_at_their_edges() {
+    let t = setup();
+    let link = t.link(json!({"name": "Edge", "url": "https://o.example/?c={clickid}", "payout": 1}));
+    let slug = link["slug"].as_str().unwrap();
+    let first = t.click(slug, "", DESKTOP);
+    t.click(slug, "sub_id=z", PHONE);
+    // A JSON import of 5 000 rows (20 000 values) is taken whole.
+    let rows: Vec<Value> =
+        (0..5000).map(|i| json!({"clickid": first, "status": "pending", "txid": format!("j{i}")})).collect();
+    let body = json!({"rows": rows, "dry_run": true}).to_string();
+    let r = import(&t, "", "application/json", &body);
+    assert_eq!(r.status, 200, "{}", &r.body[..200.min(r.body.len())]);
+    assert_eq!(r.json()["counts"]["created"], 5000);
+    // A line of a million commas is refused before it is split.
+    let r = import(&t, "", "text/csv", &format!("clickid\n{}", ",".repeat(1_000_000)));
+    assert_eq!(r.status, 422);
+    assert!(r.json()["errors"]["file"].is_array(), "{}", r.body);
+    // Narrowed to clicks without a sub_id (`sub_id=`): the one desktop click.
+    let r = t.s.get("/api/reports?group_by=device&sub_id=", Some(&t.token)).json();
+    assert_eq!(r["data"], json!([r["data"][0].clone()]), "{r}");
+    assert_eq!((r["data"][0]["device"].as_str(), r["data"][0]["clicks"].as_i64()), (Some("desktop"), Some(1)));
+    // The click is purged, its lead is not: an import still moves the lead by its txid.
+    let url = t.s.get("/api/user", Some(&t.token)).json()["postback_url"].as_str().unwrap().to_string();
+    let secret = url.split("secret=").nth(1).unwrap().to_string();
+    let q = format!("/api/postback/conversion?clickid={first}&status=pending&txid=kept&secret={secret}");
+    assert_eq!(t.s.get(&q, None).status, 200);
+    t.s.app.clock.shift(DAY);
+    apextrack::tracking::clicks::purge_all(&t.s.app.db, t.s.app.clock.now(), |_| {}).unwrap();
+    let csv = format!("clickid,status,txid\n{first},approved,kept\n{first},approved,never-seen\n");
+    let answer = import(&t, "", "text/csv", &csv).json();
+    assert_eq!(
+        (answer["counts"]["updated"].as_i64(), answer["counts"]["unknown_clickid"].as_i64()),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
 }

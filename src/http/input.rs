@@ -36,8 +36,13 @@ pub const MAX_JSON_VALUES: usize = 10_000;
 /// Parses a JSON body, at most [`MAX_JSON_VALUES`] values deep and wide;
 /// not JSON, or too many values, is a 400 saying why.
 pub fn parse_json(body: &[u8]) -> Result<Value, Error> {
+    parse_json_within(body, MAX_JSON_VALUES)
+}
+
+/// [`parse_json`] with a budget of `max_values` (an import's rows).
+pub fn parse_json_within(body: &[u8], max_values: usize) -> Result<Value, Error> {
     use serde::de::DeserializeSeed;
-    let budget = std::cell::Cell::new(MAX_JSON_VALUES);
+    let budget = std::cell::Cell::new(max_values);
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = bounded::Bounded(&budget).deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     parsed.map_err(|e| Error::BadRequest(Msg::new("http.bad_json").arg("detail", e)))

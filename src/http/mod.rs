@@ -160,12 +160,25 @@ impl server::Service for Service {
         let known = match bearer.or_else(|| header("X-Token").map(|t| t.trim().to_string())) {
             Some(token) => crate::accounts::authenticate(app, &token)
                 .is_ok_and(|session| crate::accounts::require_verified(&session.user).is_ok()),
-            None => header("X-API-KEY").is_some_and(|key| {
-                crate::settings::api_keys::find_by_api_key(app, key.trim())
-                    .ok()
-                    .flatten()
-                    .is_some_and(|k| k.permissions.iter().any(|p| p == "conversions:write"))
-            }),
+            // A key's id is not a secret: the request must also carry a
+            // fresh timestamp and a signature (checked with the body).
+            None => {
+                use crate::settings::api_keys;
+                let now_ms = app.clock.now() / 1000;
+                let fresh = header("X-API-TIMESTAMP")
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    .is_some_and(|t| now_ms.abs_diff(t) <= api_keys::WINDOW_MS as u64);
+                let signed = header("X-API-SIGNATURE")
+                    .is_some_and(|s| s.trim().len() == 64 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+                fresh
+                    && signed
+                    && header("X-API-KEY").is_some_and(|key| {
+                        api_keys::find_by_api_key(app, key.trim())
+                            .ok()
+                            .flatten()
+                            .is_some_and(|k| k.permissions.iter().any(|p| p == "conversions:write"))
+                    })
+            }
         };
         known.then(|| app.config.server.max_body_bytes.max(IMPORT_MAX_BODY))
     }

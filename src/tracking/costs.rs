@@ -14,7 +14,8 @@ use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 /// Largest amount one entry sets: a billion in any currency.
 const MAX_AMOUNT_MICROS: i64 = 1_000_000_000 * 1_000_000;
@@ -73,7 +74,9 @@ pub fn check(
     let day = day.trim();
     if !clock::is_date(day) {
         errors.push(("day", invalid("day", "validation.date")));
-    } else if day > today {
+    } else if day >= today {
+        // A day's spend is known once the day is over; clicks still landing
+        // on it would change how an entry is spread.
         errors.push(("day", invalid("day", "costs.future_day")));
     }
     let amount = super::parse_micros(amount, MAX_AMOUNT_MICROS);
@@ -125,13 +128,47 @@ pub fn list(conn: &Connection, user_id: i64, from: &str, to: &str) -> rusqlite::
     .collect()
 }
 
-/// Sets entries (each replacing the one of its scope) and recomputes their
-/// links' days, all in one transaction.
+/// Cost writes take turns: each reads its days' clicks from a snapshot,
+/// outside the writer, then writes only what changed; taking turns keeps
+/// another cost write from changing the entries in between.
+static WRITES: Mutex<()> = Mutex::new(());
+
+/// Per dimension and value, what a link's day's entries change in the
+/// counters (the cost they set less what the clicks carried).
+type Adjustments = HashMap<(&'static str, String), i64>;
+
+/// A day's entries, by sub_id ('' for the whole link).
+fn stored_entries(conn: &Connection, link_id: i64, day: &str) -> rusqlite::Result<Vec<(String, i64)>> {
+    conn.prepare_cached("SELECT sub_id, amount_micros FROM cost_entries WHERE link_id = ?1 AND day = ?2")?
+        .query_map(params![link_id, day], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Sets entries (each replacing the one of its scope) and moves their
+/// links' days in the counters, in one transaction.
 pub fn set(app: &Core, user_id: i64, entries: &[NewEntry]) -> Result<Vec<Entry>, Error> {
+    let _turn = WRITES.lock().unwrap_or_else(|e| e.into_inner());
     let now = app.clock.now();
+    let plans = app.db.read(|c| {
+        let c = &c.unchecked_transaction()?;
+        let mut days: BTreeMap<(i64, &str), Vec<(String, i64)>> = BTreeMap::new();
+        for e in entries {
+            let list = match days.entry((e.link_id, e.day.as_str())) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(stored_entries(c, e.link_id, &e.day)?),
+            };
+            let sub = e.sub_id.clone().unwrap_or_default();
+            list.retain(|(s, _)| *s != sub);
+            list.push((sub, e.amount_micros));
+        }
+        let mut plans = Vec::with_capacity(days.len());
+        for ((link_id, day), list) in &days {
+            plans.push((*link_id, day.to_string(), adjustments(c, user_id, *link_id, day, app.utc_offset, list)?));
+        }
+        Ok(plans)
+    })?;
     app.db.write(|tx| {
         let mut saved = Vec::with_capacity(entries.len());
-        let mut days: Vec<(i64, &str)> = Vec::new();
         for e in entries {
             let entry = tx
                 .prepare_cached(
@@ -146,12 +183,9 @@ pub fn set(app: &Core, user_id: i64, entries: &[NewEntry]) -> Result<Vec<Entry>,
                     from_row,
                 )?;
             saved.push(entry);
-            if !days.contains(&(e.link_id, e.day.as_str())) {
-                days.push((e.link_id, &e.day));
-            }
         }
-        for (link_id, day) in days {
-            recompute(tx, user_id, link_id, day, app.utc_offset)?;
+        for (link_id, day, adjust) in &plans {
+            apply(tx, user_id, *link_id, day, adjust)?;
         }
         Ok(saved)
     })
@@ -161,44 +195,60 @@ pub fn set(app: &Core, user_id: i64, entries: &[NewEntry]) -> Result<Vec<Entry>,
 /// carried again.
 pub fn delete(app: &Core, user_id: i64, id: &str) -> Result<(), Error> {
     let id: i64 = id.parse().map_err(|_| Error::NotFound)?;
+    let _turn = WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    let (link_id, day, adjust) = app.db.read(|c| {
+        let c = &c.unchecked_transaction()?;
+        let (link_id, day, sub): (i64, String, String) = c
+            .prepare_cached("SELECT link_id, day, sub_id FROM cost_entries WHERE id = ?1 AND user_id = ?2")?
+            .query_row(params![id, user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?
+            .ok_or(Error::NotFound)?;
+        let mut list = stored_entries(c, link_id, &day)?;
+        list.retain(|(s, _)| *s != sub);
+        let adjust = adjustments(c, user_id, link_id, &day, app.utc_offset, &list)?;
+        Ok((link_id, day, adjust))
+    })?;
     app.db.write(|tx| {
-        let found: Option<(i64, String)> = tx
-            .prepare_cached("DELETE FROM cost_entries WHERE id = ?1 AND user_id = ?2 RETURNING link_id, day")?
-            .query_row(params![id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (link_id, day) = found.ok_or(Error::NotFound)?;
-        recompute(tx, user_id, link_id, &day, app.utc_offset)
+        tx.prepare_cached("DELETE FROM cost_entries WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user_id])?;
+        apply(tx, user_id, link_id, &day, &adjust)
     })
 }
 
 /// One stored click of a link's day, as the counters saw it.
 struct DayClick {
-    id: i64,
     sub_id: String,
     /// Every row besides the user's total and the link that it counts in.
     rows: Vec<(&'static str, String)>,
     carried: i64,
 }
 
-/// Brings the counters of `link_id`'s `day` in line with its entries:
-/// what each click should cost now, less what it carried, is the
-/// adjustment of every row it counts in; the difference from the
-/// adjustment last made goes into the rollups. Refused when that day's
-/// raw clicks were purged (the counters could not be split any more).
-fn recompute(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset: i32) -> Result<(), Error> {
-    let clicks = day_clicks(tx, user_id, link_id, day, utc_offset)?;
-    let counted: i64 = tx
-        .prepare_cached("SELECT coalesce(sum(clicks), 0) FROM rollups WHERE user_id = ?1 AND dim = 'link' AND day = ?2 AND value = ?3")?
+/// What `entries` change in the counters of `link_id`'s `day`: what each
+/// click should cost, less what it carried, in every row it counts in.
+/// Refused when that day's raw clicks were purged (the counters could not
+/// be split any more).
+fn adjustments(
+    conn: &Connection,
+    user_id: i64,
+    link_id: i64,
+    day: &str,
+    utc_offset: i32,
+    entries: &[(String, i64)],
+) -> Result<Adjustments, Error> {
+    let clicks = day_clicks(conn, user_id, link_id, day, utc_offset)?;
+    let counted: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(clicks), 0) FROM rollups WHERE user_id = ?1 AND dim = 'link' AND day = ?2 AND value = ?3",
+        )?
         .query_row(params![user_id, day, link_id.to_string()], |r| r.get(0))?;
     if (clicks.len() as i64) < counted {
         return Err(FieldErrors::single("day", Msg::new("costs.purged_day").arg("day", day)));
     }
-    let (shares, unspread) = shares(tx, link_id, day, &clicks)?;
+    let (shares, unspread) = shares(entries, &clicks);
     // Rows by OS and hour exist from schema step 9 on: a day before it has none to adjust.
-    let by_os_and_hour: bool = tx
+    let by_os_and_hour: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM rollups WHERE user_id = ?1 AND dim = 'os' AND day = ?2)")?
         .query_row(params![user_id, day], |r| r.get(0))?;
-    let mut adjust: HashMap<(&'static str, String), i64> = HashMap::new();
+    let mut adjust = Adjustments::new();
     for (c, share) in clicks.iter().zip(&shares) {
         let Some(share) = share else { continue };
         let change = share - c.carried;
@@ -207,18 +257,27 @@ fn recompute(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset:
             *adjust.entry(key).or_default() += change;
         }
     }
-    // A link's entry with none of its clicks to spread over still counts
-    // for the day, in the user's and the link's totals.
-    if let Some(amount) = unspread {
+    // An entry with no clicks of its scope that day still counts for the
+    // day: in the user's and the link's totals (and its sub_id's row).
+    for (sub, amount) in unspread {
         *adjust.entry(("all", String::new())).or_default() += amount;
         *adjust.entry(("link", link_id.to_string())).or_default() += amount;
+        if !sub.is_empty() {
+            *adjust.entry(("sub_id", sub)).or_default() += amount;
+        }
     }
+    Ok(adjust)
+}
+
+/// Moves the counters of a link's day from the adjustment last made to
+/// `adjust`, and keeps `adjust` as the last made.
+fn apply(tx: &Connection, user_id: i64, link_id: i64, day: &str, adjust: &Adjustments) -> Result<(), Error> {
     let before: HashMap<(String, String), i64> = tx
         .prepare_cached("SELECT dim, value, micros FROM cost_adjustments WHERE link_id = ?1 AND day = ?2")?
         .query_map(params![link_id, day], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut rollups = rollup::Batch::default();
-    for ((dim, value), micros) in &adjust {
+    for ((dim, value), micros) in adjust {
         let was = before.get(&(dim.to_string(), value.clone())).copied().unwrap_or(0);
         if *micros != was {
             rollups.add_value(user_id, day, dim, value, Delta { cost_micros: micros - was, ..Delta::default() });
@@ -243,21 +302,12 @@ fn recompute(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset:
     Ok(())
 }
 
-/// What each of a link's day's `clicks` costs under that day's entries
-/// (None: what it carried, no entry covers it), and a link entry's amount
-/// when none of its clicks was left to spread it over. Each click's share
-/// of its scope's entry is exact: the remainder goes a micro-unit at a
-/// time to the first clicks (in the order stored).
-fn shares(
-    tx: &Connection,
-    link_id: i64,
-    day: &str,
-    clicks: &[DayClick],
-) -> Result<(Vec<Option<i64>>, Option<i64>), Error> {
-    let entries: Vec<(String, i64)> = tx
-        .prepare_cached("SELECT sub_id, amount_micros FROM cost_entries WHERE link_id = ?1 AND day = ?2")?
-        .query_map(params![link_id, day], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+/// What each of a link's day's `clicks` costs under `entries` (None: what
+/// it carried, no entry covers it), and the entries with no clicks of
+/// their scope to spread over (sub_id, amount). Each click's share of its
+/// scope's entry is exact: the remainder goes a micro-unit at a time to
+/// the first clicks (in the order stored).
+fn shares(entries: &[(String, i64)], clicks: &[DayClick]) -> (Vec<Option<i64>>, Vec<(String, i64)>) {
     let link_entry = entries.iter().find(|(s, _)| s.is_empty()).map(|(_, a)| *a);
     let by_sub: HashMap<&str, i64> =
         entries.iter().filter(|(s, _)| !s.is_empty()).map(|(s, a)| (s.as_str(), *a)).collect();
@@ -282,21 +332,64 @@ fn shares(
             Some(share)
         })
         .collect();
-    Ok((shares, link_entry.filter(|_| !sizes.contains_key(&None))))
+    let unspread = entries
+        .iter()
+        .filter(|(sub, _)| !sizes.contains_key(&Some(sub.clone()).filter(|s| !s.is_empty())))
+        .cloned()
+        .collect();
+    (shares, unspread)
 }
 
-/// What each click of a link's day costs under the day's entries, by click
-/// id (for reports read from the raw clicks); empty without entries.
-pub fn click_costs(
-    tx: &Connection,
+/// For a report read from the raw clicks (narrowed by `filters`, pairs of
+/// dimension and value): what a link's day's entries change, per value of
+/// `group_by`, among the clicks the filters keep. Empty without entries.
+pub fn corrections(
+    conn: &Connection,
     user_id: i64,
     link_id: i64,
     day: &str,
     utc_offset: i32,
-) -> Result<HashMap<i64, i64>, Error> {
-    let clicks = day_clicks(tx, user_id, link_id, day, utc_offset)?;
-    let (shares, _) = shares(tx, link_id, day, &clicks)?;
-    Ok(clicks.iter().zip(shares).filter_map(|(c, s)| Some((c.id, s?))).collect())
+    group_by: &str,
+    filters: &[(&str, String)],
+) -> Result<HashMap<String, i64>, Error> {
+    let entries = stored_entries(conn, link_id, day)?;
+    let mut out: HashMap<String, i64> = HashMap::new();
+    if entries.is_empty() {
+        return Ok(out);
+    }
+    let clicks = day_clicks(conn, user_id, link_id, day, utc_offset)?;
+    let (shares, unspread) = shares(&entries, &clicks);
+    let group_of = |rows: &[(&'static str, String)]| -> Option<String> {
+        match group_by {
+            "day" => Some(day.to_string()),
+            "link" => Some(link_id.to_string()),
+            _ => rows.iter().find(|(dim, _)| *dim == group_by).map(|(_, v)| v.clone()),
+        }
+    };
+    for (c, share) in clicks.iter().zip(&shares) {
+        let Some(share) = share else { continue };
+        if !filters.iter().all(|(dim, value)| c.rows.iter().any(|(d, v)| d == dim && v == value)) {
+            continue;
+        }
+        if let Some(group) = group_of(&c.rows) {
+            *out.entry(group).or_default() += share - c.carried;
+        }
+    }
+    for (sub, amount) in unspread {
+        // Counted in the day's, the link's and its sub_id's rows only.
+        let rows = if sub.is_empty() { vec![] } else { vec![("sub_id", sub.clone())] };
+        let kept = filters.iter().all(|(dim, value)| rows.iter().any(|(d, v)| d == dim && v == value));
+        let group = match group_by {
+            "day" => Some(day.to_string()),
+            "link" => Some(link_id.to_string()),
+            "sub_id" if !sub.is_empty() => Some(sub),
+            _ => None,
+        };
+        if let (true, Some(group)) = (kept, group) {
+            *out.entry(group).or_default() += amount;
+        }
+    }
+    Ok(out)
 }
 
 /// The link's non-bot clicks of a local day, oldest first, with the rows
@@ -308,7 +401,7 @@ fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset
         "SELECT coalesce((SELECT text FROM click_values WHERE id = c.sub1), ''), c.country, c.device,
                 CASE WHEN c.lander_id IS NOT NULL THEN c.lander_id WHEN c.destination_id = 0 THEN NULL
                      ELSE c.destination_id END,
-                coalesce((SELECT text FROM user_agents WHERE id = c.ua), ''), c.at, coalesce(c.cost, 0), c.id
+                coalesce((SELECT text FROM user_agents WHERE id = c.ua), ''), c.at, coalesce(c.cost, 0)
          FROM clicks c WHERE c.user_id = ?1 AND c.at >= ?2 AND c.at < ?3 AND c.link_id = ?4 AND c.device != ?5
          ORDER BY c.id",
     )?;
@@ -322,7 +415,7 @@ fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset
         rows.extend(destination.map(|id| ("destination", id.to_string())));
         rows.push(("os", os.to_string()));
         rows.push(("hour", format!("{hour:02}")));
-        Ok(DayClick { id: r.get(7)?, sub_id, rows, carried: r.get(6)? })
+        Ok(DayClick { sub_id, rows, carried: r.get(6)? })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -333,9 +426,11 @@ fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset
 pub fn from_csv(conn: &Connection, user_id: i64, body: &[u8], today: &str) -> Result<Vec<NewEntry>, Error> {
     let file_error = |reason: &str| FieldErrors::single("file", Msg::new("import.bad_file").arg("reason", reason));
     let text = std::str::from_utf8(body).map_err(|_| file_error("it is not UTF-8 text"))?;
-    let records = crate::text::csv_records(text).map_err(|e| match e {
-        crate::text::CsvError::Delimiter => file_error("fields must be separated by , or ;"),
-        crate::text::CsvError::Quote(line) => file_error(&format!("line {line} opens a quote it does not close")),
+    let records = crate::text::csv_records(text, MAX_IMPORT_LINES + 1).map_err(|e| match e {
+        crate::text::CsvError::TooMany => {
+            FieldErrors::single("file", Msg::new("import.too_many_rows").arg("max", MAX_IMPORT_LINES))
+        }
+        e => file_error(&e.reason()),
     })?;
     let Some(((_, header), lines)) = records.split_first() else { return Err(file_error("it is empty")) };
     let column = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));

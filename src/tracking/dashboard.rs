@@ -484,8 +484,8 @@ pub fn report_filtered(
     }
     app.db.read(|c| {
         let c = &c.unchecked_transaction()?;
-        // Clicks whose day has cost entries cost their share of them.
-        let mut costs: HashMap<i64, i64> = HashMap::new();
+        // Days with cost entries: what the entries change, per group, among
+        // the clicks the filters keep (added once the clicks are counted).
         let entry_days: Vec<(i64, String)> = c
             .prepare_cached(
                 "SELECT DISTINCT link_id, day FROM cost_entries WHERE user_id = ?1 AND day BETWEEN ?2 AND ?3
@@ -493,17 +493,27 @@ pub fn report_filtered(
             )?
             .query_map(params![user_id, from, to, filters.link_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let mut kept: Vec<(&str, String)> = Vec::new();
+        kept.extend(filters.sub_id.clone().map(|v| ("sub_id", v)));
+        kept.extend(filters.country.clone().map(|v| ("country", v)));
+        kept.extend(filters.device.clone().map(|v| ("device", v)));
+        kept.extend(filters.destination_id.map(|v| ("destination", v.to_string())));
+        let mut corrections: HashMap<String, i64> = HashMap::new();
         for (link_id, day) in &entry_days {
-            costs.extend(super::costs::click_costs(c, user_id, *link_id, day, offset)?);
+            for (group, micros) in super::costs::corrections(c, user_id, *link_id, day, offset, group_by, &kept)? {
+                *corrections.entry(group).or_default() += micros;
+            }
         }
-        let sub_value: Option<Option<i64>> = match &filters.sub_id {
-            None => None,
+        // sub_id '' is the clicks without one (no interned value).
+        let sub_value: Option<Option<i64>> = match filters.sub_id.as_deref() {
+            None | Some("") => None,
             Some(text) => Some(
                 c.prepare_cached("SELECT id FROM click_values WHERE text = ?1")?
                     .query_row([text], |r| r.get(0))
                     .optional()?,
             ),
         };
+        let no_sub = filters.sub_id.as_deref() == Some("");
         if sub_value != Some(None) {
             let mut stmt = c.prepare_cached(
                 "SELECT c.id, c.link_id, c.at,
@@ -513,7 +523,7 @@ pub fn report_filtered(
                         c.is_unique, coalesce(c.cost, 0)
                  FROM clicks c WHERE c.user_id = ?1 AND c.at >= ?2 AND c.at < ?3 AND c.device != ?4
                  AND (?5 IS NULL OR c.link_id = ?5) AND (?6 IS NULL OR c.country = ?6)
-                 AND (?7 IS NULL OR c.device = ?7) AND (?8 IS NULL OR c.sub1 = ?8)
+                 AND (?7 IS NULL OR c.device = ?7) AND (?8 IS NULL OR c.sub1 = ?8) AND (NOT ?11 OR c.sub1 IS NULL)
                  AND (?9 IS NULL OR c.destination_id = ?9 OR c.lander_id = ?9)",
             )?;
             let device = filters.device.as_deref().map(super::store::device_code);
@@ -528,14 +538,15 @@ pub fn report_filtered(
                 device,
                 sub,
                 filters.destination_id,
-                group_by
+                group_by,
+                no_sub
             ])?;
             while let Some(r) = found.next()? {
-                let (id, link_id, at_ms): (i64, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                let (link_id, at_ms): (i64, i64) = (r.get(1)?, r.get(2)?);
                 let offer: Option<i64> = r.get::<_, Option<i64>>(6)?.filter(|d| *d != 0);
                 let lander: Option<i64> = r.get(7)?;
                 let unique = i64::from(r.get::<_, bool>(9)?);
-                let cost = costs.get(&id).copied().unwrap_or(r.get(10)?);
+                let cost: i64 = r.get(10)?;
                 let at = at_ms * 1000;
                 let click_day = || clock::local_date(at, offset);
                 let group = match group_by {
@@ -571,6 +582,9 @@ pub fn report_filtered(
                 r.unique_clicks += unique;
                 r.cost_micros += cost;
             }
+        }
+        for (group, micros) in corrections {
+            row(&mut rows, group).cost_micros += micros;
         }
         let mut leads = c.prepare_cached(
             "SELECT day, link_id, destination_id, sub1, country, device, os, hour, status, payout_cents FROM leads

@@ -120,14 +120,13 @@ pub fn micros_to_cents(micros: i64) -> i64 {
 
 /// `numerator / denominator` in cents, rounded half up; 0 when the
 /// denominator is 0.
-fn cents_per(numerator_micros: i64, denominator: i64) -> i64 {
+fn cents_per(numerator_micros: i128, denominator: i64) -> i64 {
     if denominator <= 0 {
         return 0;
     }
-    let n = i128::from(numerator_micros);
     let d = i128::from(denominator) * 10_000;
-    let half = if n < 0 { -d / 2 } else { d / 2 };
-    ((n + half) / d) as i64
+    let half = if numerator_micros < 0 { -d / 2 } else { d / 2 };
+    ((numerator_micros + half) / d).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 /// The money columns of a report row (§12): cost, revenue (approved
@@ -141,8 +140,9 @@ pub struct Money {
 }
 
 impl Money {
-    pub fn profit_micros(&self) -> i64 {
-        self.revenue_cents.saturating_mul(10_000).saturating_sub(self.cost_micros)
+    /// Revenue less cost, in micro-units (i128: no sum of i64 amounts overflows it).
+    pub fn profit_micros(&self) -> i128 {
+        i128::from(self.revenue_cents) * 10_000 - i128::from(self.cost_micros)
     }
 
     pub fn cost(&self) -> Value {
@@ -154,7 +154,7 @@ impl Money {
     }
 
     pub fn profit(&self) -> Value {
-        money(micros_to_cents(self.profit_micros()))
+        money(cents_per(self.profit_micros(), 1))
     }
 
     /// Profit per cost in percent, two decimals; null when nothing was spent.
@@ -166,11 +166,11 @@ impl Money {
     }
 
     pub fn epc(&self) -> Value {
-        money(cents_per(self.revenue_cents.saturating_mul(10_000), self.clicks))
+        money(cents_per(i128::from(self.revenue_cents) * 10_000, self.clicks))
     }
 
     pub fn cpc(&self) -> Value {
-        money(cents_per(self.cost_micros, self.clicks))
+        money(cents_per(i128::from(self.cost_micros), self.clicks))
     }
 
     /// The columns as JSON entries.
@@ -187,8 +187,8 @@ impl Money {
 }
 
 /// profit / cost × 100 in hundredths of a percent, rounded half up.
-fn roi_hundredths(profit_micros: i64, cost_micros: i64) -> i64 {
-    let (p, c) = (i128::from(profit_micros) * 10_000, i128::from(cost_micros));
+fn roi_hundredths(profit_micros: i128, cost_micros: i64) -> i64 {
+    let (p, c) = (profit_micros * 10_000, i128::from(cost_micros));
     let half = if p < 0 { -c / 2 } else { c / 2 };
     ((p + half) / c).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }

@@ -430,9 +430,32 @@ pub fn import(
                         continue;
                     }
                 };
-                let Some(click) = find_click(tx, row.clickid)?.filter(|c| c.user_id == user_id) else {
-                    done.push((Outcome::UnknownClickid, None, false));
-                    continue;
+                let click = match find_click(tx, row.clickid)? {
+                    Some(click) if click.user_id == user_id => click,
+                    Some(_) => {
+                        done.push((Outcome::UnknownClickid, None, false));
+                        continue;
+                    }
+                    // A purged click's lead still moves by its txid, as by a postback.
+                    None => {
+                        let Some(lead) = find_lead(tx, user_id, &row.txid)? else {
+                            done.push((Outcome::UnknownClickid, None, false));
+                            continue;
+                        };
+                        if dry_run {
+                            let before = would.get(&row.txid).cloned().unwrap_or(lead.status);
+                            let outcome = decide(Some(&before), &row.status);
+                            if matches!(outcome, Outcome::Updated) {
+                                would.insert(row.txid.clone(), row.status.clone());
+                            }
+                            done.push((outcome, None, false));
+                        } else {
+                            let (answer, _, _) =
+                                move_lead(tx, user_id, lead, &row.txid, &row.status, row.payout, now, &mut rollups)?;
+                            done.push((outcome_of(&answer), answer.counted, false));
+                        }
+                        continue;
+                    }
                 };
                 if dry_run {
                     let before = match would.get(&row.txid) {
@@ -448,12 +471,7 @@ pub fn import(
                 }
                 let (answer, lead_id, approved_now) =
                     apply(tx, &click, &row.txid, &row.status, row.payout, now, app.utc_offset, &mut rollups)?;
-                let outcome = match answer.body["outcome"].as_str() {
-                    Some("created") => Outcome::Created,
-                    Some("updated") => Outcome::Updated,
-                    Some("unchanged") => Outcome::Unchanged,
-                    _ => Outcome::Invalid(answer.body["message"].as_str().unwrap_or("").to_string()),
-                };
+                let outcome = outcome_of(&answer);
                 let mut source = false;
                 if approved_now && !click.source_postback_url.is_empty() {
                     let target = source_postback(&click, &row.status, lead_payout(tx, lead_id)?);
@@ -489,11 +507,9 @@ pub fn import(
 pub fn import_rows_from_csv(body: &[u8]) -> Result<Vec<ImportRow>, Error> {
     let file_error = |message: String| FieldErrors::single("file", Msg::new("import.bad_file").arg("reason", message));
     let text = std::str::from_utf8(body).map_err(|_| file_error("it is not UTF-8 text".into()))?;
-    let records = crate::text::csv_records(text).map_err(|e| {
-        file_error(match e {
-            crate::text::CsvError::Delimiter => "fields must be separated by , or ;".into(),
-            crate::text::CsvError::Quote(line) => format!("line {line} opens a quote it does not close"),
-        })
+    let records = crate::text::csv_records(text, MAX_IMPORT_ROWS + 1).map_err(|e| match e {
+        crate::text::CsvError::TooMany => too_many_rows(),
+        e => file_error(e.reason()),
     })?;
     let Some(((_, header), rows)) = records.split_first() else {
         return Err(file_error("it is empty".into()));
@@ -549,6 +565,15 @@ pub fn import_rows_from_json(body: &Map<String, Value>) -> Result<Vec<ImportRow>
 
 fn too_many_rows() -> Error {
     FieldErrors::single("rows", Msg::new("import.too_many_rows").arg("max", MAX_IMPORT_ROWS))
+}
+
+fn outcome_of(answer: &Answer) -> Outcome {
+    match answer.body["outcome"].as_str() {
+        Some("created") => Outcome::Created,
+        Some("updated") => Outcome::Updated,
+        Some("unchanged") => Outcome::Unchanged,
+        _ => Outcome::Invalid(answer.body["message"].as_str().unwrap_or("").to_string()),
+    }
 }
 
 /// What a postback with `status` does to a lead now in `before` (None: no lead).

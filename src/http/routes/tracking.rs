@@ -101,7 +101,12 @@ pub fn import_conversions(ctx: &Ctx) -> Result<Response, Error> {
     let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
         || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let (rows, dry_run) = if is_json {
-        let input = ctx.json()?;
+        // Up to 50 000 rows of a clickid, status, payout and txid each.
+        let max_values = 6 * postback::MAX_IMPORT_ROWS + 16;
+        let input = match crate::http::input::parse_json_within(body, max_values)? {
+            Value::Object(map) => crate::http::input::Input(map),
+            _ => return Err(Error::BadRequest(Msg::new("http.not_object"))),
+        };
         let dry_run = match input.0.get("dry_run") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
