@@ -128,27 +128,49 @@ function when(iso) {
   return iso ? new Date(iso).toLocaleString(lang() === "id" ? "id-ID" : "en-US") : "";
 }
 
-function table(columns, rows, { sortable = false, empty = "" } = {}) {
-  let sortKey = null, desc = true;
+/**
+ * A table of `rows`. With `sortable`, a click on a header sorts by that column, then the other way round:
+ * by `c.sort(row)` when given, else `row[c.key]` (numbers as numbers, text as words, nulls last either way);
+ * `sorted: {key, desc}` names the order the rows already come in. `foot`: the cells of a last row (totals).
+ */
+function table(columns, rows, { sortable = false, empty = "", sorted = null, foot = null } = {}) {
+  let sortKey = sorted?.key ?? null, desc = sorted?.desc ?? true;
   const body = h("tbody");
+  const valueOf = (c, r) => (c.sort ? c.sort(r) : r[c.key]);
+  const compare = (x, y) => (typeof x === "string" && typeof y === "string" ? x.localeCompare(y, undefined, { numeric: true })
+    : x > y ? 1 : x < y ? -1 : 0);
+  const heads = columns.map((c) => h("th", {
+    class: [c.num ? "num" : "", sortable ? "sortable" : ""].join(" ").trim(), "data-key": c.key, tabindex: sortable ? 0 : undefined,
+    onclick: sortable ? () => sortBy(c) : undefined,
+    onkeydown: sortable ? (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sortBy(c); } } : undefined,
+  }, c.label));
   const render = () => {
-    const sorted = [...rows];
-    if (sortKey) sorted.sort((a, b) => (a[sortKey] > b[sortKey] ? 1 : a[sortKey] < b[sortKey] ? -1 : 0) * (desc ? -1 : 1));
-    body.replaceChildren(...(sorted.length ? sorted.map((r) => h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.show ? c.show(r) : r[c.key])))) :
+    const ordered = [...rows];
+    const column = columns.find((c) => c.key === sortKey);
+    if (column) {
+      ordered.sort((a, b) => {
+        const [x, y] = [valueOf(column, a), valueOf(column, b)];
+        const missing = (x === null || x === undefined) - (y === null || y === undefined);
+        return missing || compare(x, y) * (desc ? -1 : 1);
+      });
+    }
+    heads.forEach((th, i) => {
+      if (sortable && columns[i].key === sortKey) th.setAttribute("aria-sort", desc ? "descending" : "ascending");
+      else th.removeAttribute("aria-sort");
+    });
+    body.replaceChildren(...(ordered.length ? ordered.map((r) => h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.show ? c.show(r) : r[c.key])))) :
       [h("tr", {}, h("td", { class: "empty", colspan: columns.length }, empty))]));
   };
-  const head = h("tr", {}, columns.map((c) => h("th", {
-    class: [c.num ? "num" : "", sortable ? "sortable" : ""].join(" "),
-    onclick: sortable ? () => { desc = sortKey === c.key ? !desc : true; sortKey = c.key; render(); } : undefined,
-  }, c.label)));
+  const sortBy = (c) => { desc = sortKey === c.key ? !desc : true; sortKey = c.key; render(); };
   render();
-  return h("table", {}, h("thead", {}, head), body);
+  return h("table", {}, h("thead", {}, h("tr", {}, heads)), body,
+    foot && rows.length ? h("tfoot", {}, h("tr", {}, foot.map((cell, i) => h("td", { class: columns[i]?.num ? "num" : "" }, cell)))) : null);
 }
 
 // ---- routing --------------------------------------------------------------
 
 const PAGES = { "/login": login, "/register": register, "/verify": verify, "/dashboard": dashboard, "/links": links,
-  "/money": moneyPage, "/settings": settings, "/email-verification-error": badLink };
+  "/reports": reports, "/money": moneyPage, "/settings": settings, "/email-verification-error": badLink };
 
 /** Shows `path` (it may carry a query: `/links?id=7`). */
 function go(path) {
@@ -190,7 +212,8 @@ function nav(path) {
     localStorage.removeItem(TOKEN); me = null; go("/login");
   } }, t("logout"));
   document.getElementById("nav").replaceChildren(
-    ...(me.email_verified_at ? [link("/dashboard", t("dashboard")), link("/links", t("links")), link("/money", t("money_nav")), link("/settings", t("settings"))] : []), logout);
+    ...(me.email_verified_at ? [link("/dashboard", t("dashboard")), link("/links", t("links")), link("/reports", t("reports")),
+      link("/money", t("money_nav")), link("/settings", t("settings"))] : []), logout);
 }
 
 document.addEventListener("click", (ev) => {
@@ -880,6 +903,215 @@ async function moneyPage() {
 
   app.append(h("h1", {}, t("money_nav")), costs, imports, postbacks);
   await Promise.all([loadCosts(), loadLog(0)]);
+}
+
+// ---- reports (§12): grouped, narrowed by filters, drilled down, downloaded --
+
+const REPORT_GROUPS = ["day", "link", "destination", "sub_id", "country", "device", "os", "hour"];
+/** The order a drill-down walks: a row's value becomes a filter, and the report groups by the next dimension not yet narrowed. */
+const DRILL_ORDER = ["link", "destination", "sub_id", "country", "device", "os", "hour", "day"];
+/** The filter a grouping's value sets; `os` and `hour` have none (the API cannot narrow by them), `day` narrows the dates. */
+const FILTER_OF = { link: "link_id", destination: "destination_id", sub_id: "sub_id", country: "country", device: "device" };
+const GROUP_OF = Object.fromEntries(Object.entries(FILTER_OF).map(([g, f]) => [f, g]));
+const REPORT_FILTERS = Object.values(FILTER_OF);
+const REPORT_LIMIT = 1000;
+const isDate = (text) => /^\d{4}-\d{2}-\d{2}$/.test(text || "");
+/** Names of links and destinations seen in reports and lists ("link:7" → "Summer offer"), for the filters' chips. */
+const reportNames = new Map();
+
+/** The reports page's state from its address: grouping, dates and filters. */
+function reportState(search) {
+  const q = new URLSearchParams(search);
+  const filters = {};
+  for (const f of REPORT_FILTERS) if (q.get(f)) filters[f] = q.get(f);
+  return { group: REPORT_GROUPS.includes(q.get("group_by")) ? q.get("group_by") : "day",
+    from: isDate(q.get("from")) ? q.get("from") : null, to: isDate(q.get("to")) ? q.get("to") : null, filters };
+}
+
+/** The query of a state (the page's address and the API's): `group_by=…&from=…&to=…&sub_id=…`, then `extra`. */
+function reportQuery(s, extra = {}) {
+  const q = new URLSearchParams({ group_by: s.group });
+  if (s.from) q.set("from", s.from);
+  if (s.to) q.set("to", s.to);
+  for (const f of REPORT_FILTERS) if (s.filters[f] !== undefined) q.set(f, s.filters[f]);
+  for (const [k, v] of Object.entries(extra)) q.set(k, v);
+  return q.toString();
+}
+
+const reportUrl = (s) => `/reports?${reportQuery(s)}`;
+
+/** The grouping after `group` in the drill-down order that `s` has not narrowed yet (wrapping round). */
+function nextGroup(group, s) {
+  const narrowed = (g) => g === group || (FILTER_OF[g] && s.filters[FILTER_OF[g]] !== undefined) || (g === "day" && s.from && s.from === s.to);
+  const at = DRILL_ORDER.indexOf(group);
+  return [...DRILL_ORDER.slice(at + 1), ...DRILL_ORDER.slice(0, at)].find((g) => !narrowed(g)) || group;
+}
+
+/** The value of a row the API can narrow to, as its filter takes it; null when it cannot (os, hour, no sub_id, a bot). */
+function drillValue(group, row) {
+  const v = row[group];
+  switch (group) {
+    case "link": case "destination": return Number.isInteger(v) && v > 0 ? String(v) : null;
+    case "sub_id": return typeof v === "string" && v !== "" ? v : null;
+    case "country": return /^[A-Z]{2}$/.test(v || "") ? v : null;
+    case "device": return ["mobile", "tablet", "desktop"].includes(v) ? v : null;
+    case "day": return isDate(v) ? v : null;
+    default: return null;
+  }
+}
+
+/** The state a click on a row's value leads to: that value as a filter (a day: the dates), grouped by the next dimension. */
+function drillState(s, group, value) {
+  const next = { ...s, filters: { ...s.filters } };
+  if (group === "day") next.from = next.to = value;
+  else next.filters[FILTER_OF[group]] = value;
+  next.group = nextGroup(group, next);
+  return next;
+}
+
+/** A group's value as the page shows it: a link or destination by name, a device or OS by its word, an hour as 14:00. */
+function groupLabel(group, v, name) {
+  if (v === "" || v === null || v === undefined) return t("rep_none");
+  switch (group) {
+    case "link": case "destination": return name ?? reportNames.get(`${group}:${v}`) ?? `#${v}`;
+    case "device": return DEVICES.includes(v) ? t(`device_${v}`) : String(v);
+    case "os": return OSES.find(([o]) => o === v)?.[1] || (v === "other" ? t("os_other") : String(v));
+    case "hour": return `${String(v).padStart(2, "0")}:00`;
+    default: return String(v);
+  }
+}
+
+/** Learns the names the filters' chips show: links from the list, destinations from their link's routing. */
+async function learnNames(s) {
+  const link = s.filters.link_id, destination = s.filters.destination_id;
+  const jobs = [];
+  if (link && !reportNames.has(`link:${link}`)) {
+    jobs.push(api("GET", "/api/links").then((r) => r.data.forEach((l) => reportNames.set(`link:${l.id}`, l.name))));
+  }
+  if (destination && link && !reportNames.has(`destination:${destination}`)) {
+    jobs.push(api("GET", `/api/links/${link}/routing`).then((r) => r.data.destinations.forEach((d) => reportNames.set(`destination:${d.id}`, d.name))));
+  }
+  await Promise.all(jobs.map((job) => job.catch(() => {})));
+}
+
+/** Totals of report rows: sums, with CR, ROI, EPC and CPC worked out again from the sums (ROI none without cost). */
+function reportTotals(rows) {
+  const sum = (k) => rows.reduce((a, r) => a + (r[k] || 0), 0);
+  const cents = (k) => rows.reduce((a, r) => a + Math.round((r[k] || 0) * 100), 0);
+  const clicks = sum("clicks"), approved = sum("approved_leads");
+  const revenue = cents("revenue"), cost = cents("cost"), profit = cents("profit");
+  const per = (n, d) => (d > 0 ? Math.round(n / d) / 100 : 0);
+  return { clicks, unique_clicks: sum("unique_clicks"), leads: sum("leads"), approved_leads: approved,
+    cr: per(approved * 10000, clicks), revenue: revenue / 100, cost: cost / 100, profit: profit / 100,
+    roi: cost > 0 ? Math.round((profit * 10000) / cost) / 100 : null, epc: per(revenue, clicks), cpc: per(cost, clicks) };
+}
+
+async function reports() {
+  const search = location.search;
+  const s = reportState(search);
+  const from = h("input", { type: "date", id: "report-from" });
+  const to = h("input", { type: "date", id: "report-to" });
+  const group = h("select", { id: "report-group" }, REPORT_GROUPS.map((g) => h("option", { value: g, selected: g === s.group }, t(`rep_by_${g}`))));
+  const csv = h("button", { type: "button", class: "secondary", id: "report-csv" }, t("download_csv"));
+  const chips = h("div", { class: "chips", id: "report-filters", hidden: true });
+  const error = h("div", { class: "error", role: "alert", id: "report-error" });
+  const box = h("div", { class: "table-wrap", id: "report-table" }, h("p", { class: "muted" }, t("loading")));
+  const note = h("p", { class: "muted", id: "report-note" });
+  const field = (label, input) => h("div", { class: "field" }, h("label", { for: input.id }, label), input);
+  app.append(h("h1", {}, t("reports")),
+    h("div", { class: "card", id: "report-controls" },
+      h("div", { class: "report-fields" }, field(t("date_from"), from), field(t("date_to"), to), field(t("group_by"), group),
+        h("div", { class: "field report-download" }, csv)),
+      chips, h("p", { class: "muted" }, t("drill_help"))),
+    h("div", { class: "card", id: "report" }, error, box, note));
+
+  // Without dates: the last 7 days ending on the server's today, written into the address.
+  if (!s.from || !s.to) {
+    const today = await serverToday();
+    if (location.pathname !== "/reports" || location.search !== search) return; // left meanwhile
+    s.to ||= s.from && s.from > today ? s.from : today;
+    s.from ||= addDays(s.to, -6);
+    history.replaceState({}, "", reportUrl(s));
+  }
+  from.value = s.from;
+  to.value = s.to;
+  from.max = s.to;
+  to.min = s.from;
+  const change = (next) => go(reportUrl({ ...s, ...next }));
+  from.addEventListener("change", () => change({ from: from.value || null }));
+  to.addEventListener("change", () => change({ to: to.value || null }));
+  group.addEventListener("change", () => change({ group: group.value }));
+
+  const drawChips = () => {
+    const active = REPORT_FILTERS.filter((f) => s.filters[f] !== undefined);
+    chips.hidden = !active.length;
+    chips.replaceChildren(h("span", { class: "chips-label" }, `${t("filters")}:`), ...active.map((f) => {
+      const label = `${t(`rep_by_${GROUP_OF[f]}`)}: ${groupLabel(GROUP_OF[f], s.filters[f])}`;
+      const without = { ...s, filters: { ...s.filters } };
+      delete without.filters[f];
+      return h("span", { class: "chip", "data-filter": f }, h("span", { class: "chip-text" }, label),
+        h("button", { type: "button", class: "chip-remove", title: t("remove_filter", { name: label }), "aria-label": t("remove_filter", { name: label }),
+          onclick: () => go(reportUrl(without)) }, "×"));
+    }));
+  };
+  drawChips();
+
+  csv.addEventListener("click", async () => {
+    error.textContent = "";
+    csv.disabled = true;
+    try {
+      const res = await fetch(`/api/reports?${reportQuery(s, { limit: REPORT_LIMIT, format: "csv" })}`,
+        { headers: { Accept: "text/csv", Authorization: `Bearer ${localStorage.getItem(TOKEN)}` } });
+      if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => ({})));
+      const url = URL.createObjectURL(await res.blob());
+      const a = h("a", { href: url, download: `apextrack-${s.group}-${s.from}-${s.to}.csv`, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 30000);
+    } catch (e) { showError(e, {}, error); }
+    finally { csv.disabled = false; }
+  });
+
+  let r;
+  try {
+    [r] = await Promise.all([api("GET", `/api/reports?${reportQuery(s, { limit: REPORT_LIMIT })}`), learnNames(s)]);
+  } catch (e) {
+    box.replaceChildren();
+    if (e instanceof ApiError && e.status === 422 && e.body.errors) error.textContent = Object.values(e.body.errors).flat().join(" ");
+    else showError(e, {}, error);
+    return;
+  }
+  const g = s.group;
+  const rows = r.data;
+  const byId = g === "link" || g === "destination";
+  if (byId) rows.forEach((row) => row.name && reportNames.set(`${g}:${row[g]}`, row.name));
+  drawChips();
+  const next = (row) => drillState(s, g, drillValue(g, row));
+  const columns = [
+    { key: g, label: t(`rep_by_${g}`), sort: (row) => (byId ? groupLabel(g, row[g], row.name).toLowerCase() : row[g]),
+      show: (row) => {
+        const label = groupLabel(g, row[g], row.name);
+        if (drillValue(g, row) === null) return h("span", { class: "group-value" }, label);
+        const target = next(row);
+        return h("a", { href: reportUrl(target), "data-link": true, class: "drill", title: t("drill_to", { dim: t(`rep_by_${target.group}`) }) }, label);
+      } },
+    { key: "clicks", label: t("clicks"), num: true },
+    { key: "unique_clicks", label: t("unique"), num: true },
+    { key: "leads", label: t("conversions"), num: true },
+    { key: "approved_leads", label: t("approved"), num: true },
+    { key: "cr", label: t("cr"), num: true, show: (row) => row.cr.toFixed(2) },
+    { key: "revenue", label: t("revenue"), num: true, show: (row) => money(row.revenue) },
+    ...moneyColumns(),
+    { key: "epc", label: t("epc"), num: true, show: (row) => money(row.epc) },
+    { key: "cpc", label: t("cpc"), num: true, show: (row) => money(row.cpc) },
+  ];
+  const totals = reportTotals(rows);
+  const foot = columns.map((c, i) => (i === 0 ? t("total") : c.show ? c.show(totals) : totals[c.key]));
+  box.replaceChildren(table(columns, rows, { sortable: true, empty: t("empty_title"), foot,
+    sorted: { key: g === "day" ? "day" : "clicks", desc: true } }));
+  box.dataset.group = g;
+  note.textContent = rows.length >= REPORT_LIMIT ? t("rows_limited", { n: REPORT_LIMIT }) : "";
 }
 
 async function settings() {

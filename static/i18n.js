@@ -77,6 +77,12 @@ const TEXT = {
     outcome_refused_transition: "Perubahan status ini tidak diizinkan", outcome_unknown_click: "Tidak ada klik dengan clickid ini",
     outcome_bad_secret: "Secret postback salah", outcome_ip_refused: "Alamat IP tidak ada di daftar yang diizinkan",
     outcome_invalid: "Ada isian yang tidak valid",
+    reports: "Laporan", group_by: "Kelompokkan menurut", filters: "Filter", remove_filter: "Hapus filter {name}",
+    rep_by_day: "Tanggal", rep_by_link: "Link", rep_by_destination: "Tujuan", rep_by_sub_id: "sub_id", rep_by_country: "Negara",
+    rep_by_device: "Perangkat", rep_by_os: "Sistem operasi", rep_by_hour: "Jam", rep_none: "(kosong)",
+    download_csv: "Unduh CSV", total: "Total", cpc: "CPC", loading: "Memuat…",
+    drill_help: "Klik nilai di kolom pertama untuk mempersempit laporan ke nilai itu dan merincinya menurut dimensi berikutnya (link → tujuan → sub_id → negara → perangkat → sistem operasi → jam → tanggal). Klik judul kolom untuk mengurutkan.",
+    drill_to: "Persempit ke nilai ini, lalu rinci menurut {dim}", rows_limited: "Hanya {n} baris pertama yang ditampilkan; unduhan CSV berisi baris yang sama.",
   },
   en: {
     dashboard: "Dashboard", links: "Links", settings: "Settings", logout: "Log out",
@@ -154,6 +160,12 @@ const TEXT = {
     outcome_refused_transition: "This status change is not allowed", outcome_unknown_click: "No click has this clickid",
     outcome_bad_secret: "Wrong postback secret", outcome_ip_refused: "The IP address is not on the allowlist",
     outcome_invalid: "A field was invalid",
+    reports: "Reports", group_by: "Group by", filters: "Filters", remove_filter: "Remove the filter {name}",
+    rep_by_day: "Day", rep_by_link: "Link", rep_by_destination: "Destination", rep_by_sub_id: "sub_id", rep_by_country: "Country",
+    rep_by_device: "Device", rep_by_os: "Operating system", rep_by_hour: "Hour", rep_none: "(none)",
+    download_csv: "Download CSV", total: "Total", cpc: "CPC", loading: "Loading…",
+    drill_help: "Click a value in the first column to narrow the report to it and break it down by the next dimension (link → destination → sub_id → country → device → operating system → hour → day). Click a column header to sort.",
+    drill_to: "Narrow to this, then break it down by {dim}", rows_limited: "Only the first {n} rows are shown; the CSV download holds the same rows.",
   },
 };
 

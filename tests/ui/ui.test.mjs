@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
-import { mkdtempSync, mkdirSync } from "node:fs";
+import { mkdtempSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -507,20 +507,20 @@ test("the costs and imports page: a conversion import's dry run saves nothing, c
   });
   assert.equal(Math.round((after.totalPayout - before.totalPayout) * 100), 350);
 
-  // A cost entry for today by the form: in the list, and the link's cost in the report.
+  // A cost entry for yesterday (costs are set for days that are over) by the
+  // form: in the list, and the link's cost in the report.
   const today = (await (await fetch(`${base}/api/reports?group_by=day`, { headers: auth })).json()).today;
   const yesterday = new Date(Date.parse(`${today}T00:00:00Z`) - 86400000).toISOString().slice(0, 10);
   assert.equal(await page.inputValue("#f-day"), yesterday, "the day is yesterday unless changed");
-  const linkCost = async () => (await (await fetch(`${base}/api/reports?group_by=link&from=${today}&to=${today}`, { headers: auth })).json())
-    .data.find((r) => r.link === link.id)?.cost;
+  const linkCost = async () => (await (await fetch(`${base}/api/reports?group_by=link&from=${yesterday}&to=${yesterday}`, { headers: auth })).json())
+    .data.find((r) => r.link === link.id)?.cost ?? 0;
   assert.equal(await linkCost(), 0);
   await page.selectOption("#f-link_id", String(link.id));
-  await page.fill("#f-day", today);
   await page.fill("#f-amount", "4");
   await page.click("#cost-form button[type=submit]");
   const entry = page.locator("#costs-list tbody tr:has(td:text-is('Network import'))");
   await entry.waitFor();
-  assert.deepEqual(await entry.locator("td").allTextContents(), [today, "Network import", "seluruh link", "US$4,00", "Hapus"]);
+  assert.deepEqual(await entry.locator("td").allTextContents(), [yesterday, "Network import", "seluruh link", "US$4,00", "Hapus"]);
   await waitFor("the cost of 4 in the report by link", async () => (await linkCost()) === 4);
   await entry.locator("button[data-cost]").click();
   await entry.waitFor({ state: "detached" });
@@ -534,12 +534,12 @@ test("the costs and imports page: a conversion import's dry run saves nothing, c
   assert.equal(await page.textContent("#e-day"), "", "only the bad field is marked");
 
   // A CSV file with a bad third line: nothing is imported, and the line is named.
-  const file = ["day,link_id,sub_id,amount", `${today},${link.id},,1.50`, `${today},${link.id},tiktok,lots`].join("\n");
+  const file = ["day,link_id,sub_id,amount", `${yesterday},${link.id},,1.50`, `${yesterday},${link.id},tiktok,lots`].join("\n");
   await page.setInputFiles("#costs-file", { name: "costs.csv", mimeType: "text/csv", buffer: Buffer.from(file) });
   await page.click("#costs-upload");
   const lineError = await (await page.waitForSelector("#costs-upload-errors li")).textContent();
   assert.match(lineError, /^Baris 3: /);
-  const listed = (await (await fetch(`${base}/api/costs?from=${today}&to=${today}`, { headers: auth })).json()).data;
+  const listed = (await (await fetch(`${base}/api/costs?from=${yesterday}&to=${yesterday}`, { headers: auth })).json()).data;
   assert.equal(listed.filter((c) => c.link_id === link.id).length, 0, "the whole file or nothing");
   // Fixed, it is imported whole.
   await page.setInputFiles("#costs-file", { name: "costs.csv", mimeType: "text/csv",
@@ -568,6 +568,157 @@ test("the costs and imports page: a conversion import's dry run saves nothing, c
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 375 + 1, `the costs and imports page is ${width}px wide on a 375px phone`);
     await shot("money-page-phone");
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+});
+
+test("the reports page: grouped by link, drilled down by clicking to destination, sub_id and country with the filters as chips, sorted by a column, kept in the address, and downloaded as the CSV of the rows shown", async () => {
+  // Still in Indonesian.
+  const token = await page.evaluate(() => localStorage.getItem("apextrack.token"));
+  const auth = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  const created = await fetch(`${base}/api/links`, { method: "POST", headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "Report drill", url: `${landing}?c={clickid}&s={sub_id}`, payout: "2", cost_model: "cpc", cost_value: 0.1 }) });
+  assert.equal(created.status, 201);
+  const link = (await created.json()).data;
+  const destination = (await (await fetch(`${base}/api/links/${link.id}/routing`, { headers: auth })).json()).data.destinations[0];
+  // Three phones with sub_id alpha, two desktops with beta; one of the phones converts for 2.
+  const phone = (n) => `Mozilla/5.0 (Linux; Android 14; Pixel ${n}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36 Drill/${n}`;
+  const desktop = (n) => `Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Drill/${n}`;
+  const visit = async (subId, ua) => {
+    const res = await fetch(`${base}/go/${link.slug}?sub_id=${subId}`, { redirect: "manual", headers: { "User-Agent": ua } });
+    assert.equal(res.status, 302);
+    return new URL(res.headers.get("location")).searchParams.get("c");
+  };
+  const alpha = [];
+  for (const n of [1, 2, 3]) alpha.push(await visit("alpha", phone(n)));
+  for (const n of [4, 5]) await visit("beta", desktop(n));
+  const me = await (await fetch(`${base}/api/user`, { headers: auth })).json();
+  const secret = new URL(me.postback_url).searchParams.get("secret");
+  const pb = await fetch(`${base}/api/postback/conversion?clickid=${alpha[0]}&payout=2&status=approved&secret=${secret}`);
+  assert.equal(pb.status, 200);
+  const report = async (query) => (await fetch(`${base}/api/reports?${query}`, { headers: auth })).json();
+  const today = (await report("group_by=day")).today;
+  const weekAgo = new Date(Date.parse(`${today}T00:00:00Z`) - 6 * 86400000).toISOString().slice(0, 10);
+  await waitFor("the link's clicks and lead in the reports", async () => {
+    const byLink = (await report(`group_by=link&from=${today}&to=${today}`)).data.find((r) => r.link === link.id);
+    const bySub = (await report(`group_by=sub_id&link_id=${link.id}`)).data;
+    return byLink?.clicks === 5 && byLink.approved_leads === 1 && bySub.find((r) => r.sub_id === "alpha")?.clicks === 3;
+  });
+
+  /** The report table as shown: header labels, rows and the totals row, each row keyed by its column's label. */
+  const shown = async (group) => {
+    await page.waitForSelector(`#report-table[data-group='${group}'] table`);
+    return page.$eval("#report-table table", (table) => {
+      const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent);
+      const read = (tr) => Object.fromEntries([...tr.children].map((td, i) => [heads[i], td.textContent]));
+      return { heads, rows: [...table.querySelectorAll("tbody tr")].map(read), total: [...table.querySelectorAll("tfoot tr")].map(read)[0] };
+    });
+  };
+  const query = () => Object.fromEntries(new URL(page.url()).searchParams);
+  const chips = () => page.$$eval("#report-filters .chip", (cs) => cs.map((c) => [c.dataset.filter, c.querySelector(".chip-text").textContent]));
+  const format = (v) => page.evaluate(([v, c]) => new Intl.NumberFormat("id-ID", { style: "currency", currency: c }).format(v), [v, me.currency]);
+
+  // From the menu: the last 7 days by day, written into the address.
+  await page.goto(`${base}/dashboard`);
+  await page.click("nav a[href='/reports']:text-is('Laporan')");
+  await page.waitForURL(`${base}/reports?group_by=day&from=${weekAgo}&to=${today}`);
+  await page.waitForSelector("nav a[href='/reports'].active");
+  assert.equal(await page.inputValue("#report-from"), weekAgo);
+  assert.equal(await page.inputValue("#report-to"), today);
+  const byDay = await shown("day");
+  assert.deepEqual(byDay.heads, ["Tanggal", "Klik", "Unik", "Konversi", "Disetujui", "CR %", "Pendapatan", "Biaya", "Laba", "ROI %", "EPC", "CPC"]);
+  assert.ok(byDay.rows.some((r) => r.Tanggal === today), JSON.stringify(byDay.rows));
+  assert.deepEqual(await page.$$eval("#report-group option", (os) => os.map((o) => o.textContent)),
+    ["Tanggal", "Link", "Tujuan", "sub_id", "Negara", "Perangkat", "Sistem operasi", "Jam"]);
+
+  // By link; a reload keeps it.
+  await page.selectOption("#report-group", "link");
+  await page.waitForURL(`${base}/reports?group_by=link&from=${weekAgo}&to=${today}`);
+  await shown("link");
+  await page.reload();
+  assert.equal(await page.inputValue("#report-group"), "link");
+  assert.equal(await page.inputValue("#report-from"), weekAgo);
+  const byLink = await shown("link");
+  const mine = byLink.rows.find((r) => r.Link === "Report drill");
+  assert.ok(mine, JSON.stringify(byLink.rows));
+  assert.equal(mine.Klik, "5");
+  assert.equal(mine.Biaya, await format(0.5));
+  assert.match(mine.Biaya, /0,50/);
+  assert.deepEqual([mine.Konversi, mine.Disetujui, mine["CR %"], mine.Pendapatan, mine.Laba, mine["ROI %"], mine.EPC, mine.CPC],
+    ["1", "1", "20.00", await format(2), await format(1.5), "300.00", await format(0.4), await format(0.1)]);
+  // The totals: sums of the rows.
+  assert.equal(byLink.total.Link, "Total");
+  assert.equal(Number(byLink.total.Klik), byLink.rows.reduce((a, r) => a + Number(r.Klik), 0));
+
+  // Drill-down: the link → by destination, narrowed to the link.
+  await page.click("#report-table a.drill:text-is('Report drill')");
+  await page.waitForURL((url) => url.searchParams.get("group_by") === "destination");
+  assert.deepEqual(query(), { group_by: "destination", from: weekAgo, to: today, link_id: String(link.id) });
+  const byDestination = await shown("destination");
+  assert.deepEqual(await chips(), [["link_id", "Link: Report drill"]]);
+  assert.deepEqual(byDestination.rows.map((r) => [r.Tujuan, r.Klik]), [[destination.name, "5"]]);
+  // The destination → by sub_id.
+  await page.click(`#report-table a.drill:text-is('${destination.name}')`);
+  await page.waitForURL((url) => url.searchParams.get("group_by") === "sub_id");
+  const bySub = await shown("sub_id");
+  assert.deepEqual(query(), { group_by: "sub_id", from: weekAgo, to: today, link_id: String(link.id), destination_id: String(destination.id) });
+  assert.deepEqual(bySub.rows.map((r) => [r.sub_id, r.Klik]), [["alpha", "3"], ["beta", "2"]]);
+  assert.deepEqual([bySub.total.Klik, bySub.total.Konversi, bySub.total.Biaya], ["5", "1", await format(0.5)]);
+  assert.equal(bySub.total["ROI %"], "300.00", "recomputed from the sums");
+
+  // Sorting by a header: ascending, then back to descending.
+  const order = () => page.$$eval("#report-table tbody tr td:first-child", (tds) => tds.map((td) => td.textContent));
+  await page.click("#report-table th[data-key='clicks']");
+  assert.deepEqual(await order(), ["beta", "alpha"]);
+  assert.equal(await page.getAttribute("#report-table th[data-key='clicks']", "aria-sort"), "ascending");
+  await page.click("#report-table th[data-key='clicks']");
+  assert.deepEqual(await order(), ["alpha", "beta"]);
+  assert.equal(await page.getAttribute("#report-table th[data-key='clicks']", "aria-sort"), "descending");
+
+  // The CSV: the same query, so exactly the rows shown.
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#report-csv")]);
+  assert.equal(download.suggestedFilename(), `apextrack-sub_id-${weekAgo}-${today}.csv`);
+  const lines = readFileSync(await download.path(), "utf8").trim().split("\n");
+  assert.match(lines[0], /^sub_id,clicks,/);
+  const csvRows = lines.slice(1).map((line) => line.split(","));
+  assert.deepEqual(csvRows.map((cells) => [cells[0], cells[1]]), bySub.rows.map((r) => [r.sub_id, r.Klik]));
+  const cost = lines[0].split(",").indexOf("cost");
+  assert.deepEqual(csvRows.map((cells) => cells[cost]), ["0.30", "0.20"]);
+
+  // alpha → by country, narrowed to the link, its destination and alpha.
+  await page.click("#report-table a.drill:text-is('alpha')");
+  await page.waitForURL((url) => url.searchParams.get("group_by") === "country");
+  const byCountry = await shown("country");
+  assert.deepEqual(await chips(), [["link_id", "Link: Report drill"], ["destination_id", `Tujuan: ${destination.name}`], ["sub_id", "sub_id: alpha"]]);
+  assert.equal(byCountry.total.Klik, "3");
+  assert.equal(byCountry.rows.reduce((a, r) => a + Number(r.Klik), 0), 3);
+  await shot("reports-drilldown");
+  // Back: the sub_id view again; forward: the country view.
+  await page.goBack();
+  await shown("sub_id");
+  assert.equal((await chips()).length, 2);
+  await page.goForward();
+  await shown("country");
+  assert.equal((await chips()).length, 3);
+
+  // The sub_id chip removed: the link's 5 clicks again, still by country.
+  await page.click("#report-filters .chip[data-filter='sub_id'] .chip-remove");
+  await page.waitForURL((url) => !url.searchParams.has("sub_id"));
+  const withoutSub = await shown("country");
+  assert.equal(query().group_by, "country");
+  assert.deepEqual((await chips()).map(([f]) => f), ["link_id", "destination_id"]);
+  assert.equal(withoutSub.total.Klik, "5");
+
+  // On a phone the table scrolls inside its card; the page does not.
+  await page.setViewportSize({ width: 375, height: 800 });
+  try {
+    await page.waitForFunction(() => window.innerWidth === 375);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375 + 1, `the reports page is ${width}px wide on a 375px phone`);
+    const box = await page.$eval("#report-table", (el) => [el.scrollWidth, el.clientWidth]);
+    assert.ok(box[0] > box[1], `the table scrolls inside its card: ${box}`);
+    await shot("reports-phone");
   } finally {
     await page.setViewportSize({ width: 1280, height: 900 });
   }
