@@ -80,8 +80,11 @@ fn a_head_trickled_a_byte_at_a_time_gets_408_after_ten_seconds() {
 fn one_address_cannot_hold_more_than_its_share_of_connections() {
     let s = TestServer::with(|c| c.server.max_connections_per_ip = 8);
     let mut held: Vec<TcpStream> = (0..8).map(|_| stalled(s.addr())).collect();
-    // The kernel accepts before the server does: wait until it holds all 8.
+    // The kernel accepts before the server does: wait until it holds all 8,
+    // and has read their partial heads (a connection it has read nothing
+    // from yet is idle, and would rightly be closed to make room).
     s.wait_for_connections(8);
+    std::thread::sleep(Duration::from_millis(300));
     // The 9th from the same address is closed at once, unanswered.
     let t = Instant::now();
     let mut ninth = TcpStream::connect(s.addr()).unwrap();
