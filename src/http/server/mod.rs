@@ -149,7 +149,7 @@ impl<S: Service> Control for Shared<S> {
         let _ = socket2::SockRef::from(&self.listener).shutdown(Shutdown::Both);
         // A connection between requests sees its end and closes; one in
         // the middle of a request still writes its answer.
-        self.registry.close_idle();
+        self.registry.close_idle(true);
     }
 
     fn open_connections(&self) -> usize {
@@ -301,7 +301,7 @@ fn take<S: Service>(
         // a failed spawn leaves this thread to accept again after its
         // connection.
         if let Ok(false) = spawn(shared) {
-            if shared.registry.close_idle() == 0 {
+            if shared.registry.close_idle(false) == 0 {
                 shared.registry.evict_stalled_head();
             }
         }
@@ -329,7 +329,12 @@ fn serve<S: Service>(shared: &Shared<S>, conn: &mut Conn<&TcpStream>, peer: Sock
     let limits = &shared.limits;
     let mut first = true;
     loop {
-        conn.next_request();
+        // A new connection's first request is on its way (its phase began
+        // as NEW at accept): only between requests is it idle, and so the
+        // first to be closed for room.
+        if !first {
+            conn.next_request();
+        }
         // Between requests, a stop either saw this connection idle (and shut
         // it) or is seen here; a connection accepted just before the stop
         // still gets its first request served.

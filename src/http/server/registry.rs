@@ -8,12 +8,16 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Between requests (or before the first byte of the first one).
+/// Between requests.
 pub(super) const IDLE: u8 = 0;
 /// Part of a request head has arrived, not all of it.
 pub(super) const HEAD: u8 = 1;
 /// The head is in: body, handler, answer.
 pub(super) const BUSY: u8 = 2;
+/// Just accepted, nothing read yet: its first request is on its way, so it
+/// is not closed to make room as an idle one is; it is evicted like a
+/// stalled head, and closed at a stop like an idle one.
+pub(super) const NEW: u8 = 3;
 
 /// Where a connection is, as its thread tells it.
 pub(super) struct Phase {
@@ -25,8 +29,10 @@ pub(super) struct Phase {
 }
 
 impl Phase {
+    /// A new connection ([`NEW`]), since now.
     pub(super) fn new(epoch: Instant) -> Phase {
-        Phase { state: AtomicU8::new(IDLE), since: AtomicU64::new(0), epoch }
+        let since = epoch.elapsed().as_millis() as u64;
+        Phase { state: AtomicU8::new(NEW), since: AtomicU64::new(since), epoch }
     }
 
     pub(super) fn set(&self, state: u8) {
@@ -110,11 +116,12 @@ impl Registry {
         }
     }
 
-    /// Ends every connection that is between requests: its thread's next
+    /// Ends every connection that is between requests (and, at a stop,
+    /// `with_new`, those that have sent nothing yet): its thread's next
     /// read sees the end of the stream. Returns how many.
-    pub(super) fn close_idle(&self) -> usize {
+    pub(super) fn close_idle(&self, with_new: bool) -> usize {
         let inner = self.lock();
-        let idle = inner.open.values().filter(|t| t.phase.get() == IDLE);
+        let idle = inner.open.values().filter(|t| t.phase.get() == IDLE || with_new && t.phase.get() == NEW);
         idle.map(|t| shut(t)).count()
     }
 
@@ -122,8 +129,11 @@ impl Registry {
     /// false if no connection is part-way through a head.
     pub(super) fn evict_stalled_head(&self) -> bool {
         let inner = self.lock();
-        let oldest =
-            inner.open.values().filter(|t| t.phase.get() == HEAD).min_by_key(|t| t.phase.since.load(Ordering::Relaxed));
+        let oldest = inner
+            .open
+            .values()
+            .filter(|t| matches!(t.phase.get(), HEAD | NEW))
+            .min_by_key(|t| t.phase.since.load(Ordering::Relaxed));
         oldest.map(|t| shut(t)).is_some()
     }
 }
