@@ -524,9 +524,9 @@ pub fn purge(conn: &rusqlite::Connection, before: i64, limit: i64) -> rusqlite::
     store::purge(conn, before / 1000, limit)
 }
 
-/// Rows a purge deletes per transaction: about a millisecond of the
+/// Rows a purge deletes per transaction: about half a millisecond of the
 /// writer's time, so a click waits no longer than that behind it.
-pub const PURGE_BATCH: i64 = 1000;
+pub const PURGE_BATCH: i64 = 500;
 /// The pause between two purge transactions, in which waiting clicks
 /// (of this process, or of a server beside the CLI, whose retries back
 /// off a millisecond or more at a time) take the writer.
