@@ -11,14 +11,7 @@ duration=${3:-10}
 . bench/lib.sh
 need wrk curl
 build
-work=${BENCH_DIR:-$(mktemp -d)}
-apex_pid=
-trap 'kill $apex_pid 2>/dev/null || true; [ -n "${BENCH_DIR:-}" ] || rm -rf "$work"' EXIT
-export APEXTRACK_DATABASE_PATH=$work/dashboard.db
-if [ ! -f "$work/dashboard.db" ]; then
-    "$bin" dev-seed --clicks "$clicks" --leads "$leads" 2>/dev/null
-fi
-echo "database: $(du -h "$work/dashboard.db" | cut -f1)"
+seeded_db dashboard.db
 start_server
 token=$(login seed@example.com seed-password)
 sample=$(curl -sf "$base/api/dashboard-data" -H "Authorization: Bearer $token"); echo "${sample:0:300}"

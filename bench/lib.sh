@@ -18,6 +18,21 @@ build() {
     bin=$PWD/target/release/apextrack
 }
 
+# seeded_db NAME [dev-seed args...]: a database of `apextrack dev-seed`
+# ($clicks clicks, $leads leads, and the args) in $work (BENCH_DIR keeps it
+# between runs), as APEXTRACK_DATABASE_PATH; removed at exit unless kept.
+seeded_db() {
+    local name=$1; shift
+    work=${BENCH_DIR:-$(mktemp -d)}
+    apex_pid=
+    trap 'kill $apex_pid 2>/dev/null || true; [ -n "${BENCH_DIR:-}" ] || rm -rf "$work"' EXIT
+    export APEXTRACK_DATABASE_PATH=$work/$name
+    if [ ! -f "$work/$name" ]; then
+        "$bin" dev-seed --clicks "$clicks" --leads "$leads" "$@" 2>/dev/null
+    fi
+    echo "database: $(du -h "$work/$name" | cut -f1)"
+}
+
 # start_server: `apextrack serve` on a free port, on APEXTRACK_DATABASE_PATH
 # (its log to $SERVER_LOG if set);
 # sets $apex_pid, $port and $base and returns once it answers.

@@ -12,14 +12,7 @@ duration=${3:-10}
 . bench/lib.sh
 need wrk curl
 build
-work=${BENCH_DIR:-$(mktemp -d)}
-apex_pid=
-trap 'kill $apex_pid 2>/dev/null || true; [ -n "${BENCH_DIR:-}" ] || rm -rf "$work"' EXIT
-export APEXTRACK_DATABASE_PATH=$work/stats.db
-if [ ! -f "$work/stats.db" ]; then
-    "$bin" dev-seed --clicks "$clicks" --leads "$leads" --links 1 --offers 5 2>/dev/null
-fi
-echo "database: $(du -h "$work/stats.db" | cut -f1)"
+seeded_db stats.db --links 1 --offers 5
 start_server
 token=$(login seed@example.com seed-password)
 id=$(curl -sf "$base/api/links" -H "Authorization: Bearer $token" | sed 's/.*"id":\([0-9]*\).*/\1/')

@@ -307,6 +307,10 @@ fn bad_import_files_are_clear_422s_and_change_nothing() {
     let r = import(&t, "", "text/csv", &many);
     assert_eq!(r.status, 422, "{}", &r.body[..200.min(r.body.len())]);
     assert!(r.json()["errors"]["rows"].is_array());
+    // A mistyped dry run is refused, not taken for a real import.
+    let r = import(&t, "?dry_run=ture", "text/csv", &format!("clickid\n{a}\n"));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["errors"]["dry_run"].is_array(), "{}", r.body);
     for body in [json!({"rows": "x"}), json!({"rows": [], "dry_run": "yes"})] {
         assert_eq!(import(&t, "", "application/json", &body.to_string()).status, 422, "{body}");
     }

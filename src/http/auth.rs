@@ -21,11 +21,23 @@ pub enum Guard {
 
 /// The token sent with the request, if any.
 pub fn token(ctx: &Ctx) -> Option<String> {
-    let bearer = ctx.req.header("Authorization").and_then(|value| {
+    token_in(|name| ctx.req.header(name).map(str::to_string))
+}
+
+/// The token among a request's headers (`header` looks one up):
+/// `Authorization: Bearer <token>`, else `X-Token`.
+pub fn token_in(header: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let bearer = header("Authorization").and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
     });
-    bearer.or_else(|| ctx.req.header("X-Token").map(|t| t.trim().to_string()))
+    bearer.or_else(|| header("X-Token").map(|t| t.trim().to_string()))
+}
+
+/// Whether an `X-API-TIMESTAMP` (unix milliseconds) is within the window
+/// of `now_ms`.
+pub fn fresh_timestamp(timestamp: &str, now_ms: i64) -> bool {
+    timestamp.trim().parse::<i64>().is_ok_and(|ts| now_ms.abs_diff(ts) <= api_keys::WINDOW_MS as u64)
 }
 
 /// Runs `guard`, leaving the session in `ctx` for the handler.
@@ -61,9 +73,8 @@ fn api_key(ctx: &Ctx, permission: &str) -> Result<Session, Error> {
     else {
         return Err(Error::Unauthenticated);
     };
-    let ts: i64 = timestamp.parse().map_err(|_| Error::Unauthenticated)?;
     let now_ms = app.clock.now() / 1000;
-    if now_ms.abs_diff(ts) > api_keys::WINDOW_MS as u64 {
+    if !fresh_timestamp(timestamp, now_ms) {
         return Err(Error::Unauthenticated);
     }
     let key = api_keys::find_by_api_key(app, api_key)?.ok_or(Error::Unauthenticated)?;

@@ -153,27 +153,20 @@ impl server::Service for Service {
             return None;
         }
         let app = &self.app;
-        let bearer = header("Authorization").and_then(|value| {
-            let (scheme, token) = value.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
-        });
-        let known = match bearer.or_else(|| header("X-Token").map(|t| t.trim().to_string())) {
+        let known = match auth::token_in(|name| header(name)) {
             Some(token) => crate::accounts::authenticate(app, &token)
                 .is_ok_and(|session| crate::accounts::require_verified(&session.user).is_ok()),
             // A key's id is not a secret: the request must also carry a
             // fresh timestamp and a signature (checked with the body).
             None => {
-                use crate::settings::api_keys;
-                let now_ms = app.clock.now() / 1000;
-                let fresh = header("X-API-TIMESTAMP")
-                    .and_then(|t| t.trim().parse::<i64>().ok())
-                    .is_some_and(|t| now_ms.abs_diff(t) <= api_keys::WINDOW_MS as u64);
+                let fresh =
+                    header("X-API-TIMESTAMP").is_some_and(|t| auth::fresh_timestamp(&t, app.clock.now() / 1000));
                 let signed = header("X-API-SIGNATURE")
                     .is_some_and(|s| s.trim().len() == 64 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()));
                 fresh
                     && signed
                     && header("X-API-KEY").is_some_and(|key| {
-                        api_keys::find_by_api_key(app, key.trim())
+                        crate::settings::api_keys::find_by_api_key(app, key.trim())
                             .ok()
                             .flatten()
                             .is_some_and(|k| k.permissions.iter().any(|p| p == "conversions:write"))

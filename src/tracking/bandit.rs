@@ -68,17 +68,21 @@ pub fn shares(arms: &[Arm], seed: u64) -> Option<Vec<f64>> {
     Some(p.iter().map(|p| FLOOR + (1.0 - FLOOR * n) * p).collect())
 }
 
-/// xoshiro-free, dependency-free generator: splitmix64, enough for
-/// sampling (not for secrets).
+/// splitmix64's finalizer: every input bit reaches every output bit.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A dependency-free generator: splitmix64, enough for sampling (not for
+/// secrets).
 struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix(self.0)
     }
 
     /// Uniform in (0, 1).

@@ -108,14 +108,18 @@ pub struct Macros<'a> {
     pub os: &'a str,
     pub destination: &'a str,
     pub rule: &'a str,
-    /// `<app_url>/click/{clickid}`, for a lander's button.
-    pub click_url: &'a str,
+    /// The server's public URL: `{click_url}` is `<app_url>/click/<clickid>`,
+    /// for a lander's button (made only for a URL that asks for it).
+    pub app_url: &'a str,
 }
 
 impl Macros<'_> {
     /// `url` with its macros filled (see [`fill`]).
     pub fn fill(&self, url: &str) -> String {
         fill(url, |name| {
+            if name == "click_url" {
+                return Some(Cow::Owned(format!("{}/click/{}", self.app_url, self.clickid)));
+            }
             Some(Cow::Borrowed(match name {
                 "clickid" => self.clickid,
                 "sub_id" | "sub1" => self.values[0],
@@ -129,7 +133,6 @@ impl Macros<'_> {
                 "os" => self.os,
                 "destination" => self.destination,
                 "rule" => self.rule,
-                "click_url" => self.click_url,
                 _ => return None,
             }))
         })
@@ -233,21 +236,24 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     let last = rt.visitors.last(visitor, now);
     let route = {
         let r = &target.routing;
-        let language = routing::language_of(visit.accept_language);
-        let names = ["sub_id", "sub2", "sub3", "sub4", "sub5"];
-        let mut named: Vec<(&str, &str)> = names.iter().copied().zip(params.subs.iter().map(String::as_str)).collect();
-        named.push(("sub1", &params.subs[0]));
-        named.push(("ext_id", &params.ext_id));
-        let conditions = routing::Visit {
-            country: &country,
-            device,
-            os,
-            language: &language,
-            hour,
-            params: &named,
-            unique: device != "bot" && last.is_none(),
-        };
-        let rule = r.matching_rule(&conditions);
+        // What rules look at, only for a link that has rules.
+        let rule = (!r.rules.is_empty()).then(|| {
+            let language = routing::language_of(visit.accept_language);
+            let [s1, s2, s3, s4, s5] = &params.subs;
+            let named = [("sub_id", s1), ("sub1", s1), ("sub2", s2), ("sub3", s3), ("sub4", s4), ("sub5", s5)]
+                .map(|(k, v)| (k, v.as_str()));
+            let named: Vec<(&str, &str)> = named.into_iter().chain([("ext_id", params.ext_id.as_str())]).collect();
+            r.matching_rule(&routing::Visit {
+                country: &country,
+                device,
+                os,
+                language: &language,
+                hour,
+                params: &named,
+                unique: device != "bot" && last.is_none(),
+            })
+        });
+        let rule = rule.flatten();
         let index = pick_among(app, rt, &target, &r.listed(rule), visitor, last.flatten(), &day)?;
         Route { index, rule }
     };
@@ -256,7 +262,6 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
     let clickid = store::clickid(id, &secret);
     let chosen = route.index.map(|i| &target.routing.destinations[i]);
     let rule = route.rule.map(|i| target.routing.rules[i].name.as_str());
-    let click_url = format!("{}/click/{clickid}", app.config.app_url());
     // Where the visitor goes, known before the click is stored; sent only
     // once it is.
     let location = Macros {
@@ -267,7 +272,7 @@ pub fn record(app: &Core, rt: &Runtime, visit: &Visit) -> Result<Option<String>,
         os,
         destination: chosen.map_or("", |d| d.name.as_str()),
         rule: rule.unwrap_or(""),
-        click_url: &click_url,
+        app_url: app.config.app_url(),
     }
     .fill(chosen.map_or_else(|| target.routing.fallback_url.as_deref().unwrap_or(&target.url), |d| d.url.as_str()));
     let (destination_id, lander_id) = match chosen {
@@ -375,7 +380,6 @@ pub fn leave_lander(app: &Core, rt: &Runtime, clickid: &str) -> Result<Option<St
     };
     let chosen = index.map(|i| &r.destinations[i]);
     let v = &f.values;
-    let click_url = format!("{}/click/{}", app.config.app_url(), f.clickid);
     let location = Macros {
         clickid: &f.clickid,
         values: [&v[0], &v[1], &v[2], &v[3], &v[4], &v[5]],
@@ -384,7 +388,7 @@ pub fn leave_lander(app: &Core, rt: &Runtime, clickid: &str) -> Result<Option<St
         os: routing::os_of(&f.user_agent),
         destination: chosen.map_or("", |d| d.name.as_str()),
         rule: &f.rule,
-        click_url: &click_url,
+        app_url: app.config.app_url(),
     }
     .fill(chosen.map_or_else(|| r.fallback_url.as_deref().unwrap_or(&target.url), |d| d.url.as_str()));
     Ok(Some(location))

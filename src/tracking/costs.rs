@@ -67,7 +67,7 @@ pub fn check(
     today: &str,
 ) -> Result<NewEntry, Vec<(&'static str, Msg)>> {
     let mut errors = Vec::new();
-    let link = link_id.trim().parse::<i64>().ok().filter(|id| owns(conn, user_id, *id).unwrap_or(false));
+    let link = super::links::find_owned(conn, user_id, link_id.trim()).ok().map(|link| link.id);
     if link.is_none() {
         errors.push(("link_id", invalid("link_id", "costs.unknown_link")));
     }
@@ -96,14 +96,6 @@ pub fn check(
         }),
         _ => Err(errors),
     }
-}
-
-fn owns(conn: &Connection, user_id: i64, link_id: i64) -> rusqlite::Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM links WHERE id = ?1 AND user_id = ?2 AND status != 'deleted'")?
-        .query_row(params![link_id, user_id], |_| Ok(()))
-        .optional()?
-        .is_some())
 }
 
 fn from_row(r: &rusqlite::Row) -> rusqlite::Result<Entry> {
@@ -424,37 +416,16 @@ fn day_clicks(tx: &Connection, user_id: i64, link_id: i64, day: &str, utc_offset
 /// header is line 1): all of them, or a 422 naming every failing line
 /// (`lines.3`) and why.
 pub fn from_csv(conn: &Connection, user_id: i64, body: &[u8], today: &str) -> Result<Vec<NewEntry>, Error> {
-    let file_error = |reason: &str| FieldErrors::single("file", Msg::new("import.bad_file").arg("reason", reason));
-    let text = std::str::from_utf8(body).map_err(|_| file_error("it is not UTF-8 text"))?;
-    let records = crate::text::csv_records(text, MAX_IMPORT_LINES + 1).map_err(|e| match e {
-        crate::text::CsvError::TooMany => {
-            FieldErrors::single("file", Msg::new("import.too_many_rows").arg("max", MAX_IMPORT_LINES))
-        }
-        e => file_error(&e.reason()),
-    })?;
-    let Some(((_, header), lines)) = records.split_first() else { return Err(file_error("it is empty")) };
-    let column = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
-    let (Some(day), Some(link), Some(amount)) = (column("day"), column("link_id"), column("amount")) else {
-        return Err(file_error("its first line must be the header day,link_id,sub_id,amount"));
-    };
-    let sub = column("sub_id");
-    if lines.len() > MAX_IMPORT_LINES {
-        return Err(FieldErrors::single("file", Msg::new("import.too_many_rows").arg("max", MAX_IMPORT_LINES)));
-    }
+    let header = "day,link_id,sub_id,amount";
+    let file = super::CsvFile::read(body, MAX_IMPORT_LINES, &["day", "link_id", "amount"], header)?;
+    let [day, link, sub, amount] = ["day", "link_id", "sub_id", "amount"].map(|c| file.column(c));
+    let lines = &file.rows;
     let mut errors = FieldErrors::default();
     let mut entries = Vec::with_capacity(lines.len());
-    let get =
-        |fields: &[String], i: Option<usize>| i.and_then(|i| fields.get(i)).map_or("", |s| s.as_str()).to_string();
+    let get = |fields: &[String], i: Option<usize>| super::CsvFile::cell(fields, i).unwrap_or_default();
     for (line, fields) in lines {
-        let checked = check(
-            conn,
-            user_id,
-            &get(fields, Some(link)),
-            &get(fields, Some(day)),
-            &get(fields, sub),
-            &get(fields, Some(amount)),
-            today,
-        );
+        let checked =
+            check(conn, user_id, &get(fields, link), &get(fields, day), &get(fields, sub), &get(fields, amount), today);
         match checked {
             Ok(e) => entries.push(e),
             Err(problems) => {

@@ -38,7 +38,9 @@ impl Range {
         Ok(Range { from, to })
     }
 
-    fn bounds(&self) -> (&str, &str) {
+    /// The range's first and last date, open ends as dates before and
+    /// after every date.
+    pub fn bounds(&self) -> (&str, &str) {
         (self.from.as_deref().unwrap_or("0000-00-00"), self.to.as_deref().unwrap_or("9999-99-99"))
     }
 

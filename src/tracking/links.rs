@@ -267,6 +267,13 @@ pub fn is_http_url(url: &str) -> bool {
         && url.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
+/// A redirect target as given: made ASCII, then kept only if it is an
+/// http(s) URL of at most `MAX_URL` bytes (see [`is_http_url`]).
+pub fn redirect_url(text: &str) -> Option<String> {
+    let url = ascii_url(text.trim());
+    (url.len() <= MAX_URL && is_http_url(&url)).then_some(url)
+}
+
 /// Reads and checks link fields from a JSON body. `creating` makes name
 /// and url required.
 pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, Error> {
@@ -317,17 +324,18 @@ pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, 
             errors.add("slug", invalid("slug", "validation.slug"));
         }
     }
-    fields.source_postback_url = text("source_postback_url", &mut errors).map(|u| ascii_url(&u));
-    if let Some(u) = &fields.source_postback_url {
-        if !u.is_empty() && (u.len() > MAX_URL || !is_http_url(u)) {
-            errors.add("source_postback_url", invalid("source_postback_url", "validation.url"));
-        }
-    }
-    fields.fallback_url = text("fallback_url", &mut errors).map(|u| ascii_url(&u));
-    if let Some(u) = &fields.fallback_url {
-        if !u.is_empty() && (u.len() > MAX_URL || !is_http_url(u)) {
-            errors.add("fallback_url", invalid("fallback_url", "validation.url"));
-        }
+    // Optional URLs: empty clears, anything else must be a redirect URL.
+    for (name, slot) in
+        [("source_postback_url", &mut fields.source_postback_url), ("fallback_url", &mut fields.fallback_url)]
+    {
+        *slot = text(name, &mut errors).and_then(|u| match redirect_url(&u) {
+            _ if u.is_empty() => Some(u),
+            Some(url) => Some(url),
+            None => {
+                errors.add(name, invalid(name, "validation.url"));
+                None
+            }
+        });
     }
     fields.cost_model = text("cost_model", &mut errors);
     if let Some(m) = &fields.cost_model {
@@ -336,12 +344,7 @@ pub fn read_fields(body: &Map<String, Value>, creating: bool) -> Result<Fields, 
         }
     }
     if let Some(v) = body.get("cost_value").filter(|v| !v.is_null()) {
-        let text = match v {
-            Value::Number(n) => Some(n.to_string()),
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        };
-        match text.and_then(|t| super::parse_micros(&t, super::MAX_CLICK_COST_MICROS)) {
+        match super::scalar_text(v).and_then(|t| super::parse_micros(&t, super::MAX_CLICK_COST_MICROS)) {
             Some(micros) => fields.cost_value_micros = Some(micros),
             None => {
                 let m = invalid("cost_value", "validation.between").arg("min", 0).arg("max", 1000);

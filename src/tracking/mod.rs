@@ -20,7 +20,8 @@ pub mod visitors;
 
 use crate::config;
 use crate::db::group::GroupCommit;
-use crate::error::Error;
+use crate::error::{Error, FieldErrors};
+use crate::i18n::Msg;
 use serde_json::Value;
 
 /// The click path's state beside the database: the GeoIP database, active
@@ -62,30 +63,66 @@ impl Runtime {
 /// Largest amount accepted: ten billion in any currency.
 const MAX_CENTS: i64 = 1_000_000_000_000;
 
-/// Reads money exactly into cents: `5`, `5.5`, `"5.25"`; more decimals are
-/// rounded half up. Negative, non-numeric or huge values are None.
-pub fn parse_money(value: &Value) -> Option<i64> {
+/// An uploaded CSV file (an import): its header and its rows, each with
+/// its line number (the header is line 1).
+pub struct CsvFile {
+    header: Vec<String>,
+    pub rows: Vec<(usize, Vec<String>)>,
+}
+
+impl CsvFile {
+    /// Reads `body`, whose header must name the `required` columns (else a
+    /// 422 on `file` showing `expected`, the header to use), with at most
+    /// `max_rows` rows (else a 422 on `rows`, before more is parsed).
+    pub fn read(body: &[u8], max_rows: usize, required: &[&str], expected: &str) -> Result<CsvFile, Error> {
+        let unreadable = |reason: &str| FieldErrors::single("file", Msg::new("import.bad_file").arg("reason", reason));
+        let text = std::str::from_utf8(body).map_err(|_| unreadable("it is not UTF-8 text"))?;
+        let mut records = crate::text::csv_records(text, max_rows + 1).map_err(|e| match e {
+            crate::text::CsvError::TooMany => {
+                FieldErrors::single("rows", Msg::new("import.too_many_rows").arg("max", max_rows))
+            }
+            e => unreadable(&e.reason()),
+        })?;
+        if records.is_empty() {
+            return Err(unreadable("it is empty"));
+        }
+        let (_, header) = records.remove(0);
+        let file = CsvFile { header, rows: records };
+        if required.iter().any(|name| file.column(name).is_none()) {
+            return Err(unreadable(&format!("its first line must be the header {expected}")));
+        }
+        Ok(file)
+    }
+
+    /// Where the column `name` is (any case), if the header names it.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h.trim().eq_ignore_ascii_case(name))
+    }
+
+    /// A row's cell in `column`; None when the column or the cell is missing.
+    pub fn cell(fields: &[String], column: Option<usize>) -> Option<String> {
+        column.and_then(|i| fields.get(i)).cloned()
+    }
+}
+
+/// A JSON scalar as the text a form or CSV cell would carry: a string as
+/// it is, a number as written; anything else is None.
+pub fn scalar_text(value: &Value) -> Option<String> {
     match value {
-        Value::Number(n) => parse_money_text(&n.to_string()),
-        Value::String(s) => parse_money_text(s.trim()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
         _ => None,
     }
 }
 
+/// Reads money exactly into cents: `5`, `5.5`, `"5.25"`; more decimals are
+/// rounded half up. Negative, non-numeric or huge values are None.
+pub fn parse_money(value: &Value) -> Option<i64> {
+    parse_money_text(&scalar_text(value)?)
+}
+
 pub fn parse_money_text(text: &str) -> Option<i64> {
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() && frac.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-        || whole.len() > 13
-    {
-        return None;
-    }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-    let digit = |i: usize| frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
-    let round_up = i64::from(digit(2) >= 5);
-    let cents = whole.checked_mul(100)? + digit(0) * 10 + digit(1) + round_up;
-    (cents <= MAX_CENTS).then_some(cents)
+    parse_decimal(text, 2, MAX_CENTS)
 }
 
 /// Largest cost a click may carry: 1 000 in any currency, in micro-units.
@@ -95,20 +132,28 @@ pub const MAX_CLICK_COST_MICROS: i64 = 1_000 * 1_000_000;
 /// `"1.5"`; more than six decimals are rounded half up. Negative,
 /// non-numeric (`NaN`, `1e400`) or larger than `max` is None.
 pub fn parse_micros(text: &str, max: i64) -> Option<i64> {
+    parse_decimal(text, 6, max)
+}
+
+/// A plain decimal (`12`, `12.5`, `.5`; no sign, exponent or separator)
+/// as an integer count of 10^-`scale`, the digit after the last one kept
+/// rounding half up; None beyond `max`.
+fn parse_decimal(text: &str, scale: u32, max: i64) -> Option<i64> {
     let text = text.trim();
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty() && frac.is_empty()
         || !whole.bytes().all(|b| b.is_ascii_digit())
         || !frac.bytes().all(|b| b.is_ascii_digit())
-        || whole.len() > 12
+        || whole.len() > 18
     {
         return None;
     }
     let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
     let digit = |i: usize| frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
-    let fraction = (0..6).fold(0, |acc, i| acc * 10 + digit(i)) + i64::from(digit(6) >= 5);
-    let micros = whole.checked_mul(1_000_000)?.checked_add(fraction)?;
-    (micros <= max).then_some(micros)
+    let scale = scale as usize;
+    let fraction = (0..scale).fold(0, |acc, i| acc * 10 + digit(i)) + i64::from(digit(scale) >= 5);
+    let amount = whole.checked_mul(10_i64.pow(scale as u32))?.checked_add(fraction)?;
+    (amount <= max).then_some(amount)
 }
 
 /// Micro-units to cents, rounded half up (away from zero for negatives):

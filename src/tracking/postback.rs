@@ -3,6 +3,7 @@
 //! every postback and its outcome is logged for the user to read.
 
 use super::rollup::{self, Delta, Dims};
+use super::routing::Caps;
 use super::{clip, money, parse_money};
 use crate::accounts;
 use crate::base::Core;
@@ -72,7 +73,7 @@ pub struct Answer {
     pub body: Value,
     /// The change this postback made to an offer's conversions of a day,
     /// for the offer's daily cap.
-    pub counted: Option<Counted>,
+    counted: Option<Counted>,
 }
 
 /// Conversions (approved + pending) an offer gained or lost on a day.
@@ -174,8 +175,12 @@ pub fn allowed(allowlist: &str, ip: IpAddr) -> bool {
 
 /// Handles one postback. Never fails outright: every outcome is an answer,
 /// and is logged (attributed to the user when the click or secret tells who).
-pub fn handle(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
+/// A lead it created or moved counts at once in its offer's daily cap (`caps`).
+pub fn handle(app: &Core, caps: &Caps, method: &str, ip: IpAddr, params: &[(String, String)]) -> Result<Answer, Error> {
     let result = received(app, method, ip, params);
+    if let Ok(Answer { counted: Some(c), .. }) = &result {
+        caps.add(c.destination_id, &c.day, c.conversions);
+    }
     app.metrics.postback(match &result {
         Ok(answer) => answer.body["outcome"].as_str().unwrap_or("other"),
         Err(Error::TooManyRequests { .. }) => "throttled",
@@ -404,17 +409,11 @@ fn check_row(row: &ImportRow) -> Result<Checked<'_>, String> {
 /// changes nothing; a status may move as a postback's would), in
 /// transactions of [`IMPORT_BATCH`] rows. A clickid of another user is
 /// unknown. `dry_run` reads and decides the same, and writes nothing.
-/// Returns each row's outcome, in order, and the changes to offers'
-/// conversions (for their caps).
-pub fn import(
-    app: &Core,
-    user_id: i64,
-    rows: &[ImportRow],
-    dry_run: bool,
-) -> Result<(Vec<Outcome>, Vec<Counted>), Error> {
+/// Returns each row's outcome, in order. Each committed transaction's
+/// leads count at once in their offers' daily caps (`caps`).
+pub fn import(app: &Core, caps: &Caps, user_id: i64, rows: &[ImportRow], dry_run: bool) -> Result<Vec<Outcome>, Error> {
     let now = app.clock.now();
     let mut outcomes = Vec::with_capacity(rows.len());
-    let mut counted = Vec::new();
     // Dry run: the statuses this import would have given, by txid.
     let mut would: HashMap<String, String> = HashMap::new();
     let mut enqueued = false;
@@ -489,48 +488,36 @@ pub fn import(
             std::thread::sleep(IMPORT_PAUSE);
             done
         };
-        for (outcome, count, source) in done {
+        for (outcome, counted, source) in done {
             outcomes.push(outcome);
-            counted.extend(count);
+            if let Some(c) = counted {
+                caps.add(c.destination_id, &c.day, c.conversions);
+            }
             enqueued |= source;
         }
     }
     if enqueued {
         app.outbox_wake.notify();
     }
-    Ok((outcomes, counted))
+    Ok(outcomes)
 }
 
 /// The rows of a CSV import: a header naming `clickid` and any of
 /// `status`, `payout`, `txid` (other columns are ignored), then one row a
 /// line. A file that is not one is a 422 saying why.
 pub fn import_rows_from_csv(body: &[u8]) -> Result<Vec<ImportRow>, Error> {
-    let file_error = |message: String| FieldErrors::single("file", Msg::new("import.bad_file").arg("reason", message));
-    let text = std::str::from_utf8(body).map_err(|_| file_error("it is not UTF-8 text".into()))?;
-    let records = crate::text::csv_records(text, MAX_IMPORT_ROWS + 1).map_err(|e| match e {
-        crate::text::CsvError::TooMany => too_many_rows(),
-        e => file_error(e.reason()),
-    })?;
-    let Some(((_, header), rows)) = records.split_first() else {
-        return Err(file_error("it is empty".into()));
-    };
-    let column = |name: &str| header.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
-    let Some(clickid) = column("clickid") else {
-        return Err(file_error("its first line must be the header clickid,status,payout,txid".into()));
-    };
-    let (status, payout, txid) = (column("status"), column("payout"), column("txid"));
-    if rows.len() > MAX_IMPORT_ROWS {
-        return Err(too_many_rows());
-    }
-    let field = |fields: &[String], at: Option<usize>| at.and_then(|i| fields.get(i)).cloned();
-    Ok(rows
+    let file = super::CsvFile::read(body, MAX_IMPORT_ROWS, &["clickid"], "clickid,status,payout,txid")?;
+    let [clickid, status, payout, txid] = ["clickid", "status", "payout", "txid"].map(|c| file.column(c));
+    let cell = super::CsvFile::cell;
+    Ok(file
+        .rows
         .iter()
         .map(|(line, fields)| ImportRow {
             line: *line,
-            clickid: field(fields, Some(clickid)).unwrap_or_default(),
-            status: field(fields, status),
-            payout: field(fields, payout),
-            txid: field(fields, txid),
+            clickid: cell(fields, clickid).unwrap_or_default(),
+            status: cell(fields, status),
+            payout: cell(fields, payout),
+            txid: cell(fields, txid),
         })
         .collect())
 }
@@ -545,11 +532,7 @@ pub fn import_rows_from_json(body: &Map<String, Value>) -> Result<Vec<ImportRow>
     if list.len() > MAX_IMPORT_ROWS {
         return Err(too_many_rows());
     }
-    let text = |row: &Value, key: &str| match row.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+    let text = |row: &Value, key: &str| row.get(key).and_then(super::scalar_text);
     Ok(list
         .iter()
         .enumerate()

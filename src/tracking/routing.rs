@@ -3,7 +3,8 @@
 //! for one visit. This module reads and checks a routing and chooses;
 //! storing it and the click path build on it.
 
-use super::links::{ascii_url, is_http_url};
+use super::bandit::mix;
+use super::links::redirect_url;
 use crate::db::Db;
 use crate::error::{Error, FieldErrors};
 use crate::i18n::Msg;
@@ -17,7 +18,6 @@ pub const MAX_DESTINATIONS: usize = 50;
 pub const MAX_RULES: usize = 50;
 const MAX_WEIGHT: i64 = 1000;
 const DEFAULT_WEIGHT: u32 = 100;
-const MAX_URL: usize = 2048;
 
 pub const DEVICES: &[&str] = &["mobile", "tablet", "desktop", "bot"];
 pub const OSES: &[&str] = &["android", "ios", "windows", "macos", "linux", "other"];
@@ -241,13 +241,6 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// splitmix64's finalizer: every input bit reaches every output bit.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The operating system named by a User-Agent.
 pub fn os_of(user_agent: &str) -> &'static str {
     let ua = user_agent.to_ascii_lowercase();
@@ -345,11 +338,11 @@ pub fn parse(body: &Map<String, Value>) -> Result<Routing, Error> {
         None | Some(Value::Null) => None,
         Some(Value::String(u)) if u.trim().is_empty() => None,
         Some(Value::String(u)) => {
-            let u = ascii_url(u.trim());
-            if u.len() > MAX_URL || !is_http_url(&u) {
+            let url = redirect_url(u);
+            if url.is_none() {
                 errors.add("fallback_url", msg("fallback url", "validation.url"));
             }
-            Some(u)
+            url
         }
         Some(_) => {
             errors.add("fallback_url", msg("fallback url", "validation.url"));
@@ -388,13 +381,11 @@ fn destination(at: &str, item: &Value, errors: &mut FieldErrors) -> Option<Desti
     };
     let url = match obj.get("url") {
         Some(Value::String(u)) => {
-            let u = ascii_url(u.trim());
-            if u.len() > MAX_URL || !is_http_url(&u) {
+            let url = redirect_url(u);
+            if url.is_none() {
                 errors.add(&field("url"), msg("url", "validation.url"));
-                None
-            } else {
-                Some(u)
             }
+            url
         }
         _ => {
             errors.add(&field("url"), msg("url", "validation.required"));

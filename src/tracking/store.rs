@@ -66,6 +66,16 @@ pub fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// A stored click's address: 4 or 16 bytes, or text for clicks moved in
+/// from before the compact layout.
+pub fn ip_from_column(value: rusqlite::types::ValueRef) -> Option<IpAddr> {
+    match value {
+        rusqlite::types::ValueRef::Blob(b) => ip_from_bytes(b),
+        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()),
+        _ => None,
+    }
+}
+
 /// Row ids handed out before the row is written, in blocks reserved in
 /// `id_blocks` (so two processes never hand out the same one; a crash
 /// leaves a gap).
@@ -340,11 +350,7 @@ pub fn funnel(conn: &Connection, clickid_text: &str) -> rusqlite::Result<Option<
         .prepare_cached(&sql)?
         .query_row([id], |r| {
             let secret: Vec<u8> = r.get(1)?;
-            let ip = match r.get_ref(8)? {
-                rusqlite::types::ValueRef::Blob(b) => ip_from_bytes(b),
-                rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()),
-                _ => None,
-            };
+            let ip = ip_from_column(r.get_ref(8)?);
             Ok(Funnel {
                 id,
                 user_id: r.get(2)?,

@@ -107,11 +107,7 @@ impl Visitors {
                 if at <= cutoff_ms {
                     break;
                 }
-                let ip = match row.get_ref(1)? {
-                    rusqlite::types::ValueRef::Blob(b) => super::store::ip_from_bytes(b),
-                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|t| t.parse().ok()),
-                    _ => None,
-                };
+                let ip = super::store::ip_from_column(row.get_ref(1)?);
                 if let Some(ip) = ip {
                     let ua: String = row.get(2)?;
                     let destination = destination_key(row.get(4)?);

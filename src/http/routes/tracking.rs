@@ -90,6 +90,13 @@ pub fn leave_lander(ctx: &Ctx) -> Result<Response, Error> {
     }
 }
 
+/// Whether a body that may be JSON or a form/CSV is JSON: by its type, or
+/// by its first character.
+fn is_json_body(ctx: &Ctx, body: &[u8]) -> bool {
+    ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
+        || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// `POST /api/conversions/import`: a network's conversions, as CSV
 /// (`clickid,status,payout,txid`; `?dry_run=1`) or JSON
 /// (`{"rows": [...], "dry_run": false}`), each row landed as its postback
@@ -98,32 +105,30 @@ pub fn leave_lander(ctx: &Ctx) -> Result<Response, Error> {
 pub fn import_conversions(ctx: &Ctx) -> Result<Response, Error> {
     let user = user_id(ctx)?;
     let body = ctx.body()?;
-    let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
-        || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let (rows, dry_run) = if is_json {
+    let not_boolean = || FieldErrors::single("dry_run", Msg::new("validation.boolean").arg("attribute", "dry run"));
+    let (rows, dry_run) = if is_json_body(ctx, body) {
         // Up to 50 000 rows of a clickid, status, payout and txid each.
         let max_values = 6 * postback::MAX_IMPORT_ROWS + 16;
-        let input = match crate::http::input::parse_json_within(body, max_values)? {
-            Value::Object(map) => crate::http::input::Input(map),
+        let map = match crate::http::input::parse_json_within(body, max_values)? {
+            Value::Object(map) => map,
             _ => return Err(Error::BadRequest(Msg::new("http.not_object"))),
         };
-        let dry_run = match input.0.get("dry_run") {
+        let dry_run = match map.get("dry_run") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                let msg = Msg::new("validation.boolean").arg("attribute", "dry run");
-                return Err(FieldErrors::single("dry_run", msg));
-            }
+            Some(_) => return Err(not_boolean()),
         };
-        (postback::import_rows_from_json(&input.0)?, dry_run)
+        (postback::import_rows_from_json(&map)?, dry_run)
     } else {
-        let dry_run = ctx.req.get_param("dry_run").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        // A mistyped dry_run must not import for real.
+        let dry_run = match ctx.req.get_param("dry_run").as_deref().map(str::trim) {
+            None | Some("" | "0" | "false" | "no") => false,
+            Some("1" | "true" | "yes") => true,
+            Some(_) => return Err(not_boolean()),
+        };
         (postback::import_rows_from_csv(body)?, dry_run)
     };
-    let (outcomes, counted) = postback::import(ctx.app, user, &rows, dry_run)?;
-    for c in &counted {
-        ctx.app.tracking.caps.add(c.destination_id, &c.day, c.conversions);
-    }
+    let outcomes = postback::import(ctx.app, &ctx.app.tracking.caps, user, &rows, dry_run)?;
     let mut counts = serde_json::Map::new();
     for name in ["created", "updated", "unchanged", "unknown_clickid", "invalid"] {
         counts.insert(name.into(), json!(outcomes.iter().filter(|o| o.name() == name).count()));
@@ -147,13 +152,12 @@ fn today(ctx: &Ctx) -> String {
     crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset)
 }
 
-/// A JSON value as the text a CSV cell would hold (numbers and strings).
+/// A JSON field as the text a CSV cell would hold: missing or null is
+/// empty, a string or number as written, anything else None.
 fn cell(value: Option<&Value>) -> Option<String> {
     match value {
         None | Some(Value::Null) => Some(String::new()),
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => None,
+        Some(v) => crate::tracking::scalar_text(v),
     }
 }
 
@@ -189,7 +193,7 @@ pub fn set_cost(ctx: &Ctx) -> Result<Response, Error> {
 pub fn list_costs(ctx: &Ctx) -> Result<Response, Error> {
     let user = user_id(ctx)?;
     let range = Range::parse(ctx.req.get_param("from"), ctx.req.get_param("to"))?;
-    let (from, to) = (range.from.as_deref().unwrap_or("0000-00-00"), range.to.as_deref().unwrap_or("9999-99-99"));
+    let (from, to) = range.bounds();
     let entries = ctx.app.db.read(|c| Ok(costs::list(c, user, from, to)?))?;
     let data: Vec<Value> = entries.iter().map(costs::to_json).collect();
     Ok(respond::json(200, &json!({"data": data})))
@@ -248,9 +252,7 @@ pub fn conversion(ctx: &Ctx) -> Result<Response, Error> {
     let mut params = form_pairs(ctx.req.raw_query_string());
     if ctx.req.method() == "POST" {
         let body = ctx.body()?;
-        let is_json = ctx.req.header("Content-Type").is_some_and(|t| t.contains("json"))
-            || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        if is_json {
+        if is_json_body(ctx, body) {
             match parse_json(body)? {
                 Value::Object(map) => params.extend(postback::json_params(&map)),
                 _ => return Err(Error::BadRequest(Msg::new("http.not_object"))),
@@ -259,10 +261,7 @@ pub fn conversion(ctx: &Ctx) -> Result<Response, Error> {
             params.extend(form_pairs(&String::from_utf8_lossy(body)));
         }
     }
-    let answer = postback::handle(ctx.app, ctx.req.method(), ctx.ip, &params)?;
-    if let Some(c) = &answer.counted {
-        ctx.app.tracking.caps.add(c.destination_id, &c.day, c.conversions);
-    }
+    let answer = postback::handle(ctx.app, &ctx.app.tracking.caps, ctx.req.method(), ctx.ip, &params)?;
     Ok(respond::json(answer.status, &answer.body))
 }
 
@@ -375,7 +374,7 @@ pub fn reports(ctx: &Ctx) -> Result<Response, Error> {
                 today: String,
                 data: dashboard::JsonRows<'a>,
             }
-            let today = crate::clock::local_date(ctx.app.clock.now(), ctx.app.utc_offset);
+            let today = today(ctx);
             let data = dashboard::JsonRows { group_by: &group_by, rows: &rows };
             let answer = Answer { group_by: &group_by, from: &range.from, to: &range.to, today, data };
             let body = serde_json::to_vec(&answer).map_err(|e| Error::internal(format!("report: {e}")))?;
