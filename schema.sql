@@ -449,3 +449,40 @@ CREATE TABLE cost_adjustments (
     micros  INTEGER NOT NULL,
     PRIMARY KEY (link_id, day, dim, value)
 ) WITHOUT ROWID;
+
+-- version: 11
+-- Notifications (SPEC §13): a user's channels and choices. The Telegram
+-- bot token is sealed (XChaCha20-Poly1305 under a key derived from the
+-- instance key, bound to the user); the webhook secret is derived from the
+-- instance key, the user and webhook_secret_version, never stored.
+CREATE TABLE notify_settings (
+    user_id                INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    telegram_token         BLOB,
+    telegram_token_hint    TEXT NOT NULL DEFAULT '',
+    telegram_chat_id       TEXT NOT NULL DEFAULT '',
+    telegram_events        TEXT NOT NULL DEFAULT '',
+    webhook_url            TEXT NOT NULL DEFAULT '',
+    webhook_events         TEXT NOT NULL DEFAULT '',
+    webhook_secret_version INTEGER NOT NULL DEFAULT 0,
+    digest_hour            INTEGER NOT NULL DEFAULT 8,
+    stop_loss_cents        INTEGER,
+    updated_at             INTEGER NOT NULL
+);
+-- Alerts sent once per scope and period (a day's digest, a stop-loss per
+-- link or sub_id and day, refused postbacks per hour): the key says which.
+CREATE TABLE notify_marks (
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    key     TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    PRIMARY KEY (user_id, key)
+) WITHOUT ROWID;
+CREATE INDEX notify_marks_at ON notify_marks(at);
+-- Offer monitoring: 'unknown' until checked, then 'up' or 'down' (after two
+-- failures in a row); monitor_changed_at tells a running server which
+-- links to read again when another process (the CLI) changed a state.
+ALTER TABLE destinations ADD COLUMN monitor_state TEXT NOT NULL DEFAULT 'unknown';
+ALTER TABLE destinations ADD COLUMN monitor_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE destinations ADD COLUMN monitor_checked_at INTEGER;
+ALTER TABLE destinations ADD COLUMN monitor_error TEXT;
+ALTER TABLE destinations ADD COLUMN monitor_changed_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX destinations_monitor_changed ON destinations(monitor_changed_at) WHERE monitor_changed_at > 0;

@@ -27,7 +27,7 @@ impl App {
     /// Validates the configuration and opens (creating or upgrading) the database.
     pub fn open(config: Config) -> Result<App, Error> {
         let core = Core::open(config)?;
-        let tracking = tracking::Runtime::open(&core.config.tracking, &core.config.database.path)?;
+        let tracking = tracking::Runtime::open(&core.config, &core.config.database.path)?;
         tracking.visitors.load(&core.db, core.clock.now())?;
         let trusted_proxies = core.config.server.trusted_proxies.iter().filter_map(|p| net::parse_cidr(p)).collect();
         Ok(App { core, tracking, api_replays: SeenOnce::default(), trusted_proxies })

@@ -1,5 +1,7 @@
 //! Security primitives, in one place: random secrets, SHA-256 and
-//! HMAC-SHA256, constant-time comparison, argon2id password hashing.
+//! HMAC-SHA256, constant-time comparison, argon2id password hashing,
+//! authenticated encryption of the few secrets that must be read back
+//! (XChaCha20-Poly1305).
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -73,6 +75,32 @@ pub fn hmac_sha256_verify(key: &[u8], message: &[u8], given_hex: &str) -> bool {
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Encrypts `plain` under `key` with XChaCha20-Poly1305 and a random
+/// nonce; the nonce is the first 24 bytes of the result. `context` is
+/// authenticated too (say, the owner's id), so a sealed value copied to
+/// another row does not open there.
+pub fn seal(key: &[u8; 32], context: &[u8], plain: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new(key.into());
+    let nonce = random_bytes::<24>();
+    let sealed = cipher
+        .encrypt((&nonce).into(), Payload { msg: plain, aad: context })
+        .expect("encrypting into memory does not fail");
+    [&nonce[..], &sealed].concat()
+}
+
+/// The plain text of a [`seal`]ed value; None if it was altered, sealed
+/// under another key or for another context.
+pub fn open(key: &[u8; 32], context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    if sealed.len() < 24 {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(24);
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new(key.into());
+    cipher.decrypt(nonce.into(), Payload { msg: body, aad: context }).ok()
 }
 
 /// RFC 4648 base32 without padding (TOTP secrets for authenticator apps).
@@ -234,6 +262,21 @@ pub fn burn_password_check(password: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_context() {
+        let key = [7u8; 32];
+        let sealed = seal(&key, b"user 1", b"123456:secret-token");
+        assert!(!sealed.windows(6).any(|w| w == b"secret"), "the text is not in the clear");
+        assert_eq!(open(&key, b"user 1", &sealed).as_deref(), Some(&b"123456:secret-token"[..]));
+        assert_eq!(open(&key, b"user 2", &sealed), None, "another row's context");
+        assert_eq!(open(&[8u8; 32], b"user 1", &sealed), None, "another key");
+        let mut altered = sealed.clone();
+        *altered.last_mut().unwrap() ^= 1;
+        assert_eq!(open(&key, b"user 1", &altered), None);
+        assert_eq!(open(&key, b"user 1", &sealed[..10]), None);
+        assert_ne!(seal(&key, b"user 1", b"x"), seal(&key, b"user 1", b"x"), "a fresh nonce each time");
+    }
 
     #[test]
     fn argon2_buffers_are_reused_while_busy_and_freed_when_idle() {

@@ -1,6 +1,7 @@
-//! The outgoing HTTP clients: one for the mail and SMS providers the
-//! operator configured, and one for source postbacks, whose URLs users set.
-//! The postback client resolves a host once and refuses, on the very
+//! The outgoing HTTP clients: one for the providers the operator
+//! configured (mail, SMS, Telegram's Bot API), one for source postbacks
+//! and webhooks, whose URLs users set, and one for checking offers' pages.
+//! The last two resolve a host once and refuses, on the very
 //! addresses it then connects to, anything on this machine or in a
 //! private, shared, reserved or documentation range, so a DNS answer that
 //! changes between a check and the connection (rebinding) gets nowhere.
@@ -18,7 +19,7 @@ const USER_AGENT: &str = concat!("apextrack/", env!("CARGO_PKG_VERSION"));
 /// occasional, and a pooled connection the far end dropped would hang).
 pub fn http_agent() -> &'static ureq::Agent {
     static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| ureq::Agent::new_with_config(config(Duration::from_secs(15))))
+    AGENT.get_or_init(|| ureq::Agent::new_with_config(config(Duration::from_secs(15), 0)))
 }
 
 /// The client for users' source postbacks: short time-outs (a traffic
@@ -28,22 +29,52 @@ pub fn http_agent() -> &'static ureq::Agent {
 pub fn postback_agent(allow_internal: bool) -> &'static ureq::Agent {
     static GUARDED: OnceLock<ureq::Agent> = OnceLock::new();
     static OPEN: OnceLock<ureq::Agent> = OnceLock::new();
-    let config = || config(Duration::from_secs(5));
+    let config = || config(Duration::from_secs(5), 0);
     if allow_internal {
         OPEN.get_or_init(|| ureq::Agent::new_with_config(config()))
     } else {
-        GUARDED.get_or_init(|| ureq::Agent::with_parts(config(), DefaultConnector::default(), PublicOnly::default()))
+        GUARDED.get_or_init(|| {
+            let resolver = PublicOnly::new("tracking.allow_private_targets");
+            ureq::Agent::with_parts(config(), DefaultConnector::default(), resolver)
+        })
     }
 }
 
-fn config(total: Duration) -> ureq::config::Config {
+/// The client that checks offers' pages (`monitor`): 10 s in all, up to 5
+/// redirects (an offer URL is often a network's redirect; every hop is
+/// resolved through the same guard), and, unless `allow_internal`
+/// (`monitor.allow_private`), only public addresses.
+pub fn monitor_agent(allow_internal: bool) -> &'static ureq::Agent {
+    static GUARDED: OnceLock<ureq::Agent> = OnceLock::new();
+    static OPEN: OnceLock<ureq::Agent> = OnceLock::new();
+    let config = || config(Duration::from_secs(10), 5);
+    if allow_internal {
+        OPEN.get_or_init(|| ureq::Agent::new_with_config(config()))
+    } else {
+        GUARDED.get_or_init(|| {
+            let resolver = PublicOnly::new("monitor.allow_private");
+            ureq::Agent::with_parts(config(), DefaultConnector::default(), resolver)
+        })
+    }
+}
+
+/// Reads at most `max_bytes` of a response body as text (invalid UTF-8
+/// replaced); the rest is never read.
+pub fn read_text(body: ureq::Body, max_bytes: u64) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let _ = body.into_reader().take(max_bytes).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn config(total: Duration, redirects: u32) -> ureq::config::Config {
     ureq::Agent::config_builder()
         .timeout_global(Some(total))
         .timeout_connect(Some(Duration::from_secs(3)))
         .http_status_as_error(false)
         .max_idle_connections(0)
         .max_idle_connections_per_host(0)
-        .max_redirects(0)
+        .max_redirects(redirects)
         // No proxy from the environment (HTTP_PROXY, ALL_PROXY...): through
         // one, the address connected to would be the proxy's, and the guard
         // would never see where a user's URL really leads.
@@ -53,9 +84,18 @@ fn config(total: Duration) -> ureq::config::Config {
 }
 
 /// Resolves like ureq does, then keeps only public addresses; none left
-/// is an error naming the reason.
-#[derive(Debug, Default)]
-pub struct PublicOnly(DefaultResolver);
+/// is an error naming the reason and the setting that would allow it.
+#[derive(Debug)]
+pub struct PublicOnly {
+    inner: DefaultResolver,
+    setting: &'static str,
+}
+
+impl PublicOnly {
+    pub fn new(setting: &'static str) -> PublicOnly {
+        PublicOnly { inner: DefaultResolver::default(), setting }
+    }
+}
 
 impl Resolver for PublicOnly {
     fn resolve(
@@ -64,7 +104,7 @@ impl Resolver for PublicOnly {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let all = self.0.resolve(uri, config, timeout)?;
+        let all = self.inner.resolve(uri, config, timeout)?;
         let mut public = self.empty();
         for addr in all.iter().filter(|a| !is_internal(a.ip())) {
             public.push(*addr);
@@ -72,7 +112,7 @@ impl Resolver for PublicOnly {
         if public.is_empty() {
             return Err(ureq::Error::Io(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                "refused, it points into a private network (tracking.allow_private_targets)",
+                format!("refused, it points into a private network ({})", self.setting),
             )));
         }
         Ok(public)
@@ -177,7 +217,7 @@ mod tests {
     fn no_proxy_from_the_environment_is_used() {
         std::env::set_var("ALL_PROXY", "http://203.0.113.1:3128");
         std::env::set_var("HTTP_PROXY", "http://203.0.113.1:3128");
-        assert!(config(Duration::from_secs(1)).proxy().is_none());
+        assert!(config(Duration::from_secs(1), 0).proxy().is_none());
         std::env::remove_var("ALL_PROXY");
         std::env::remove_var("HTTP_PROXY");
     }

@@ -282,6 +282,86 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Paling banyak :max baris per impor; bagi berkasnya.",
         "At most :max rows per import; split the file.",
     ),
+    (
+        "validation.private_url",
+        "The :attribute points into a private network (tracking.allow_private_targets).",
+        "The :attribute points into a private network (tracking.allow_private_targets).",
+    ),
+    (
+        "validation.bot_token",
+        "The :attribute must look like 123456789:AAH... as @BotFather gives it.",
+        "The :attribute must look like 123456789:AAH... as @BotFather gives it.",
+    ),
+    (
+        "validation.chat_id",
+        "The :attribute must be a number (like -1001234567890) or a channel's @name.",
+        "The :attribute must be a number (like -1001234567890) or a channel's @name.",
+    ),
+    (
+        "validation.stop_loss_needed",
+        "The :attribute is required when the stop_loss event is chosen.",
+        "The :attribute is required when the stop_loss event is chosen.",
+    ),
+    (
+        "notify.too_many_tests",
+        "Terlalu banyak pesan uji. Silakan coba lagi dalam :seconds detik.",
+        "Too many test messages. Please try again in :seconds seconds.",
+    ),
+    (
+        "notify.no_channel",
+        "Belum ada saluran: isi Telegram atau webhook lalu simpan.",
+        "No channel yet: set up Telegram or a webhook and save.",
+    ),
+    (
+        "notify.test",
+        "Pesan uji dari apextrack: notifikasi berfungsi.",
+        "Test message from apextrack: notifications work.",
+    ),
+    (
+        "notify.conversion",
+        "Konversi baru (:status): :payout :currency\nLink: :link\nSub ID: :sub_id\nNegara: :country\nTxid: :txid",
+        "New conversion (:status): :payout :currency\nLink: :link\nSub ID: :sub_id\nCountry: :country\nTxid: :txid",
+    ),
+    (
+        "notify.conversion_changed",
+        "Konversi berubah menjadi :status: :payout :currency\nLink: :link\nSub ID: :sub_id\nNegara: :country\nTxid: :txid",
+        "Conversion now :status: :payout :currency\nLink: :link\nSub ID: :sub_id\nCountry: :country\nTxid: :txid",
+    ),
+    (
+        "notify.digest",
+        "Ringkasan :day\nKlik: :clicks\nKonversi: :conversions (disetujui :approved)\nPendapatan: :revenue :currency\nBiaya: :cost :currency\nLaba: :profit :currency\nSub ID teratas (klik / disetujui / laba): :top",
+        "Digest of :day\nClicks: :clicks\nConversions: :conversions (:approved approved)\nRevenue: :revenue :currency\nCost: :cost :currency\nProfit: :profit :currency\nTop sub IDs (clicks / approved / profit): :top",
+    ),
+    (
+        "notify.postback_rejected",
+        ":count postback ditolak dalam 10 menit terakhir (secret salah atau clickid tidak dikenal). Periksa URL postback di jaringan Anda dan log postback.",
+        ":count postbacks were refused in the last 10 minutes (a wrong secret or an unknown clickid). Check the postback URL at your network and the postback log.",
+    ),
+    (
+        "notify.destination_down",
+        "Offer \":name\" (link \":link\") tidak bisa dibuka: :error",
+        "Offer \":name\" (link \":link\") is down: :error",
+    ),
+    (
+        "notify.destination_down_paused",
+        "Offer \":name\" (link \":link\") tidak bisa dibuka: :error. Offer ini dikeluarkan dari rotasi sampai bisa dibuka lagi.",
+        "Offer \":name\" (link \":link\") is down: :error. It is out of the rotation until it answers again.",
+    ),
+    (
+        "notify.destination_up",
+        "Offer \":name\" (link \":link\") bisa dibuka lagi.",
+        "Offer \":name\" (link \":link\") is up again.",
+    ),
+    (
+        "notify.stop_loss_link",
+        "Stop-loss: link \":name\" sudah menghabiskan :cost :currency hari ini tanpa konversi yang disetujui.",
+        "Stop-loss: link \":name\" spent :cost :currency today with no approved conversion.",
+    ),
+    (
+        "notify.stop_loss_sub_id",
+        "Stop-loss: sub ID \":name\" sudah menghabiskan :cost :currency hari ini tanpa konversi yang disetujui.",
+        "Stop-loss: sub ID \":name\" spent :cost :currency today with no approved conversion.",
+    ),
     ("payment.bad_signature", "Invalid signature.", "Invalid signature."),
     (
         "postback.too_many_refused",

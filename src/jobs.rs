@@ -3,8 +3,10 @@
 //! codes, rate-limit windows, fingerprints, postback logs and old
 //! delivered mail (each owner's own `prune`, in batches),
 //! upkeep ten times a second (checkpoints of the WAL, writing the gathered
-//! access log, freeing idle argon2 memory), and scheduled snapshots
-//! (`[backup]`).
+//! access log, freeing idle argon2 memory, forgetting links whose offers
+//! monitoring paused or restored), the notifier (digests and stop-losses
+//! each minute, offer checks every `monitor.interval_minutes`), and
+//! scheduled snapshots (`[backup]`).
 
 use crate::app::App;
 use crate::base::Core;
@@ -23,6 +25,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const UPKEEP_EVERY: Duration = Duration::from_millis(100);
 /// Upkeep rounds between looks at the GeoIP file (30 s).
 const GEOIP_CHECK_ROUNDS: u32 = 300;
+/// How often the notifier looks for due digests and reached stop-losses.
+const NOTIFY_EVERY: Duration = Duration::from_secs(60);
 
 /// Handle to the background threads; `stop` ends them.
 pub struct Jobs {
@@ -54,7 +58,7 @@ impl Jobs {
             }
         })?;
         let mut senders = Vec::new();
-        for queue in [Queue::Account, Queue::Postbacks] {
+        for queue in [Queue::Account, Queue::Integrations] {
             let (sender_app, sender_stop) = (Arc::clone(&app), Arc::clone(&stop));
             let name = format!("outbox-{}", queue.name());
             senders
@@ -63,8 +67,14 @@ impl Jobs {
         let (upkeep_app, upkeep_stop) = (Arc::clone(&app), Arc::clone(&stop));
         let upkeep = thread::Builder::new().name("upkeep".into()).spawn(move || {
             let mut rounds = 0u32;
+            let mut monitor_seen = upkeep_app.clock.now();
             while !upkeep_stop.load(Ordering::Relaxed) {
                 rounds = rounds.wrapping_add(1);
+                // Links whose offers went down or came back (here or in
+                // `apextrack monitor run-once`) are read again within a second.
+                if upkeep_app.config.monitor.auto_pause && rounds.is_multiple_of(10) {
+                    forget_monitored(&upkeep_app, &mut monitor_seen);
+                }
                 // Visitors not seen for a day are forgotten once a minute.
                 if rounds.is_multiple_of(600) {
                     upkeep_app.tracking.visitors.forget_old(upkeep_app.clock.now());
@@ -88,7 +98,10 @@ impl Jobs {
                 thread::sleep(UPKEEP_EVERY);
             }
         })?;
-        let mut threads = vec![pruner, upkeep];
+        let (notify_app, notify_stop) = (Arc::clone(&app), Arc::clone(&stop));
+        let notifier =
+            thread::Builder::new().name("notify".into()).spawn(move || notifier(&notify_app, &notify_stop))?;
+        let mut threads = vec![pruner, upkeep, notifier];
         threads.extend(senders);
         let hours = app.config.backup.interval_hours;
         if hours > 0 && !app.config.backup.dir.is_empty() {
@@ -124,9 +137,62 @@ impl Jobs {
     }
 }
 
+/// Forgets the cached links whose offers changed state since `seen`.
+fn forget_monitored(app: &App, seen: &mut i64) {
+    match app.db.read(|c| Ok(tracking::monitor::changed_since(c, *seen)?)) {
+        Ok((slugs, newest)) => {
+            for slug in slugs {
+                app.tracking.slugs.forget(&slug);
+            }
+            *seen = newest;
+        }
+        Err(e) => app.log.line(format!("warning: monitor: cannot read offers' states: {e}")),
+    }
+}
+
+/// The notifier's loop: each minute, due digests and reached stop-losses;
+/// every `monitor.interval_minutes` (the first a minute after start), a
+/// check of every offer. Until `stop`, which it looks at twice a second.
+fn notifier(app: &App, stop: &AtomicBool) {
+    let interval = u64::from(app.config.monitor.interval_minutes) * 60;
+    let started = std::time::Instant::now();
+    let mut next_tick = started + NOTIFY_EVERY;
+    let mut next_check = started + NOTIFY_EVERY;
+    while !stop.load(Ordering::Relaxed) {
+        let now = std::time::Instant::now();
+        if now >= next_tick {
+            next_tick = now + NOTIFY_EVERY;
+            if let Err(e) = tracking::notify::tick(app, app.clock.now()) {
+                app.log.line(format!("warning: notifications: {e}"));
+            }
+        }
+        if interval > 0 && now >= next_check {
+            next_check = now + Duration::from_secs(interval);
+            match tracking::monitor::run_once(app) {
+                Ok(s) if s.down.is_empty() && s.up.is_empty() => {}
+                Ok(s) => app.log.line(format!(
+                    "monitor: checked {} offers; {} went down, {} came back",
+                    s.checked,
+                    s.down.len(),
+                    s.up.len()
+                )),
+                Err(e) => app.log.line(format!("warning: monitor: {e}")),
+            }
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The outbox workers' view of the core.
 pub fn worker(core: &Core) -> Worker<'_> {
-    Worker { db: &core.db, config: &core.config, clock: &core.clock, log: &core.log, wake: &core.outbox_wake }
+    Worker {
+        db: &core.db,
+        config: &core.config,
+        clock: &core.clock,
+        log: &core.log,
+        wake: &core.outbox_wake,
+        courier: Box::new(tracking::notify::Courier(core)),
+    }
 }
 
 type Pruner = fn(&Connection, i64, i64) -> rusqlite::Result<usize>;
@@ -134,12 +200,13 @@ type Pruner = fn(&Connection, i64, i64) -> rusqlite::Result<usize>;
 /// Each table's owner prunes its own rows, in its own short transactions;
 /// one failing does not stop the others, and each failure is logged.
 pub fn prune(core: &Core) -> usize {
-    let owners: [(&str, Pruner); 5] = [
+    let owners: [(&str, Pruner); 6] = [
         ("expired tokens", accounts::prune),
         ("rate-limit windows", ratelimit::prune),
         ("one-time codes", accounts::otp::prune),
         ("outbox", outbox::prune),
         ("postback log", tracking::postback::prune_log),
+        ("notification marks", tracking::notify::prune_marks),
     ];
     let now = core.clock.now();
     let mut total = 0;

@@ -1,15 +1,17 @@
-//! The durable outbox: mail, SMS and source postbacks queued in the same
-//! transaction as the change that caused them, delivered by worker threads
-//! with retries and exponential backoff, so a provider outage or a restart
-//! loses nothing.
+//! The durable outbox: mail, SMS, source postbacks and notifications
+//! queued in the same transaction as the change that caused them,
+//! delivered by worker threads with retries and exponential backoff, so a
+//! provider outage or a restart loses nothing.
 //!
 //! Two queues, each with its own worker: account messages (mail and SMS,
-//! which a person is waiting for) and postbacks to users' traffic sources
-//! (URLs anyone can set, so possibly slow or dead). A postback that hangs
-//! never delays a verification mail, postbacks to one host go one at a
-//! time while other hosts are served beside them, and each user has at
-//! most [`MAX_PENDING_POSTBACKS`] waiting.
-
+//! which a person is waiting for) and outgoing integrations (GETs of
+//! users' source postbacks, Telegram messages and signed webhooks: URLs
+//! and tokens anyone can set, so possibly slow or dead). An integration
+//! that hangs never delays a verification mail; each owner has one
+//! delivery under way at a time, each host one request, and up to
+//! [`INTEGRATIONS_AT_ONCE`] go side by side, a slow one holding only its
+//! own slot; each user has at most [`MAX_PENDING_POSTBACKS`] postbacks
+//! and as many notifications waiting.
 use crate::clock::{Clock, Micros, SECOND};
 use crate::config::Config;
 use crate::db::Db;
@@ -36,35 +38,88 @@ pub fn backoff(attempts: u32) -> Micros {
     FIRST_RETRY.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(LONGEST_RETRY)
 }
 
-/// Postbacks a user may have waiting; more are dropped (and logged) until
-/// the queue drains, so one user's dead endpoint cannot fill the table.
+/// Postbacks (and, apart, notifications) a user may have waiting; more
+/// are dropped (and logged) until the queue drains, so one user's dead
+/// endpoint cannot fill the table.
 pub const MAX_PENDING_POSTBACKS: i64 = 1000;
-/// Hosts served at once by the postback worker, one request each.
-const POSTBACK_HOSTS_AT_ONCE: usize = 8;
+/// Integration deliveries under way at once, each to its own host.
+const INTEGRATIONS_AT_ONCE: usize = 8;
 
 /// The two queues and the channels each carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queue {
     /// Mail and SMS to account holders.
     Account,
-    /// GETs of users' source postback URLs.
-    Postbacks,
+    /// GETs of users' source postback URLs, Telegram messages, webhooks.
+    Integrations,
 }
 
 impl Queue {
     fn channels(self) -> &'static str {
         match self {
             Queue::Account => "('mail', 'sms')",
-            Queue::Postbacks => "('get')",
+            Queue::Integrations => "('get', 'telegram', 'webhook')",
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Queue::Account => "account",
-            Queue::Postbacks => "postbacks",
+            Queue::Integrations => "integrations",
         }
     }
+}
+
+/// Why a delivery failed, and so what the worker does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again after the usual backoff.
+    Retry(String),
+    /// Try again after this long, as the provider asked (Telegram's
+    /// `retry_after`, a `Retry-After`); not counted as a try.
+    After(String, Micros),
+    /// No later try can succeed (a refused bot token, a chat that does not
+    /// exist, a channel turned off): failed at once, and shown to the user.
+    Final(String),
+}
+
+/// Delivers the notification channels (`telegram`, `webhook`), whose
+/// settings and secrets belong to a layer above this one: whoever starts
+/// the worker lends it one.
+pub trait Courier: Sync {
+    /// Sends `body` queued for `owner` on `channel`; Ok with what the
+    /// provider answered.
+    fn deliver(&self, channel: &str, owner: i64, body: &str) -> Result<String, Failure>;
+}
+
+/// Queues a notification (`telegram` or `webhook`) for `owner` inside the
+/// caller's transaction. `recipient` is what the log may show (a chat id,
+/// a webhook's host); the channel's current settings are read when it is
+/// sent. Returns None, queuing nothing, when the owner already has
+/// [`MAX_PENDING_POSTBACKS`] notifications waiting.
+pub fn enqueue_notification(
+    conn: &Connection,
+    owner: i64,
+    channel: &str,
+    recipient: &str,
+    subject: &str,
+    body: &str,
+    now: Micros,
+) -> rusqlite::Result<Option<i64>> {
+    let pending: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM outbox WHERE owner_id = ?1 AND status = 'pending' AND channel IN ('telegram', 'webhook')",
+        )?
+        .query_row([owner], |r| r.get(0))?;
+    if pending >= MAX_PENDING_POSTBACKS {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "INSERT INTO outbox (channel, recipient, subject, body_text, owner_id, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![channel, recipient, subject, body, owner, now])?;
+    Ok(Some(conn.last_insert_rowid()))
 }
 
 /// Queues a GET of `url` (a traffic source's postback for `owner`) inside
@@ -96,17 +151,20 @@ pub fn enqueue_sms(conn: &Connection, to: &str, text: &str, now: Micros) -> rusq
 }
 
 /// GETs `url`; Ok with the status on 2xx, else a one-line reason.
-fn get(url: &str, allow_internal: bool) -> Result<String, String> {
+fn get(url: &str, allow_internal: bool) -> Result<String, Failure> {
     // Errors name the host only: the URL carries the user's click data and
     // maybe a token of the traffic source.
     let host = http_client::host_of(url);
-    let response = http_client::postback_agent(allow_internal).get(url).call().map_err(|e| format!("{host}: {e}"))?;
+    let response = http_client::postback_agent(allow_internal)
+        .get(url)
+        .call()
+        .map_err(|e| Failure::Retry(format!("{host}: {e}")))?;
     let status = response.status().as_u16();
-    let body: String = response.into_body().read_to_string().unwrap_or_default().chars().take(200).collect();
+    let body = http_client::read_text(response.into_body(), 200);
     if (200..300).contains(&status) {
         Ok(format!("{status} {body}"))
     } else {
-        Err(format!("HTTP {status}: {body}"))
+        Err(Failure::Retry(format!("HTTP {status}: {body}")))
     }
 }
 
@@ -215,18 +273,21 @@ impl Wake {
 }
 
 /// What the worker threads need: the database, the configuration (for
-/// the providers), the clock, the log and the wake-up.
+/// the providers), the clock, the log, the wake-up, and who delivers the
+/// notification channels.
 pub struct Worker<'a> {
     pub db: &'a Db,
     pub config: &'a Config,
     pub clock: &'a Clock,
     pub log: &'a Log,
     pub wake: &'a Wake,
+    pub courier: Box<dyn Courier + 'a>,
 }
 
 struct Due {
     id: i64,
     channel: String,
+    owner: i64,
     attempts: u32,
     mail: Mail,
 }
@@ -238,13 +299,15 @@ impl Worker<'_> {
                 "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
                  WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms') ORDER BY id LIMIT 50"
             }
-            // Owners take turns: each round sends the oldest due postback of
-            // each owner, so one user's thousand postbacks to a dead host
-            // hold one slot a round, not the whole queue.
-            Queue::Postbacks => {
-                "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
+            // Owners take turns: only the oldest due item of each owner is
+            // offered, so one user's thousand postbacks to a dead host hold
+            // one slot, not the whole queue, and a user's notifications
+            // arrive in the order they happened.
+            Queue::Integrations => {
+                "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id FROM outbox
                  WHERE id IN (SELECT min(id) FROM outbox
-                              WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel = 'get' GROUP BY owner_id)
+                              WHERE status = 'pending' AND next_attempt_at <= ?1
+                                AND channel IN ('get', 'telegram', 'webhook') GROUP BY owner_id)
                  ORDER BY id LIMIT 50"
             }
         };
@@ -254,6 +317,7 @@ impl Worker<'_> {
                 Ok(Due {
                     id: r.get(0)?,
                     channel: r.get(6)?,
+                    owner: if queue == Queue::Integrations { r.get::<_, Option<i64>>(7)?.unwrap_or(0) } else { 0 },
                     attempts: r.get(1)?,
                     mail: Mail { to: r.get(2)?, subject: r.get(3)?, text: r.get(4)?, html: r.get(5)? },
                 })
@@ -262,39 +326,76 @@ impl Worker<'_> {
         })
     }
 
-    /// Sends what is due on `queue`. Returns how many were delivered.
-    pub fn deliver_due(&self, queue: Queue, stop: &AtomicBool) -> Result<usize, Error> {
+    /// Sends what is due on the account queue, one after another. Returns
+    /// how many were delivered.
+    pub fn deliver_due(&self, stop: &AtomicBool) -> Result<usize, Error> {
         let mut sent = 0;
         while !stop.load(Ordering::Relaxed) {
-            let due = self.due(queue, self.clock.now())?;
+            let due = self.due(Queue::Account, self.clock.now())?;
             if due.is_empty() {
                 break;
             }
-            sent += match queue {
-                Queue::Account => {
-                    due.iter().take_while(|_| !stop.load(Ordering::Relaxed)).filter(|d| self.send(d, stop)).count()
-                }
-                Queue::Postbacks => self.send_by_host(due, stop),
-            };
+            sent += due.iter().take_while(|_| !stop.load(Ordering::Relaxed)).filter(|d| self.send(d, stop)).count();
         }
         Ok(sent)
     }
 
-    /// Postbacks: at most one request per host (and port) at a time, up to
-    /// [`POSTBACK_HOSTS_AT_ONCE`] hosts side by side; a host's later
-    /// postbacks wait for the next round.
-    fn send_by_host(&self, due: Vec<Due>, stop: &AtomicBool) -> usize {
-        let mut hosts: Vec<(String, Due)> = Vec::new();
-        for item in due {
-            let host = http_client::authority_of(&item.mail.to).to_ascii_lowercase();
-            if hosts.len() < POSTBACK_HOSTS_AT_ONCE && !hosts.iter().any(|(h, _)| *h == host) {
-                hosts.push((host, item));
-            }
-        }
+    /// The integrations' worker: up to [`INTEGRATIONS_AT_ONCE`] deliveries
+    /// side by side, at most one per owner and one per host (a Telegram
+    /// bot counts as its owner's host). A new one starts as soon as a slot
+    /// is free, so a webhook that takes its full time-out holds its own
+    /// slot only, never a round of everybody's. Until `stop`; deliveries
+    /// under way are finished and recorded.
+    fn run_integrations(&self, stop: &AtomicBool) {
+        let busy: Mutex<Vec<(i64, String)>> = Mutex::new(Vec::new());
+        let lock = || busy.lock().unwrap_or_else(|e| e.into_inner());
+        let next_sql = "SELECT min(next_attempt_at) FROM outbox
+                        WHERE status = 'pending' AND next_attempt_at > ?1 AND channel IN ('get', 'telegram', 'webhook')";
+        let mut seen = 0;
         std::thread::scope(|scope| {
-            let running: Vec<_> = hosts.iter().map(|(_, item)| scope.spawn(|| self.send(item, stop))).collect();
-            running.into_iter().map(|t| t.join()).filter(|sent| matches!(sent, Ok(true))).count()
-        })
+            while !stop.load(Ordering::Relaxed) {
+                let now = self.clock.now();
+                let mut started = 0;
+                match self.due(Queue::Integrations, now) {
+                    Ok(due) => {
+                        for item in due {
+                            let mut held = lock();
+                            if held.len() >= INTEGRATIONS_AT_ONCE {
+                                break;
+                            }
+                            let host = match item.channel.as_str() {
+                                "telegram" => format!("telegram/{}", item.owner),
+                                _ => http_client::authority_of(&item.mail.to).to_ascii_lowercase(),
+                            };
+                            if held.iter().any(|(id, h)| *id == item.id || *h == host) {
+                                continue;
+                            }
+                            held.push((item.id, host));
+                            drop(held);
+                            started += 1;
+                            let lock = &lock;
+                            scope.spawn(move || {
+                                self.send(&item, stop);
+                                lock().retain(|(id, _)| *id != item.id);
+                                self.wake.notify();
+                            });
+                        }
+                    }
+                    Err(e) => self.log.line(format!("warning: outbox (integrations): {e}")),
+                }
+                if started > 0 {
+                    continue;
+                }
+                // Nothing new could start: wait for a slot to free, a new
+                // item, the next retry, or the poll.
+                let next: Option<Micros> =
+                    self.db.read(|c| Ok(c.query_row(next_sql, [now], |r| r.get(0))?)).unwrap_or(None);
+                let wait = next.map_or(POLL, |at| {
+                    Duration::from_micros((at - self.clock.now()).clamp(1000, POLL.as_micros() as i64) as u64)
+                });
+                self.wake.wait(&mut seen, wait);
+            }
+        });
     }
 
     /// Sends one item and records the outcome; true when delivered.
@@ -302,9 +403,12 @@ impl Worker<'_> {
         let key = format!("apextrack-outbox-{}", item.id);
         let outcome = match item.channel.as_str() {
             "get" => get(&item.mail.to, self.config.tracking.allow_private_targets),
-            "sms" => crate::sms::send(&self.config.sms, self.log, &item.mail.to, &item.mail.text, &key),
+            "telegram" | "webhook" => self.courier.deliver(&item.channel, item.owner, &item.mail.text),
+            "sms" => crate::sms::send(&self.config.sms, self.log, &item.mail.to, &item.mail.text, &key)
+                .map_err(Failure::Retry),
             _ => mail::send(&self.config.mail, self.log, &item.mail, &key)
-                .map(|delivery| format!("{} {}", delivery.status, delivery.response)),
+                .map(|delivery| format!("{} {}", delivery.status, delivery.response))
+                .map_err(Failure::Retry),
         };
         let now = self.clock.now();
         let attempts = item.attempts + 1;
@@ -320,18 +424,27 @@ impl Worker<'_> {
                 });
                 true
             }
-            Err(reason) => {
-                let status = if attempts >= MAX_ATTEMPTS { "failed" } else { "pending" };
+            Err(failure) => {
+                let (status, attempts, next, reason) = match failure {
+                    Failure::Retry(reason) if attempts < MAX_ATTEMPTS => {
+                        ("pending", attempts, now + backoff(attempts), reason)
+                    }
+                    Failure::After(reason, wait) => {
+                        ("pending", item.attempts, now + wait.clamp(SECOND, LONGEST_RETRY), reason)
+                    }
+                    Failure::Retry(reason) | Failure::Final(reason) => ("failed", attempts, now, reason),
+                };
                 self.log.line(format!(
-                    "warning: outbox {} to {} not delivered (try {attempts}/{MAX_ATTEMPTS}): {reason}",
+                    "warning: outbox {} ({}) to {} not delivered (try {attempts}/{MAX_ATTEMPTS}, now {status}): {reason}",
                     item.id,
+                    item.channel,
                     loggable_recipient(&item.channel, &item.mail.to)
                 ));
                 self.record(stop, |tx| {
                     tx.execute(
                         "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
                          WHERE id = ?1",
-                        params![item.id, status, attempts, now + backoff(attempts), reason],
+                        params![item.id, status, attempts, next, reason],
                     )
                 });
                 false
@@ -361,13 +474,16 @@ impl Worker<'_> {
     /// The worker loop of `queue`: deliver what is due, then sleep until the
     /// next retry is due, something is queued, or a second passes; until `stop`.
     pub fn run(&self, queue: Queue, stop: &AtomicBool) {
+        if queue == Queue::Integrations {
+            return self.run_integrations(stop);
+        }
         let next_sql = format!(
             "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel IN {}",
             queue.channels()
         );
         let mut seen = 0;
         while !stop.load(Ordering::Relaxed) {
-            if let Err(e) = self.deliver_due(queue, stop) {
+            if let Err(e) = self.deliver_due(stop) {
                 self.log.line(format!("warning: outbox ({}): {e}", queue.name()));
                 self.wake.wait(&mut seen, POLL);
                 continue;

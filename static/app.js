@@ -104,6 +104,23 @@ function showError(e, errors, general) {
   }
 }
 
+/**
+ * Each of a 422's errors next to the field it names: `errors` maps a field's name (`destinations.1.weight`) to the element
+ * showing its errors, and the longest name that is the error's or a prefix of it wins (`telegram.events.1` → `telegram.events`);
+ * the rest go to `general`. Other errors as `showError` shows them.
+ */
+function placeErrors(e, errors, general) {
+  if (!(e instanceof ApiError) || e.status !== 422) { showError(e, {}, general); return; }
+  const left = [];
+  for (const [name, messages] of Object.entries(e.body.errors || {})) {
+    const key = Object.keys(errors).filter((k) => name === k || name.startsWith(`${k}.`)).sort((a, b) => b.length - a.length)[0];
+    if (key) errors[key].textContent = [errors[key].textContent, ...messages].filter(Boolean).join(" ");
+    else left.push(...messages);
+  }
+  general.textContent = left.length ? left.join(" ") : e.body.message || t("error");
+  Object.values(errors).find((el) => el.textContent)?.scrollIntoView({ block: "center" });
+}
+
 function money(value) {
   try { return new Intl.NumberFormat(lang() === "id" ? "id-ID" : "en-US", { style: "currency", currency: me?.currency || "USD" }).format(value); }
   catch { return value.toFixed(2); }
@@ -471,7 +488,7 @@ function number(value, digits = 1) {
 function editableRouting(r) {
   const destinations = r.destinations.map((d) => ({ kind: d.kind, name: d.name, url: d.url, weight: String(d.weight),
     payout: d.payout === null || d.payout === undefined ? "" : String(d.payout),
-    daily_cap: d.daily_cap === null || d.daily_cap === undefined ? "" : String(d.daily_cap), status: d.status }));
+    daily_cap: d.daily_cap === null || d.daily_cap === undefined ? "" : String(d.daily_cap), status: d.status, monitor: d.monitor || null }));
   const byName = new Map(destinations.map((d) => [d.name, d]));
   const rules = r.rules.map((rule) => {
     const c = rule.if || {};
@@ -581,8 +598,11 @@ async function routing(id) {
       title.textContent = `${i + 1}. ${d.name.trim() || t(d.kind)}`;
     };
     checkLander();
+    // The server's uptime monitor (read-only; PUT ignores it): "down" with what went wrong as its title.
+    const down = d.monitor?.state === "down"
+      ? h("span", { class: "badge down", id: `d-${i}-monitor`, title: d.monitor.error || undefined }, t("monitor_down")) : null;
     return h("div", { class: "item", id: `dest-${i}` },
-      h("div", { class: "item-head" }, title,
+      h("div", { class: "item-head" }, h("span", { class: "item-title" }, title, down),
         itemButtons(state.destinations, i, (gone) => state.rules.forEach((r) => (r.to = r.to.filter((x) => x !== gone))))),
       errorBox(at),
       h("div", { class: "fields" },
@@ -651,19 +671,6 @@ async function routing(id) {
     drawTargets();
   };
 
-  /** Each of the API's errors next to the field it names (the longest registered prefix), the rest in `general`. */
-  const placeErrors = (e) => {
-    if (!(e instanceof ApiError) || e.status !== 422) { showError(e, {}, general); return; }
-    const left = [];
-    for (const [name, messages] of Object.entries(e.body.errors || {})) {
-      const key = Object.keys(errors).filter((k) => name === k || name.startsWith(`${k}.`)).sort((a, b) => b.length - a.length)[0];
-      if (key) errors[key].textContent = [errors[key].textContent, ...messages].filter(Boolean).join(" ");
-      else left.push(...messages);
-    }
-    general.textContent = left.length ? left.join(" ") : e.body.message || t("error");
-    Object.values(errors).find((el) => el.textContent)?.scrollIntoView({ block: "center" });
-  };
-
   editor.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     Object.values(errors).forEach((el) => (el.textContent = ""));
@@ -676,7 +683,7 @@ async function routing(id) {
       draw();
       toast(t("saved"));
       await loadStats();
-    } catch (e) { placeErrors(e); }
+    } catch (e) { placeErrors(e, errors, general); }
     finally { button.disabled = false; }
   });
 
@@ -1199,7 +1206,128 @@ async function settings() {
     ], r.data.items, { empty: t("no_keys") }));
   };
   app.append(section(t("api_keys"), keyForm.node, shown, keys));
-  await loadKeys();
+  await Promise.all([loadKeys(), notifySettings()]);
+}
+
+// ---- notifications (§13): Telegram, a webhook, the daily digest, a stop-loss --
+
+const CHANNELS = { telegram: "Telegram", webhook: "Webhook" };
+/** An event's name in words (the server's name itself for one this UI does not know yet). */
+const eventLabel = (name) => (t(`event_${name}`) === `event_${name}` ? name : t(`event_${name}`));
+
+/** The settings' card "notifications": each channel's fields and events, the digest hour and stop-loss, saved by one PUT; and a test. */
+async function notifySettings() {
+  const card = h("div", { class: "card", id: "notifications" }, h("h2", {}, t("notifications")));
+  app.append(card);
+  let n;
+  try { n = await api("GET", "/api/notifications"); }
+  catch (e) { const box = h("div", { class: "error", role: "alert" }); card.append(box); showError(e, {}, box); return; }
+  let errors = {};      // the API's field name (telegram.bot_token) → the element showing its errors
+  const editor = h("form", { id: "notify-form", novalidate: true });
+  const general = h("div", { class: "error", role: "alert", id: "notify-error" });
+  const secretBox = h("div", { id: "webhook-new-secret" });
+  const lastBoxes = Object.fromEntries(Object.keys(CHANNELS).map((c) => [c, h("div", { id: `${c}-last-error`, "aria-live": "polite" })]));
+  const idOf = (key) => key.replaceAll(".", "-");
+  const errorBox = (key) => (errors[key] = h("div", { class: "error", id: `e-${idOf(key)}` }));
+  const input = (key, attrs) => h("input", { id: `f-${idOf(key)}`, autocomplete: "off", ...attrs });
+  const field = (label, control, key, help) => h("div", { class: "field" }, h("label", { for: control.id }, label), control,
+    help ? h("div", { class: "muted" }, help) : null, errorBox(key));
+  const valueOf = (key) => editor.querySelector(`#f-${idOf(key)}`).value.trim();
+  const ticked = (c) => n.event_names.filter((name) => editor.querySelector(`#f-${c}-events-${name}`).checked);
+  /** A channel's events as checkboxes; a channel not set yet offers all but the stop-loss (which needs an amount). */
+  const events = (c) => h("fieldset", { class: "field" }, h("legend", {}, t("notify_events")),
+    h("div", { class: "checks" }, n.event_names.map((name) => h("label", { class: "check" },
+      h("input", { type: "checkbox", id: `f-${c}-events-${name}`, value: name,
+        checked: n[c] ? n[c].events.includes(name) : name !== "stop_loss" }), eventLabel(name)))),
+    errorBox(`${c}.events`));
+  const showLast = (from) => Object.entries(lastBoxes).forEach(([c, box]) => {
+    const last = from[c]?.last_error;
+    box.replaceChildren(...(last ? [h("div", { class: "notice bad" }, t("notify_last_failed", { message: last.message, at: when(last.at) }))] : []));
+  });
+  const state = (c) => h("p", { class: "muted", id: `${c}-state` }, n[c] ? t("channel_on") : t("channel_off"));
+  const busy = (on) => editor.querySelectorAll("button").forEach((b) => (b.disabled = on));
+
+  /** PUT `body`; the answer is drawn again, a webhook secret that came whole is shown once. */
+  const save = async (body) => {
+    Object.values(errors).forEach((el) => (el.textContent = ""));
+    general.textContent = "";
+    busy(true);
+    try {
+      n = await api("PUT", "/api/notifications", body);
+      const secret = n.webhook?.secret || "";
+      if (!n.webhook) secretBox.replaceChildren();
+      else if (secret.startsWith("whsec_") && !secret.includes("…")) {
+        secretBox.replaceChildren(h("div", { class: "notice", id: "new-webhook-secret" }, h("p", {}, t("secret_once")),
+          h("p", {}, `${t("webhook_secret")}: `, h("code", { id: "webhook-secret" }, secret), " ",
+            h("button", { class: "secondary", type: "button", onclick: () => copy(secret) }, t("copy")))));
+      }
+      draw();
+      toast(t("saved"));
+    } catch (e) { placeErrors(e, errors, general); }
+    finally { busy(false); }
+  };
+  const off = (c) => h("button", { type: "button", class: "danger", id: `${c}-off`,
+    onclick: () => confirm(t("notify_confirm_off", { channel: CHANNELS[c] })) && save({ [c]: null }) }, t("turn_off"));
+
+  const draw = () => {
+    errors = {};
+    const tg = n.telegram, wh = n.webhook;
+    editor.replaceChildren(
+      h("h3", {}, "Telegram"), state("telegram"), errorBox("telegram"),
+      h("ol", { class: "muted howto", id: "telegram-howto" }, ["tg_step1", "tg_step2", "tg_step3"].map((k) => h("li", {}, t(k)))),
+      lastBoxes.telegram,
+      h("div", { class: "fields roomy" },
+        field(t("bot_token"), input("telegram.bot_token", { placeholder: tg?.bot_token || "123456789:AA…", spellcheck: "false" }),
+          "telegram.bot_token", tg ? t("bot_token_keep") : null),
+        field(t("chat_id"), input("telegram.chat_id", { value: tg?.chat_id || "", placeholder: "-1001234567890" }), "telegram.chat_id")),
+      events("telegram"),
+      tg ? h("p", {}, off("telegram")) : null,
+      h("h3", {}, "Webhook"), state("webhook"), errorBox("webhook"), h("p", { class: "muted howto" }, t("webhook_help")),
+      lastBoxes.webhook,
+      field(t("webhook_url"), input("webhook.url", { type: "url", value: wh?.url || "", placeholder: "https://hooks.example.com/apextrack" }), "webhook.url"),
+      wh?.secret.includes("…") ? h("p", {}, `${t("webhook_secret")}: `, h("code", { id: "webhook-secret-masked" }, wh.secret)) : null,
+      events("webhook"),
+      secretBox,
+      wh ? h("div", { class: "row" }, h("button", { type: "button", class: "secondary", id: "webhook-rotate", onclick: () => confirm(t("confirm_new_secret"))
+        && save({ webhook: { url: wh.url, events: wh.events, rotate_secret: true } }) }, t("new_secret")), off("webhook")) : null,
+      h("h3", {}, t("notify_general")),
+      h("div", { class: "fields roomy" },
+        field(t("digest_hour"), h("select", { id: "f-digest_hour" }, [...Array(24).keys()].map((hr) =>
+          h("option", { value: hr, selected: hr === n.digest_hour }, `${String(hr).padStart(2, "0")}:00`))), "digest_hour", t("digest_hour_help")),
+        field(t("stop_loss_amount"), input("stop_loss_amount", { inputmode: "decimal", value: n.stop_loss_amount ?? "", placeholder: t("stop_loss_off") }),
+          "stop_loss_amount", t("stop_loss_help"))),
+      general, h("button", { type: "submit", id: "notify-save" }, t("save")));
+    showLast(n);
+  };
+  editor.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const body = { digest_hour: Number(valueOf("digest_hour")), stop_loss_amount: valueOf("stop_loss_amount").replace(",", ".") || null };
+    // An empty token field keeps the stored token: the masked one is never sent back.
+    const token = valueOf("telegram.bot_token"), chat = valueOf("telegram.chat_id"), url = valueOf("webhook.url");
+    if (n.telegram || token || chat) body.telegram = { ...(token ? { bot_token: token } : {}), chat_id: chat, events: ticked("telegram") };
+    if (n.webhook || url) body.webhook = { url, events: ticked("webhook") };
+    save(body);
+  });
+
+  // A test message through the saved channels: each channel's outcome as the server saw it.
+  const results = h("ul", { class: "test-results", id: "notify-test-results", "aria-live": "polite" });
+  const testError = h("div", { class: "error", role: "alert", id: "notify-test-error" });
+  const test = h("button", { type: "button", class: "secondary", id: "notify-test", onclick: async () => {
+    testError.textContent = "";
+    results.replaceChildren();
+    test.disabled = true;
+    try {
+      const r = await api("POST", "/api/notifications/test");
+      results.replaceChildren(...r.results.map((x) => h("li", { class: x.ok ? "outcome-ok" : "outcome-bad", "data-channel": x.channel, "data-ok": String(x.ok) },
+        h("strong", {}, CHANNELS[x.channel] || x.channel), `: ${x.ok ? t("notify_ok") : t("notify_failed")} · ${x.status ?? t("no_answer")}`,
+        x.response ? h("span", { class: "mono" }, ` · ${x.response}`) : null)));
+      api("GET", "/api/notifications").then(showLast).catch(() => {});
+    } catch (e) { showError(e, {}, testError); }
+    finally { test.disabled = false; }
+  } }, t("send_test"));
+  card.append(h("p", { class: "muted" }, t("notify_help")), editor,
+    h("h3", {}, t("send_test")), h("p", { class: "muted" }, t("notify_test_help")), h("p", {}, test), testError, results);
+  draw();
 }
 
 setLang((navigator.language || "id").toLowerCase().startsWith("en") ? "en" : "id");

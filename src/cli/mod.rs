@@ -58,6 +58,9 @@ enum Command {
     /// The GeoIP country database
     #[command(subcommand)]
     Geoip(GeoipCommand),
+    /// Offer monitoring (monitor.interval_minutes)
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
     /// Delete raw clicks recorded before a day (reports keep their numbers)
     Purge {
         /// The first day kept, YYYY-MM-DD in server.utc_offset
@@ -100,6 +103,12 @@ enum GeoipCommand {
         #[arg(long, env = "MAXMIND_LICENSE_KEY", hide_env_values = true)]
         maxmind_key: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum MonitorCommand {
+    /// Check every active offer's URL now; prints what went down or came back (JSON)
+    RunOnce,
 }
 
 /// What a failed command prints after `error: `.
@@ -197,6 +206,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Blacklist(cmd) => blacklist(&app, cmd),
         Command::Purge { before, dry_run } => purge(&app, &before, dry_run),
         Command::Geoip(GeoipCommand::Update { url, maxmind_key }) => geoip_update(&app, url, maxmind_key),
+        Command::Monitor(MonitorCommand::RunOnce) => {
+            let summary = crate::tracking::monitor::run_once(&app)?;
+            print_json(&summary.to_json());
+            Ok(())
+        }
         Command::DevSeed { email, clicks, leads, days, links, sub_ids, offers } => {
             let user = match crate::accounts::find(&app, &email) {
                 Ok(user) => user,

@@ -26,6 +26,8 @@ pub struct Config {
     pub tracking: Tracking,
     pub payment: Payment,
     pub backup: Backup,
+    pub notify: Notify,
+    pub monitor: Monitor,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -188,6 +190,36 @@ pub struct Backup {
 impl Default for Backup {
     fn default() -> Self {
         Backup { dir: String::new(), interval_hours: 0, keep: 7 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notify {
+    /// Telegram's Bot API; messages go to `<telegram_api>/bot<token>/sendMessage`.
+    pub telegram_api: String,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify { telegram_api: "https://api.telegram.org".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Monitor {
+    /// Minutes between checks of every active offer's URL; 0 = off.
+    pub interval_minutes: u32,
+    /// A down offer leaves the rotation until it answers again.
+    pub auto_pause: bool,
+    /// Let checks reach loopback and private addresses (for tests).
+    pub allow_private: bool,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor { interval_minutes: 10, auto_pause: false, allow_private: false }
     }
 }
 

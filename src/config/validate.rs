@@ -98,6 +98,11 @@ impl Config {
         if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
             return bad("tracking.geoip_update_url", url, "must start with https:// or http://");
         }
+        let api = &self.notify.telegram_api;
+        if !(api.starts_with("https://") || api.starts_with("http://")) {
+            return bad("notify.telegram_api", api, "must start with https:// or http://");
+        }
+        check_range("monitor.interval_minutes", self.monitor.interval_minutes.into(), 0, 10_080)?;
         check_range("backup.keep", self.backup.keep.into(), 1, 10_000)?;
         check_range("backup.interval_hours", self.backup.interval_hours.into(), 0, 8760)?;
         if self.backup.interval_hours > 0 && self.backup.dir.is_empty() {

@@ -5,7 +5,7 @@
 use super::assets;
 use super::auth::{self, Guard};
 use super::respond::{self, Shape};
-use super::routes::{accounts, metrics, settings, tracking, verification};
+use super::routes::{accounts, metrics, notify, settings, tracking, verification};
 use super::{input, Ctx};
 use crate::error::Error;
 use rouille::Response;
@@ -71,6 +71,8 @@ fn routes(segments: &[&str]) -> Option<(Shape, Methods)> {
             (Plain, &[("POST", Api("conversions:write"), tracking::import_conversions)])
         }
         ["api", "postbacks"] => (Plain, &[("GET", Verified, tracking::postback_log)]),
+        ["api", "notifications"] => (Plain, &[("GET", Verified, notify::show), ("PUT", Verified, notify::update)]),
+        ["api", "notifications", "test"] => (Plain, &[("POST", Verified, notify::test)]),
         ["api", "payment", "notification"] => (Plain, &[("POST", Public, tracking::payment_notification)]),
         ["api", "dashboard-data"] => (Plain, &[("GET", Api("dashboard:read"), tracking::dashboard_data)]),
         ["api", "reports"] => (Plain, &[("GET", Api("reports:read"), tracking::reports)]),

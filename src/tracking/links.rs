@@ -148,24 +148,35 @@ pub const COST_MODELS: &[&str] = &["none", "cpc", "param"];
 /// Active links by slug, kept in memory so a click costs no read query.
 /// Only this process changes links, and every change clears the cache;
 /// only hits are kept (a flood of made-up slugs cannot grow it), at most
-/// `MAX_CACHED` of them.
+/// `MAX_CACHED` of them. Offer monitoring (another process, maybe) tells
+/// of links whose offers went down or came back through
+/// `monitor::changed_since`; the server forgets those.
 #[derive(Debug, Default)]
 pub struct SlugCache {
     map: RwLock<HashMap<String, Arc<Target>>>,
     /// Bumped by every clear: a lookup that raced a change is not cached.
     generation: std::sync::atomic::AtomicU64,
+    /// `monitor.auto_pause`: offers found down leave the rotation.
+    auto_pause: bool,
 }
 
 const MAX_CACHED: usize = 50_000;
 
 impl SlugCache {
+    pub fn new(auto_pause: bool) -> SlugCache {
+        SlugCache { auto_pause, ..SlugCache::default() }
+    }
+
     pub fn get(&self, db: &Db, slug: &str) -> Result<Option<Arc<Target>>, Error> {
         use std::sync::atomic::Ordering;
         if let Some(hit) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(slug) {
             return Ok(Some(Arc::clone(hit)));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let Some(target) = db.read(|c| Ok(find_by_slug(c, slug)?))?.filter(|t| t.active) else { return Ok(None) };
+        let Some(mut target) = db.read(|c| Ok(find_by_slug(c, slug)?))?.filter(|t| t.active) else { return Ok(None) };
+        if self.auto_pause {
+            target.routing.pause_down();
+        }
         let target = Arc::new(target);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::SeqCst) == generation {

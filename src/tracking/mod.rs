@@ -1,6 +1,7 @@
 //! Tracking: links, the click redirect, conversion postbacks, the payment
-//! notification, and the numbers built from them (rollups, dashboard,
-//! reports).
+//! notification, the numbers built from them (rollups, dashboard,
+//! reports), and what watches them for the user (notifications, offer
+//! monitoring).
 
 pub mod bandit;
 pub mod clicks;
@@ -10,6 +11,8 @@ pub mod device;
 pub mod geoip;
 pub mod links;
 pub mod live;
+pub mod monitor;
+pub mod notify;
 pub mod payment;
 pub mod postback;
 pub mod rollup;
@@ -45,10 +48,10 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn open(cfg: &config::Tracking, db_path: &std::path::Path) -> Result<Runtime, Error> {
+    pub fn open(cfg: &config::Config, db_path: &std::path::Path) -> Result<Runtime, Error> {
         Ok(Runtime {
-            geoip: geoip::Geo::open(cfg, db_path)?,
-            slugs: Default::default(),
+            geoip: geoip::Geo::open(&cfg.tracking, db_path)?,
+            slugs: links::SlugCache::new(cfg.monitor.auto_pause),
             click_writer: Default::default(),
             ids: Default::default(),
             interner: Default::default(),

@@ -2,6 +2,7 @@
 //! tells us a click converted. Idempotent per user and transaction id;
 //! every postback and its outcome is logged for the user to read.
 
+use super::notify;
 use super::rollup::{self, Delta, Dims};
 use super::routing::Caps;
 use super::{clip, money, parse_money};
@@ -74,6 +75,8 @@ pub struct Answer {
     /// The change this postback made to an offer's conversions of a day,
     /// for the offer's daily cap.
     counted: Option<Counted>,
+    /// A lead's status before this postback moved it.
+    previous_status: Option<String>,
 }
 
 /// Conversions (approved + pending) an offer gained or lost on a day.
@@ -85,7 +88,7 @@ pub struct Counted {
 }
 
 fn answer(status: u16, message: &str, outcome: &str) -> Answer {
-    Answer { status, body: json!({"message": message, "outcome": outcome}), counted: None }
+    Answer { status, body: json!({"message": message, "outcome": outcome}), counted: None, previous_status: None }
 }
 
 /// Whether a lead in `status` counts against its offer's daily cap.
@@ -256,6 +259,9 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
                 ratelimit::hit(tx, key, *limit, now)?;
             }
             log(tx, user, &answer, None)?;
+            if let (Some(user), Some("bad_secret" | "unknown_click")) = (user, answer.body["outcome"].as_str()) {
+                notify::postback_refused(tx, app, user, now)?;
+            }
             Ok(Ok(answer))
         })
     };
@@ -286,9 +292,23 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
                 let moved = app.db.write(|tx| {
                     let Some(lead) = find_lead(tx, user, &txid)? else { return Ok(None) };
                     let mut rollups = rollup::Batch::default();
+                    let (link_id, sub1, country) = (lead.link_id, lead.sub1.clone(), lead.country.clone());
                     let (answer, lead_id, _) = move_lead(tx, user, lead, &txid, &status, payout, now, &mut rollups)?;
                     rollups.write(tx)?;
                     log(tx, Some(user), &answer, lead_id)?;
+                    if answer.body["outcome"] == "updated" {
+                        let conversion = notify::Conversion {
+                            clickid,
+                            txid: &txid,
+                            status: &status,
+                            previous_status: answer.previous_status.as_deref(),
+                            payout_cents: lead_payout(tx, lead_id)?,
+                            link_id,
+                            sub_id: &sub1,
+                            country: &country,
+                        };
+                        notify::conversion(tx, app, user, &conversion, now)?;
+                    }
                     Ok(Some(answer))
                 })?;
                 if let Some(answer) = moved {
@@ -318,6 +338,19 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
                 apply(tx, &click, &txid, &status, payout, now, app.utc_offset, &mut rollups)?;
             rollups.write(tx)?;
             log(tx, Some(click.user_id), &answer, lead_id)?;
+            if matches!(answer.body["outcome"].as_str(), Some("created" | "updated")) {
+                let conversion = notify::Conversion {
+                    clickid: &click.clickid,
+                    txid: &txid,
+                    status: &status,
+                    previous_status: answer.previous_status.as_deref(),
+                    payout_cents: lead_payout(tx, lead_id)?,
+                    link_id: click.link_id,
+                    sub_id: &click.sub1,
+                    country: &click.country,
+                };
+                notify::conversion(tx, app, click.user_id, &conversion, now)?;
+            }
             if approved_now && !click.source_postback_url.is_empty() {
                 let payout = lead_payout(tx, lead_id)?;
                 let target = source_postback(&click, &status, payout);
@@ -579,6 +612,7 @@ fn decide(before: Option<&str>, status: &str) -> Outcome {
 fn invalid(field: &str, message: &str) -> Answer {
     Answer {
         counted: None,
+        previous_status: None,
         status: 422,
         body: json!({"message": "The given data was invalid.", "errors": {field: [message]}, "outcome": "invalid"}),
     }
@@ -675,7 +709,8 @@ fn apply(
             day: day.clone(),
             conversions: counts_for_cap(status),
         });
-        return Ok((Answer { status: 200, body, counted }, Some(lead_id), status == "approved"));
+        let answer = Answer { status: 200, body, counted, previous_status: None };
+        return Ok((answer, Some(lead_id), status == "approved"));
     };
     move_lead(tx, click.user_id, lead, txid, status, payout, now, rollups)
 }
@@ -731,7 +766,7 @@ fn move_lead(
     if old_status == status {
         let body = json!({"message": "Conversion already recorded; nothing changed.", "outcome": "unchanged",
                           "lead": {"txid": txid, "status": status, "payout": money(old_cents)}});
-        return Ok((Answer { status: 200, body, counted: None }, Some(lead_id), false));
+        return Ok((Answer { status: 200, body, counted: None, previous_status: None }, Some(lead_id), false));
     }
     let allowed = matches!(
         (old_status.as_str(), status),
@@ -741,7 +776,7 @@ fn move_lead(
         let message = format!("A lead cannot go from {old_status} to {status}.");
         let body = json!({"message": message, "outcome": "refused_transition",
                           "lead": {"txid": txid, "status": old_status, "payout": money(old_cents)}});
-        return Ok((Answer { status: 422, body, counted: None }, Some(lead_id), false));
+        return Ok((Answer { status: 422, body, counted: None, previous_status: None }, Some(lead_id), false));
     }
     let cents = payout.unwrap_or(old_cents);
     tx.prepare_cached("UPDATE leads SET status = ?2, payout_cents = ?3, updated_at = ?4 WHERE id = ?1")?
@@ -754,5 +789,6 @@ fn move_lead(
         day: day.clone(),
         conversions: counts_for_cap(status) - counts_for_cap(&old_status),
     });
-    Ok((Answer { status: 200, body, counted }, Some(lead_id), status == "approved"))
+    let answer = Answer { status: 200, body, counted, previous_status: Some(old_status) };
+    Ok((answer, Some(lead_id), status == "approved"))
 }

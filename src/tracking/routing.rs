@@ -40,6 +40,16 @@ pub struct Destination {
     pub payout_cents: Option<i64>,
     pub daily_cap: Option<i64>,
     pub active: bool,
+    /// What offer monitoring last found (read-only; not part of a PUT).
+    pub health: Health,
+}
+
+/// An offer's monitoring state: `unknown` until checked, then `up` or `down`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    pub down: bool,
+    pub checked_at: Option<i64>,
+    pub error: Option<String>,
 }
 
 /// What a rule asks of a visit; every condition given must hold.
@@ -113,6 +123,16 @@ impl Conditions {
 }
 
 impl Routing {
+    /// Takes offers that monitoring found down out of the rotation
+    /// (`monitor.auto_pause`): they count as paused until they answer again.
+    pub fn pause_down(&mut self) {
+        for d in &mut self.destinations {
+            if d.health.down {
+                d.active = false;
+            }
+        }
+    }
+
     /// The first rule whose conditions all hold, if any.
     pub fn matching_rule(&self, visit: &Visit) -> Option<usize> {
         self.rules.iter().position(|r| r.conditions.hold(visit))
@@ -439,6 +459,7 @@ fn destination(at: &str, item: &Value, errors: &mut FieldErrors) -> Option<Desti
         payout_cents: payout_cents?,
         daily_cap: daily_cap?,
         active: active?,
+        health: Health::default(),
     })
 }
 
@@ -649,6 +670,15 @@ pub fn to_json(r: &Routing) -> Value {
                 "payout": d.payout_cents.map(super::money),
                 "daily_cap": d.daily_cap,
                 "status": if d.active { "active" } else { "paused" },
+                "monitor": {
+                    "state": match (d.health.down, d.health.checked_at) {
+                        (true, _) => "down",
+                        (false, Some(_)) => "up",
+                        (false, None) => "unknown",
+                    },
+                    "checked_at": d.health.checked_at.map(crate::clock::format),
+                    "error": d.health.error,
+                },
             })
         })
         .collect();
@@ -693,7 +723,8 @@ fn rules_json(r: &Routing) -> Value {
     Value::Array(rules)
 }
 
-const DESTINATION_COLUMNS: &str = "id, kind, name, url, weight, payout_cents, daily_cap, status";
+const DESTINATION_COLUMNS: &str =
+    "id, kind, name, url, weight, payout_cents, daily_cap, status, monitor_state, monitor_checked_at, monitor_error";
 
 /// A link's stored routing: its destinations in order (removed ones left
 /// out), and its mode, fallback URL and rules as stored on the link.
@@ -712,6 +743,7 @@ pub fn load(conn: &Connection, link_id: i64, mode: &str, fallback_url: &str, rul
                 payout_cents: r.get(5)?,
                 daily_cap: r.get(6)?,
                 active: r.get::<_, String>(7)? == "active",
+                health: Health { down: r.get::<_, String>(8)? == "down", checked_at: r.get(9)?, error: r.get(10)? },
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -355,6 +355,8 @@ pub struct Recorder {
 struct RecorderState {
     requests: std::sync::Mutex<Vec<Recorded>>,
     status: std::sync::atomic::AtomicU16,
+    /// The body answered; None: `{"recorded": <status>}`.
+    body: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -425,6 +427,13 @@ impl Recorder {
         self.state.status.store(status, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Answers every request with `status` and this JSON body from now on
+    /// (a provider's own answer, such as Telegram's).
+    pub fn answer_with(&self, status: u16, body: &str) {
+        *self.state.body.lock().unwrap() = Some(body.to_string());
+        self.answer(status);
+    }
+
     /// Closes the port: connections are refused until [`Recorder::up`].
     pub fn down(&mut self) {
         if let Some((thread, stop)) = self.server.take() {
@@ -459,7 +468,8 @@ impl Recorder {
                 body,
                 answered,
             });
-            rouille::Response::from_data("application/json", format!("{{\"recorded\": {answered}}}"))
+            let body = state.body.lock().unwrap().clone().unwrap_or_else(|| format!("{{\"recorded\": {answered}}}"));
+            rouille::Response::from_data("application/json", body)
                 .with_status_code(answered)
                 // No keep-alive: when the recorder goes down, no pooled
                 // connection outlives it.

@@ -15,8 +15,11 @@ const ROOT = resolve(import.meta.dirname, "../..");
 const SHOTS = join(ROOT, "target", "ui-screenshots");
 const BINARY = process.env.APEXTRACK_BIN || join(ROOT, "target", "debug", "apextrack");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-let server, recorder, browser, page, base, landing;
-const received = []; // requests the recorder got: {path, body}
+let server, recorder, browser, page, base, landing, hook;
+const received = []; // requests the recorder got: {method, path, url, body, raw, headers}
+// Bot tokens the recorder, standing in for Telegram's Bot API under /tg, takes and refuses.
+const TG_GOOD = `123456789:AA${"g".repeat(33)}`;
+const TG_BAD = `987654321:AA${"b".repeat(33)}`;
 
 function freePort() {
   return new Promise((ok) => {
@@ -78,12 +81,21 @@ before(async () => {
     req.on("end", () => {
       let body = data;
       try { body = JSON.parse(data); } catch {}
-      received.push({ path: req.url.split("?")[0], url: req.url, body });
+      const path = req.url.split("?")[0];
+      received.push({ method: req.method, path, url: req.url, body, raw: data, headers: req.headers });
+      const bot = path.match(/^\/tg\/bot([^/]+)\/sendMessage$/);
+      if (bot) {
+        const good = decodeURIComponent(bot[1]) === TG_GOOD;
+        res.writeHead(good ? 200 : 401, { "Content-Type": "application/json" });
+        res.end(JSON.stringify(good ? { ok: true, result: { message_id: 1 } } : { ok: false, error_code: 401, description: "Unauthorized" }));
+        return;
+      }
       res.writeHead(200, { "Content-Type": req.url.startsWith("/landing") ? "text/html" : "application/json" });
-      res.end(req.url.startsWith("/landing") ? "<!doctype html><title>Offer</title><h1>The offer</h1>" : "{}");
+      res.end(req.url.startsWith("/landing") ? "<!doctype html><title>Offer</title><h1>The offer</h1>" : path === "/hook" ? '{"recorded":true}' : "{}");
     });
   }).listen(recorderPort, "127.0.0.1");
   landing = `http://127.0.0.1:${recorderPort}/landing`;
+  hook = `http://127.0.0.1:${recorderPort}/hook`;
 
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
@@ -99,6 +111,9 @@ before(async () => {
       APEXTRACK_MAIL_ENDPOINT: `http://127.0.0.1:${recorderPort}/mail`,
       // A tiny country database of DB-IP's type: the dashboard credits it.
       APEXTRACK_TRACKING_GEOIP_DB: join(ROOT, "tests", "fixtures", "dbip-country-lite.mmdb"),
+      // Telegram's Bot API is the recorder's /tg; the webhook test posts to the recorder on 127.0.0.1.
+      APEXTRACK_NOTIFY_TELEGRAM_API: `http://127.0.0.1:${recorderPort}/tg`,
+      APEXTRACK_TRACKING_ALLOW_PRIVATE_TARGETS: "true",
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -787,4 +802,202 @@ test("the pages carry strict security headers and work on a phone-sized screen",
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
   await shot("8-phone");
+});
+
+/** A new user signed up and verified through the UI, then logged in on `page` (whoever was logged in is logged out): their token. */
+async function signUp(name, email) {
+  await page.goto(`${base}/login`);
+  await page.evaluate(() => localStorage.clear());
+  await page.goto(`${base}/register`);
+  await page.fill("#f-name", name);
+  await page.fill("#f-email", email);
+  await page.fill("#f-password", PASSWORD);
+  await page.fill("#f-password_confirmation", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/verify`);
+  await page.fill("#f-code", await mailedCode(email));
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/dashboard`);
+  return page.evaluate(() => localStorage.getItem("apextrack.token"));
+}
+
+test("notifications: Telegram and a webhook are set up in the settings with errors by field, a test shows Telegram's 401 and a signed webhook, a failed delivery shows, and the token is never shown again", async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const token = await signUp("Notify User", "notify-user@example.com");
+  const auth = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+  const stored = async () => (await fetch(`${base}/api/notifications`, { headers: auth })).json();
+  const isPut = (r) => r.method() === "PUT" && new URL(r.url()).pathname === "/api/notifications";
+  /** Saves the form: the body the page sent. */
+  const save = async () => {
+    const [request] = await Promise.all([page.waitForRequest(isPut), page.waitForResponse((r) => isPut(r.request())), page.click("#notify-save")]);
+    await page.waitForSelector("#notify-save:enabled"); // the answer is shown
+    return request.postDataJSON();
+  };
+  /** Ticks exactly `names` among a channel's events. */
+  const tick = async (channel, names) => {
+    for (const box of await page.$$(`input[id^='f-${channel}-events-']`)) await box.setChecked(names.includes(await box.getAttribute("value")));
+  };
+  /** Presses "send test": each channel's result as shown, and what the recorder got meanwhile. */
+  const sendTest = async (channels = ["telegram", "webhook"]) => {
+    const from = received.length;
+    await page.click("#notify-test");
+    for (const c of channels) await page.waitForSelector(`#notify-test-results li[data-channel='${c}']`);
+    const shown = await page.$$eval("#notify-test-results li", (lis) => lis.map((li) => [li.dataset.channel,
+      { ok: li.dataset.ok, text: li.textContent, color: getComputedStyle(li).color }]));
+    return { shown: Object.fromEntries(shown), got: received.slice(from) };
+  };
+  const sentTo = (got, bot) => got.filter((r) => r.method === "POST" && decodeURIComponent(r.path) === `/tg/bot${bot}/sendMessage`);
+  /** The webhook's POST, checked against its X-Apextrack-Signature with `secret`. */
+  const signed = (r, secret) => {
+    const [, ts, v1] = String(r.headers["x-apextrack-signature"]).match(/^t=(\d+),v1=([0-9a-f]{64})$/) || [];
+    assert.ok(ts, `a signature header: ${r.headers["x-apextrack-signature"]}`);
+    assert.equal(createHmac("sha256", secret).update(`${ts}.${r.raw}`).digest("hex"), v1, "the signature verifies with the shown secret");
+    return r.body;
+  };
+
+  await page.goto(`${base}/settings`);
+  await page.waitForSelector("#notifications #notify-form");
+  assert.equal(await page.textContent("#notifications h2"), "Notifikasi");
+  const howto = await page.textContent("#telegram-howto");
+  for (const words of ["@BotFather", "/newbot", "https://api.telegram.org/bot<token>/getUpdates", '"chat":{"id":']) assert.ok(howto.includes(words), howto);
+  assert.equal(await page.textContent("label:has(#f-telegram-events-conversion)"), "Konversi");
+  assert.equal(await page.textContent("label:has(#f-webhook-events-destination_down)"), "Tujuan mati");
+  assert.equal(await page.locator("#f-digest_hour option").count(), 24);
+  assert.equal(await page.$("#telegram-off"), null, "nothing to turn off yet");
+
+  // A token that is no token and a webhook URL that is not http(s): each named by its field, nothing saved.
+  await page.fill("#f-telegram-bot_token", "abc");
+  await page.fill("#f-telegram-chat_id", "-100123456");
+  await page.fill("#f-webhook-url", "ftp://x");
+  await save();
+  assert.notEqual(await page.textContent("#e-telegram-bot_token"), "");
+  assert.notEqual(await page.textContent("#e-webhook-url"), "");
+  assert.equal(await page.textContent("#e-telegram-chat_id"), "", "only the bad fields are marked");
+  let now = await stored();
+  assert.deepEqual([now.telegram, now.webhook], [null, null], "nothing is saved");
+  await shot("notifications-errors");
+
+  // The bad token, the recorder's webhook, events per channel; the stop-loss event without an amount is refused by the amount.
+  await page.fill("#f-telegram-bot_token", TG_BAD);
+  await page.fill("#f-webhook-url", hook);
+  await tick("telegram", ["conversion", "daily_digest", "stop_loss"]);
+  await tick("webhook", ["conversion", "postback_rejected"]);
+  await page.selectOption("#f-digest_hour", "9");
+  await save();
+  assert.notEqual(await page.textContent("#e-stop_loss_amount"), "");
+  assert.equal(await page.textContent("#e-telegram-bot_token"), "", "errors of an earlier try are gone");
+  assert.equal(await page.textContent("#e-webhook-url"), "");
+  await page.fill("#f-stop_loss_amount", "12,50");
+  const body = await save();
+  assert.deepEqual(body, { digest_hour: 9, stop_loss_amount: "12.50",
+    telegram: { bot_token: TG_BAD, chat_id: "-100123456", events: ["conversion", "daily_digest", "stop_loss"] },
+    webhook: { url: hook, events: ["conversion", "postback_rejected"] } });
+  // The webhook's secret, shown this once.
+  const secret = await (await page.waitForSelector("#new-webhook-secret #webhook-secret")).textContent();
+  assert.match(secret, /^whsec_[^…]+$/);
+  assert.match(await page.textContent("#new-webhook-secret"), /tidak akan ditampilkan lagi/);
+  assert.equal(await page.textContent("#e-stop_loss_amount"), "");
+  now = await stored();
+  assert.equal(now.telegram.chat_id, "-100123456");
+  assert.deepEqual([...now.telegram.events].sort(), ["conversion", "daily_digest", "stop_loss"]);
+  assert.deepEqual([now.webhook.url, [...now.webhook.events].sort()], [hook, ["conversion", "postback_rejected"]]);
+  assert.deepEqual([now.digest_hour, now.stop_loss_amount], [9, 12.5]);
+  assert.ok(now.telegram.bot_token.includes("…") && !now.telegram.bot_token.includes(TG_BAD.split(":")[1]), now.telegram.bot_token);
+  assert.equal(await page.inputValue("#f-telegram-bot_token"), "", "the token does not stay in its field");
+  assert.equal(await page.getAttribute("#f-telegram-bot_token", "placeholder"), now.telegram.bot_token);
+  assert.equal(await page.inputValue("#f-stop_loss_amount"), "12.5");
+
+  // The test: Telegram refuses the bad token (401, shown as a failure); the webhook takes a signed "test".
+  let { shown, got } = await sendTest();
+  assert.equal(shown.telegram.ok, "false");
+  assert.match(shown.telegram.text, /^Telegram: gagal · 401/);
+  assert.equal(shown.telegram.color, "rgb(198, 40, 40)", "a failure is red");
+  assert.equal(shown.webhook.ok, "true");
+  assert.match(shown.webhook.text, /^Webhook: berhasil · 200/);
+  const [asked] = sentTo(got, TG_BAD);
+  assert.ok(asked, JSON.stringify(got.map((r) => r.path)));
+  assert.equal(String(asked.body.chat_id), "-100123456");
+  assert.ok(asked.body.text, "a message");
+  const hooked = got.filter((r) => r.method === "POST" && r.path === "/hook");
+  assert.equal(hooked.length, 1);
+  assert.equal(signed(hooked[0], secret).event, "test");
+
+  // A real conversion: the webhook gets it signed; Telegram's refusal becomes the channel's last error, shown on the page.
+  const created = await fetch(`${base}/api/links`, { method: "POST", headers: { ...auth, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "Notified", url: `${landing}?c={clickid}` }) });
+  assert.equal(created.status, 201);
+  const visit = await fetch(`${base}/go/${(await created.json()).data.slug}`, { redirect: "manual",
+    headers: { "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Notify/1" } });
+  const clickid = new URL(visit.headers.get("location")).searchParams.get("c");
+  const me = await (await fetch(`${base}/api/user`, { headers: auth })).json();
+  const pb = await fetch(`${base}/api/postback/conversion?clickid=${clickid}&payout=1&status=approved&secret=${new URL(me.postback_url).searchParams.get("secret")}`);
+  assert.equal(pb.status, 200);
+  const conversion = await waitFor("the conversion on the webhook", () => received.find((r) => r.path === "/hook" && r.body?.event === "conversion"), 30000);
+  signed(conversion, secret);
+  const failure = await waitFor("Telegram's refusal as its last error", async () => (await stored()).telegram.last_error, 30000);
+  assert.match(failure.message, /401/);
+  await page.reload();
+  const last = await (await page.waitForSelector("#telegram-last-error .notice")).textContent();
+  assert.ok(last.startsWith(`Pengiriman terakhir gagal: ${failure.message}`), last);
+  assert.equal(await page.textContent("#webhook-last-error"), "");
+  // Once only: after a reload the secret is masked.
+  assert.equal(await page.$("#new-webhook-secret"), null);
+  assert.equal(await page.textContent("#webhook-secret-masked"), (await stored()).webhook.secret);
+
+  // The good token: both ok.
+  await page.fill("#f-telegram-bot_token", TG_GOOD);
+  assert.equal((await save()).telegram.bot_token, TG_GOOD);
+  await page.waitForFunction(() => document.getElementById("f-telegram-bot_token").placeholder.startsWith("123456789:"));
+  ({ shown, got } = await sendTest());
+  assert.deepEqual([shown.telegram.ok, shown.webhook.ok], ["true", "true"]);
+  assert.match(shown.telegram.text, /^Telegram: berhasil · 200/);
+  assert.equal(String(sentTo(got, TG_GOOD)[0]?.body.chat_id), "-100123456");
+  assert.equal(signed(got.find((r) => r.path === "/hook"), secret).event, "test");
+  // Saved again with the token field empty: the stored token is kept, never sent back masked.
+  assert.equal("bot_token" in (await save()).telegram, false);
+  assert.ok((await stored()).telegram.bot_token.startsWith("123456789:"));
+
+  // A new webhook secret, shown once again.
+  await page.click("#webhook-rotate");
+  const rotated = await (await page.waitForSelector(`#webhook-secret:not(:text-is('${secret}'))`)).textContent();
+  assert.match(rotated, /^whsec_[^…]+$/);
+
+  // Reloaded: the token field empty with the masked token as its placeholder, no whole token or secret in the page.
+  await page.reload();
+  await page.waitForSelector("#notify-form");
+  now = await stored();
+  assert.equal(await page.inputValue("#f-telegram-bot_token"), "");
+  assert.equal(await page.getAttribute("#f-telegram-bot_token", "placeholder"), now.telegram.bot_token);
+  const html = await page.content();
+  for (const whole of [TG_GOOD, TG_BAD, TG_GOOD.split(":")[1], TG_BAD.split(":")[1], secret, rotated]) assert.ok(!html.includes(whole), `${whole} is not in the page`);
+  await shot("notifications");
+
+  // On a phone, nothing sticks out of the page.
+  await page.setViewportSize({ width: 375, height: 800 });
+  try {
+    await page.waitForFunction(() => window.innerWidth === 375);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375 + 1, `the settings page is ${width}px wide on a 375px phone`);
+    await page.locator("#notifications").screenshot({ path: join(SHOTS, "notifications-phone.png") });
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
+
+  // In English; the webhook turned off leaves Telegram alone.
+  const en = await fetch(`${base}/api/users/language`, { method: "PATCH", headers: { ...auth, "Content-Type": "application/json" }, body: JSON.stringify({ language: "en" }) });
+  assert.equal(en.status, 200);
+  await page.reload();
+  await page.waitForSelector("#notifications h2:text-is('Notifications')");
+  assert.equal(await page.textContent("label:has(#f-telegram-events-conversion)"), "Conversions");
+  assert.equal(await page.textContent("label[for='f-telegram-bot_token']"), "Bot token");
+  assert.ok((await page.textContent("#telegram-howto")).includes("talk to @BotFather"));
+  await page.click("#webhook-off");
+  await page.waitForSelector("#webhook-state:text-is('Not set up.')");
+  assert.equal(await page.inputValue("#f-webhook-url"), "");
+  now = await stored();
+  assert.equal(now.webhook, null);
+  assert.ok(now.telegram, "Telegram stays");
+  ({ shown } = await sendTest(["telegram"]));
+  assert.deepEqual(Object.keys(shown), ["telegram"]);
+  assert.match(shown.telegram.text, /^Telegram: ok · 200/);
 });

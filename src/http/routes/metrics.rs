@@ -44,7 +44,7 @@ fn render(ctx: &Ctx) -> Result<String, Error> {
     }
     let queues = app.db.read(|c| {
         let mut stmt = c.prepare_cached(
-            "SELECT CASE channel WHEN 'get' THEN 'postbacks' ELSE 'account' END AS queue,
+            "SELECT CASE WHEN channel IN ('mail', 'sms') THEN 'account' ELSE 'integrations' END AS queue,
                     sum(status = 'pending'), sum(status = 'failed')
              FROM outbox GROUP BY queue",
         )?;
@@ -58,7 +58,7 @@ fn render(ctx: &Ctx) -> Result<String, Error> {
         out,
         "# HELP apextrack_outbox_pending Messages waiting in the outbox, by queue.\n# TYPE apextrack_outbox_pending gauge"
     );
-    for queue in ["account", "postbacks"] {
+    for queue in ["account", "integrations"] {
         let _ = writeln!(out, "apextrack_outbox_pending{{queue=\"{queue}\"}} {}", count(queue, false));
     }
     let _ = writeln!(
@@ -66,7 +66,7 @@ fn render(ctx: &Ctx) -> Result<String, Error> {
         "# HELP apextrack_outbox_failed_total Messages given up on after every retry, by queue.\n\
          # TYPE apextrack_outbox_failed_total counter"
     );
-    for queue in ["account", "postbacks"] {
+    for queue in ["account", "integrations"] {
         let _ = writeln!(out, "apextrack_outbox_failed_total{{queue=\"{queue}\"}} {}", count(queue, true));
     }
     let _ = writeln!(

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod metrics;
+pub mod notify;
 pub mod settings;
 pub mod tracking;
 pub mod verification;
