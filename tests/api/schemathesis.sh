@@ -9,6 +9,8 @@ python3 -m pip install -q --disable-pip-version-check schemathesis openapi-spec-
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export APEXTRACK_SERVER_BIND=127.0.0.1:$port APEXTRACK_DATABASE_PATH=$work/st.db APEXTRACK_SECURITY_LOGIN_MAX_ATTEMPTS=1000
+# Telegram at a closed local port: a fuzzed "send test" answers at once, and calls nobody.
+export APEXTRACK_NOTIFY_TELEGRAM_API=http://127.0.0.1:9 APEXTRACK_MONITOR_INTERVAL_MINUTES=0
 unset APEXTRACK_CONFIG
 cd "$work"
 "$bin" user create --name Fuzz --email fuzz@example.com --password fuzz-password --verified >/dev/null
