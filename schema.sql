@@ -486,3 +486,14 @@ ALTER TABLE destinations ADD COLUMN monitor_checked_at INTEGER;
 ALTER TABLE destinations ADD COLUMN monitor_error TEXT;
 ALTER TABLE destinations ADD COLUMN monitor_changed_at INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX destinations_monitor_changed ON destinations(monitor_changed_at) WHERE monitor_changed_at > 0;
+
+-- version: 12
+-- Sliding-window limits: one row per counted event (a registration, a
+-- verification mail), per key such as an address; rows older than a day
+-- are pruned.
+CREATE TABLE rate_events (
+    key TEXT NOT NULL,
+    at  INTEGER NOT NULL
+);
+CREATE INDEX rate_events_key ON rate_events(key, at);
+CREATE INDEX rate_events_at ON rate_events(at);

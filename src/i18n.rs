@@ -362,6 +362,21 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Stop-loss: sub ID \":name\" sudah menghabiskan :cost :currency hari ini tanpa konversi yang disetujui.",
         "Stop-loss: sub ID \":name\" spent :cost :currency today with no approved conversion.",
     ),
+    (
+        "register.too_many",
+        "Terlalu banyak pendaftaran dari alamat ini. Silakan coba lagi dalam :seconds detik.",
+        "Too many sign-ups from this address. Please try again in :seconds seconds.",
+    ),
+    (
+        "verify.mail_budget",
+        "Terlalu banyak email verifikasi dikirim saat ini. Silakan coba lagi dalam :seconds detik.",
+        "Too many verification mails are being sent right now. Please try again in :seconds seconds.",
+    ),
+    (
+        "links.too_many",
+        "Anda sudah punya :max link, batas satu akun; hapus satu dulu.",
+        "You have :max links, the most an account may have; delete one first.",
+    ),
     ("payment.bad_signature", "Invalid signature.", "Invalid signature."),
     (
         "postback.too_many_refused",

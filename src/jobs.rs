@@ -200,9 +200,10 @@ type Pruner = fn(&Connection, i64, i64) -> rusqlite::Result<usize>;
 /// Each table's owner prunes its own rows, in its own short transactions;
 /// one failing does not stop the others, and each failure is logged.
 pub fn prune(core: &Core) -> usize {
-    let owners: [(&str, Pruner); 6] = [
+    let owners: [(&str, Pruner); 7] = [
         ("expired tokens", accounts::prune),
         ("rate-limit windows", ratelimit::prune),
+        ("rate-limit events", ratelimit::prune_events),
         ("one-time codes", accounts::otp::prune),
         ("outbox", outbox::prune),
         ("postback log", tracking::postback::prune_log),

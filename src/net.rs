@@ -43,6 +43,23 @@ pub fn in_any(ip: IpAddr, ranges: &[(IpAddr, u8)]) -> bool {
 
 /// Decodes an `application/x-www-form-urlencoded` string (a query string
 /// or a form body) into pairs, in order. Invalid escapes stay as sent.
+/// The part of a client address a limit counts by: an IPv4 address
+/// whole, an IPv6 address by its /64 (one subscriber's usual share, which
+/// holds more addresses than anyone could exhaust).
+pub fn limit_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{net}/64")
+            }
+        },
+    }
+}
+
 pub fn form_pairs(raw: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
@@ -71,6 +88,16 @@ pub fn percent_encode_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_count_ipv4_whole_and_ipv6_by_its_64() {
+        let key = |s: &str| limit_key(s.parse().unwrap());
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
 
     #[test]
     fn cidr_ranges() {

@@ -1,5 +1,8 @@
-//! Fixed-window rate limits kept in the `rate_limits` table, so they hold
-//! across threads, restarts and the CLI alike.
+//! Rate limits kept in the database, so they hold across threads,
+//! restarts and the CLI alike: fixed windows (`rate_limits`, one row per
+//! key) for frequent events such as logins, and sliding windows
+//! (`rate_events`, one row per event) where a window's edge must not let
+//! twice the limit through, such as registrations and verification mails.
 
 use crate::clock::{Micros, DAY, SECOND};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -49,6 +52,32 @@ pub fn clear(conn: &Connection, key: &str) -> rusqlite::Result<()> {
 pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
     conn.execute(
         "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE window_start < ?1 LIMIT ?2)",
+        params![now - DAY, limit],
+    )
+}
+
+/// Seconds until `key` may count another event, if `limit.max` of them
+/// happened in the `limit.window` before `now` (a sliding window: room
+/// comes back as the oldest of them leaves it).
+pub fn sliding_blocked(conn: &Connection, key: &str, limit: Limit, now: Micros) -> rusqlite::Result<Option<u64>> {
+    let nth_newest: Option<Micros> = conn
+        .prepare_cached("SELECT at FROM rate_events WHERE key = ?1 AND at > ?2 ORDER BY at DESC LIMIT 1 OFFSET ?3")?
+        .query_row(params![key, now - limit.window, i64::from(limit.max.max(1)) - 1], |r| r.get(0))
+        .optional()?;
+    Ok(nth_newest.map(|at| ((at + limit.window - now + SECOND - 1) / SECOND).max(1) as u64))
+}
+
+/// Counts one event under `key` for [`sliding_blocked`].
+pub fn sliding_hit(conn: &Connection, key: &str, now: Micros) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT INTO rate_events (key, at) VALUES (?1, ?2)")?.execute(params![key, now])?;
+    Ok(())
+}
+
+/// Deletes up to `limit` events older than a day (no sliding window is
+/// longer); run by the maintenance thread.
+pub fn prune_events(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM rate_events WHERE rowid IN (SELECT rowid FROM rate_events WHERE at < ?1 LIMIT ?2)",
         params![now - DAY, limit],
     )
 }

@@ -135,11 +135,24 @@ pub struct Security {
     pub token_ttl_days: u32,
     pub login_max_attempts: u32,
     pub code_ttl_minutes: u32,
+    /// Accounts one address may create in any hour (sliding).
+    pub registrations_per_ip_hour: u32,
+    /// Verification mails (sign-ups and resends) one address may cause in any hour.
+    pub verification_mails_per_ip_hour: u32,
+    /// Verification mails of the whole server in any hour.
+    pub verification_mails_per_hour: u32,
 }
 
 impl Default for Security {
     fn default() -> Self {
-        Security { token_ttl_days: 0, login_max_attempts: 5, code_ttl_minutes: 60 }
+        Security {
+            token_ttl_days: 0,
+            login_max_attempts: 5,
+            code_ttl_minutes: 60,
+            registrations_per_ip_hour: 5,
+            verification_mails_per_ip_hour: 10,
+            verification_mails_per_hour: 300,
+        }
     }
 }
 
@@ -157,6 +170,8 @@ pub struct Tracking {
     pub geoip_update_days: u32,
     /// Where those downloads come from; "" = DB-IP Lite's monthly file.
     pub geoip_update_url: String,
+    /// Links one user may have (deleted ones do not count).
+    pub max_links_per_user: u32,
 }
 
 impl Default for Tracking {
@@ -169,6 +184,7 @@ impl Default for Tracking {
             raw_click_days: 0,
             geoip_update_days: 0,
             geoip_update_url: String::new(),
+            max_links_per_user: 1000,
         }
     }
 }

@@ -92,6 +92,21 @@ impl Config {
         check_range("security.token_ttl_days", self.security.token_ttl_days.into(), 0, 36_500)?;
         check_range("security.login_max_attempts", self.security.login_max_attempts.into(), 1, 1000)?;
         check_range("security.code_ttl_minutes", self.security.code_ttl_minutes.into(), 1, 10_080)?;
+        check_range(
+            "security.registrations_per_ip_hour",
+            self.security.registrations_per_ip_hour.into(),
+            1,
+            1_000_000,
+        )?;
+        let per_ip = self.security.verification_mails_per_ip_hour;
+        check_range("security.verification_mails_per_ip_hour", per_ip.into(), 1, 1_000_000)?;
+        check_range(
+            "security.verification_mails_per_hour",
+            self.security.verification_mails_per_hour.into(),
+            1,
+            1_000_000,
+        )?;
+        check_range("tracking.max_links_per_user", self.tracking.max_links_per_user.into(), 1, 1_000_000)?;
         check_range("tracking.raw_click_days", self.tracking.raw_click_days.into(), 0, 36_500)?;
         check_range("tracking.geoip_update_days", self.tracking.geoip_update_days.into(), 0, 365)?;
         let url = &self.tracking.geoip_update_url;

@@ -213,6 +213,67 @@ fn attribute(field: &str) -> String {
     field.replace('_', " ")
 }
 
+/// One page of a list, as `?limit&offset&sortBy&sort` asked for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<T> {
+    pub limit: i64,
+    pub offset: i64,
+    pub sort_by: T,
+    pub ascending: bool,
+}
+
+/// Reads a page: `limit` 1..=`max_limit` (default `default_limit`),
+/// `offset` >= 0 (default 0), `sortBy` one of `sorts` (the first by
+/// default) and `sort` `asc` or `desc` (default). Each bad value is a 422
+/// naming its parameter, all at once.
+pub fn page<T: Copy>(
+    param: impl Fn(&str) -> Option<String>,
+    default_limit: i64,
+    max_limit: i64,
+    sorts: &[(&str, T)],
+) -> Result<Page<T>, Error> {
+    let mut errors = FieldErrors::default();
+    let limit = match param("limit").map(|v| v.trim().parse::<i64>()) {
+        None => default_limit,
+        Some(Ok(n)) if (1..=max_limit).contains(&n) => n,
+        Some(_) => {
+            let msg = Msg::new("validation.between").arg("attribute", "limit").arg("min", 1).arg("max", max_limit);
+            errors.add("limit", msg);
+            default_limit
+        }
+    };
+    let offset = match param("offset").map(|v| v.trim().parse::<i64>()) {
+        None => 0,
+        Some(Ok(n)) if n >= 0 => n,
+        Some(_) => {
+            errors.add("offset", Msg::new("validation.integer").arg("attribute", "offset"));
+            0
+        }
+    };
+    let sort_by = match param("sortBy") {
+        None => sorts[0].1,
+        Some(name) => match sorts.iter().find(|(n, _)| *n == name) {
+            Some((_, sort)) => *sort,
+            None => {
+                let values: Vec<&str> = sorts.iter().map(|(n, _)| *n).collect();
+                let msg = Msg::new("validation.in").arg("attribute", "sort by").arg("values", values.join(", "));
+                errors.add("sortBy", msg);
+                sorts[0].1
+            }
+        },
+    };
+    let ascending = match param("sort").as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(_) => {
+            errors.add("sort", Msg::new("validation.in").arg("attribute", "sort").arg("values", "asc, desc"));
+            false
+        }
+    };
+    errors.into_result()?;
+    Ok(Page { limit, offset, sort_by, ascending })
+}
+
 /// The client's address: the socket peer, unless the peer is a trusted
 /// proxy, in which case the nearest untrusted hop of `X-Forwarded-For`.
 pub fn client_ip(req: &Request, trusted: &[(IpAddr, u8)]) -> IpAddr {

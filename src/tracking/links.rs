@@ -90,13 +90,54 @@ pub fn to_json(app: &Core, link: &Link) -> Value {
     })
 }
 
-/// The user's links, newest first; deleted ones are gone from view.
-pub fn list(conn: &Connection, user_id: i64) -> rusqlite::Result<Vec<Link>> {
+/// Orders of the link list; each names its column, never text from a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Id,
+    Name,
+    CreatedAt,
+    Clicks,
+}
+
+/// The sort names of `GET /api/links?sortBy=`.
+pub const SORTS: [(&str, SortBy); 4] =
+    [("id", SortBy::Id), ("name", SortBy::Name), ("createdAt", SortBy::CreatedAt), ("clicks", SortBy::Clicks)];
+
+/// Most characters of a name search.
+pub const MAX_SEARCH: usize = 100;
+
+/// One page of the user's links (deleted ones are gone from view), each
+/// with its clicks of all time (one lookup of its all-time counter row),
+/// and how many match `search`, a case-insensitive part of the name.
+pub fn page(
+    conn: &Connection,
+    user_id: i64,
+    search: Option<&str>,
+    sort_by: SortBy,
+    ascending: bool,
+    limit: i64,
+    offset: i64,
+) -> rusqlite::Result<(Vec<(Link, i64)>, i64)> {
+    let column = match sort_by {
+        SortBy::Id => "id",
+        SortBy::Name => "name COLLATE NOCASE",
+        SortBy::CreatedAt => "created_at",
+        SortBy::Clicks => "clicks",
+    };
+    let direction = if ascending { "ASC" } else { "DESC" };
+    let matches = "user_id = ?1 AND status != 'deleted' AND (?2 IS NULL OR instr(lower(name), lower(?2)) > 0)";
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM links WHERE user_id = ?1 AND status != 'deleted' ORDER BY id DESC"
+        "SELECT {COLUMNS}, coalesce((SELECT r.clicks FROM rollups r WHERE r.user_id = links.user_id AND r.dim = 'link'
+                                     AND r.day = '' AND r.value = CAST(links.id AS TEXT)), 0) AS clicks
+         FROM links WHERE {matches} ORDER BY {column} {direction}, id {direction} LIMIT ?3 OFFSET ?4"
     ))?;
-    let rows = stmt.query_map([user_id], from_row)?;
-    rows.collect()
+    let rows = stmt
+        .query_map(params![user_id, search, limit, offset], |r| Ok((from_row(r)?, r.get(13)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let total = conn
+        .prepare_cached(&format!("SELECT count(*) FROM links WHERE {matches}"))?
+        .query_row(params![user_id, search], |r| r.get(0))?;
+    Ok((rows, total))
 }
 
 /// One link of this user, or 404: another user's link does not exist for them.
@@ -377,7 +418,14 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 pub fn create(app: &Core, user_id: i64, f: Fields) -> Result<Link, Error> {
     let now = app.clock.now();
+    let max = app.config.tracking.max_links_per_user;
     app.db.write(|tx| {
+        let count: i64 = tx
+            .prepare_cached("SELECT count(*) FROM links WHERE user_id = ?1 AND status != 'deleted'")?
+            .query_row([user_id], |r| r.get(0))?;
+        if count >= i64::from(max) {
+            return Err(FieldErrors::single("links", Msg::new("links.too_many").arg("max", max)));
+        }
         // A random slug collides about never; try a few before giving up.
         for attempt in 0..5 {
             let slug = match &f.slug {

@@ -14,6 +14,7 @@ use crate::mail;
 use crate::outbox;
 use crate::ratelimit::{self, Limit};
 use rusqlite::Connection;
+use std::net::IpAddr;
 
 /// The purpose of the verification code in `accounts::otp`.
 const PURPOSE: &str = "verify-email";
@@ -26,6 +27,43 @@ const DAILY_MAILS: Limit = Limit { max: 10, window: DAY };
 /// Wrong codes per user per hour, across resends (each new code starts
 /// its own five tries, this caps guessing overall).
 const WRONG_CODES: Limit = Limit { max: 10, window: 60 * MINUTE };
+
+/// The sliding windows of sign-ups and verification mails.
+const HOUR: Micros = 60 * MINUTE;
+
+/// Refuses (429) a sign-up from an address that made
+/// `security.registrations_per_ip_hour` accounts in the last hour; else
+/// counts this one. Inside the sign-up's transaction.
+fn count_registration(app: &Core, tx: &Connection, ip: IpAddr, now: Micros) -> Result<(), Error> {
+    let key = format!("register-ip:{}", crate::net::limit_key(ip));
+    let limit = Limit { max: app.config.security.registrations_per_ip_hour, window: HOUR };
+    if let Some(retry_after) = ratelimit::sliding_blocked(tx, &key, limit, now)? {
+        let message = Msg::new("register.too_many").arg("seconds", retry_after);
+        return Err(Error::TooManyRequests { message, retry_after });
+    }
+    ratelimit::sliding_hit(tx, &key, now)?;
+    Ok(())
+}
+
+/// Refuses (429) a verification mail past the hour's budget of its
+/// address or of the whole server; else counts it against both.
+fn spend_mail_budget(app: &Core, tx: &Connection, ip: IpAddr, now: Micros) -> Result<(), Error> {
+    let security = &app.config.security;
+    let budgets = [
+        (format!("verify-mail-ip:{}", crate::net::limit_key(ip)), security.verification_mails_per_ip_hour),
+        ("verify-mail-all".to_string(), security.verification_mails_per_hour),
+    ];
+    for (key, max) in &budgets {
+        if let Some(retry_after) = ratelimit::sliding_blocked(tx, key, Limit { max: *max, window: HOUR }, now)? {
+            let message = Msg::new("verify.mail_budget").arg("seconds", retry_after);
+            return Err(Error::TooManyRequests { message, retry_after });
+        }
+    }
+    for (key, _) in &budgets {
+        ratelimit::sliding_hit(tx, key, now)?;
+    }
+    Ok(())
+}
 
 fn resend_key(user_id: i64) -> String {
     format!("verify-mail:{user_id}")
@@ -70,12 +108,16 @@ pub fn queue_mail(app: &Core, tx: &Connection, user: &User, now: Micros) -> Resu
 /// Signs up: creates the account (through `accounts`, which checks the
 /// email is free) and queues its verification mail in the same
 /// transaction, so there is never an account without its mail. The
-/// password is hashed before the write lock is taken.
-pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang) -> Result<User, Error> {
+/// password is hashed before the write lock is taken. A sign-up past the
+/// address's hourly limit, or whose mail would pass the address's or the
+/// server's hourly budget, is a 429 and creates nothing.
+pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang, ip: IpAddr) -> Result<User, Error> {
     let hash = crypto::hash_password(password);
     let now = app.clock.now();
     let new = accounts::store::NewUser { name, email, password_hash: &hash, language: lang.code(), verified_at: None };
     let user = app.db.write(|tx| {
+        count_registration(app, tx, ip, now)?;
+        spend_mail_budget(app, tx, ip, now)?;
         let user = accounts::insert_account(tx, &new, now)?;
         queue_mail(app, tx, &user, now)?;
         Ok(user)
@@ -85,8 +127,8 @@ pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang)
 }
 
 /// Sends a new verification mail (new code, new link), at most once a
-/// minute per user. Returns the link.
-pub fn resend(app: &Core, user: &User) -> Result<String, Error> {
+/// minute per user, within the hourly mail budgets. Returns the link.
+pub fn resend(app: &Core, user: &User, ip: IpAddr) -> Result<String, Error> {
     if user.email_verified_at.is_some() {
         return Err(already_verified());
     }
@@ -100,6 +142,7 @@ pub fn resend(app: &Core, user: &User) -> Result<String, Error> {
             let message = Msg::new("verify.daily_limit").arg("seconds", retry_after);
             return Err(Error::TooManyRequests { message, retry_after });
         }
+        spend_mail_budget(app, tx, ip, now)?;
         queue_mail(app, tx, user, now)
     })?;
     app.outbox_wake.notify();

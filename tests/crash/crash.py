@@ -12,7 +12,12 @@ binary = os.path.abspath(sys.argv[1])
 cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 work = tempfile.mkdtemp(prefix="apextrack-crash-")
 db_path = os.path.join(work, "crash.db")
-env = dict(os.environ, APEXTRACK_DATABASE_PATH=db_path, APEXTRACK_SERVER_BIND="127.0.0.1:0")
+# Every sign-up comes from 127.0.0.1: lift the per-address limits, which
+# tests/accounts.rs covers, so the crash test can register at full speed.
+env = dict(os.environ, APEXTRACK_DATABASE_PATH=db_path, APEXTRACK_SERVER_BIND="127.0.0.1:0",
+           APEXTRACK_SECURITY_REGISTRATIONS_PER_IP_HOUR="1000000",
+           APEXTRACK_SECURITY_VERIFICATION_MAILS_PER_IP_HOUR="1000000",
+           APEXTRACK_SECURITY_VERIFICATION_MAILS_PER_HOUR="1000000")
 env.pop("APEXTRACK_CONFIG", None)
 
 

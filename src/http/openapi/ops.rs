@@ -52,7 +52,7 @@ pub(super) fn ops() -> Vec<Op> {
                 &["name", "email", "password", "password_confirmation"],
             ))),
             success: (201, schema("Message")),
-            errors: &[400, 413, 422],
+            errors: &[400, 413, 422, 429],
             params: vec![],
         },
         Op {
@@ -152,12 +152,24 @@ pub(super) fn ops() -> Vec<Op> {
         Op {
             method: "get",
             path: "/api/links",
-            summary: "The user's tracking links",
+            summary: "A page of the user's tracking links, each with its clicks of all time",
             auth: Key("links:read"),
             request: None,
-            success: (200, obj(&[("data", json!({"type": "array", "items": schema("Link")}))], &["data"])),
-            errors: &[401, 403],
-            params: vec![],
+            success: (
+                200,
+                obj(
+                    &[("data", json!({"type": "array", "items": schema("Link")})), ("total", n()), ("limit", n()), ("offset", n())],
+                    &["data", "total", "limit", "offset"],
+                ),
+            ),
+            errors: &[401, 403, 422],
+            params: vec![
+                query("limit", "1-200, default 50"),
+                query("offset", ">= 0"),
+                query("sortBy", "id (default), name, createdAt or clicks"),
+                query("sort", "asc or desc (default)"),
+                query("search", "part of the name, any case, at most 100 characters"),
+            ],
         },
         Op {
             method: "post",

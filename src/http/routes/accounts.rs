@@ -28,7 +28,7 @@ pub fn register(ctx: &Ctx) -> Result<Response, Error> {
         errors.add("password", Msg::new("validation.confirmed").arg("attribute", "password"));
     }
     let (name, email, password) = errors.finish((|| Some((name?, email?, password?)))())?;
-    verification::register(ctx.app, &name, &email, &password, ctx.lang.get())?;
+    verification::register(ctx.app, &name, &email, &password, ctx.lang.get(), ctx.ip)?;
     Ok(respond::message(201, &Msg::new("register.success"), ctx.lang.get()))
 }
 

@@ -6,7 +6,7 @@ use super::accounts::user_view;
 use crate::accounts::{self, twofa};
 use crate::clock;
 use crate::error::{Error, FieldErrors};
-use crate::http::input::Input;
+use crate::http::input::{self, Input};
 use crate::http::{respond, Ctx};
 use crate::i18n::{Lang, Msg};
 use crate::settings::api_keys::{self, Key, NewKey, SortBy, PERMISSIONS};
@@ -237,44 +237,10 @@ pub fn delete_api_key(ctx: &Ctx) -> Result<Response, Error> {
 /// `GET /api/user/api-key?limit&offset&sortBy&sort`, each checked against
 /// a whitelist (never pasted into SQL as sent).
 pub fn list_api_keys(ctx: &Ctx) -> Result<Response, Error> {
-    let mut errors = FieldErrors::default();
-    let param = |name: &str| ctx.req.get_param(name);
-    let limit = match param("limit").map(|v| v.trim().parse::<i64>()) {
-        None => 20,
-        Some(Ok(n)) if (1..=100).contains(&n) => n,
-        Some(_) => {
-            errors.add("limit", Msg::new("validation.between").arg("attribute", "limit").arg("min", 1).arg("max", 100));
-            20
-        }
-    };
-    let offset = match param("offset").map(|v| v.trim().parse::<i64>()) {
-        None => 0,
-        Some(Ok(n)) if n >= 0 => n,
-        Some(_) => {
-            errors.add("offset", Msg::new("validation.integer").arg("attribute", "offset"));
-            0
-        }
-    };
-    let sort_by = match param("sortBy").as_deref() {
-        None | Some("id") => SortBy::Id,
-        Some("apiName") => SortBy::Name,
-        Some("createdAt") => SortBy::CreatedAt,
-        Some(_) => {
-            let msg = Msg::new("validation.in").arg("attribute", "sort by").arg("values", "id, apiName, createdAt");
-            errors.add("sortBy", msg);
-            SortBy::Id
-        }
-    };
-    let ascending = match param("sort").as_deref() {
-        None | Some("desc") => false,
-        Some("asc") => true,
-        Some(_) => {
-            errors.add("sort", Msg::new("validation.in").arg("attribute", "sort").arg("values", "asc, desc"));
-            false
-        }
-    };
-    errors.into_result()?;
-    let (keys, total) = api_keys::list(ctx.app, ctx.session()?.user.id, sort_by, ascending, limit, offset)?;
+    let sorts = [("id", SortBy::Id), ("apiName", SortBy::Name), ("createdAt", SortBy::CreatedAt)];
+    let page = input::page(|name| ctx.req.get_param(name), 20, 100, &sorts)?;
+    let (limit, offset) = (page.limit, page.offset);
+    let (keys, total) = api_keys::list(ctx.app, ctx.session()?.user.id, page.sort_by, page.ascending, limit, offset)?;
     let items: Vec<Value> = keys.iter().map(|k| key_json(k, None)).collect();
     Ok(ok(
         ctx,

@@ -2,7 +2,7 @@
 
 use crate::accounts::store as accounts_store;
 use crate::error::{Error, FieldErrors};
-use crate::http::input::parse_json;
+use crate::http::input::{self, parse_json};
 use crate::http::respond;
 use crate::http::Ctx;
 use crate::i18n::Msg;
@@ -16,12 +16,27 @@ fn user_id(ctx: &Ctx) -> Result<i64, Error> {
     Ok(ctx.session()?.user.id)
 }
 
-/// `GET /api/links`.
+/// `GET /api/links?limit&offset&sortBy&sort&search`: a page of links.
 pub fn list_links(ctx: &Ctx) -> Result<Response, Error> {
     let user = user_id(ctx)?;
-    let rows = ctx.app.db.read(|c| Ok(links::list(c, user)?))?;
-    let data: Vec<Value> = rows.iter().map(|l| links::to_json(ctx.app, l)).collect();
-    Ok(respond::json(200, &json!({"data": data})))
+    let page = input::page(|name| ctx.req.get_param(name), 50, 200, &links::SORTS)?;
+    let search = ctx.req.get_param("search").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if search.as_ref().is_some_and(|s| s.chars().count() > links::MAX_SEARCH) {
+        let msg = Msg::new("validation.max").arg("attribute", "search").arg("max", links::MAX_SEARCH);
+        return Err(FieldErrors::single("search", msg));
+    }
+    let (rows, total) = ctx.app.db.read(|c| {
+        Ok(links::page(c, user, search.as_deref(), page.sort_by, page.ascending, page.limit, page.offset)?)
+    })?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|(link, clicks)| {
+            let mut json = links::to_json(ctx.app, link);
+            json["clicks"] = json!(clicks);
+            json
+        })
+        .collect();
+    Ok(respond::json(200, &json!({"data": data, "total": total, "limit": page.limit, "offset": page.offset})))
 }
 
 /// `POST /api/links {name, url, payout?, slug?, status?, source_postback_url?}` → 201.

@@ -25,7 +25,7 @@ pub fn verify_code(ctx: &Ctx) -> Result<Response, Error> {
 
 /// `POST /api/email/resend`: a new code (and link) by mail.
 pub fn resend_code(ctx: &Ctx) -> Result<Response, Error> {
-    verification::resend(ctx.app, &ctx.session()?.user)?;
+    verification::resend(ctx.app, &ctx.session()?.user, ctx.ip)?;
     Ok(respond::message(200, &Msg::new("verify.code_resent"), ctx.lang.get()))
 }
 
@@ -43,7 +43,7 @@ pub fn resend_link(ctx: &Ctx) -> Result<Response, Error> {
 /// mailer (local development): anywhere else it would let the caller
 /// verify an address they cannot read.
 fn link_sent(ctx: &Ctx, message: &'static str) -> Result<Response, Error> {
-    let url = verification::resend(ctx.app, &ctx.session()?.user)?;
+    let url = verification::resend(ctx.app, &ctx.session()?.user, ctx.ip)?;
     let url = (ctx.app.config.mail.provider == "log").then_some(url);
     let lang = ctx.lang.get();
     Ok(respond::json(
