@@ -478,14 +478,17 @@ CREATE TABLE notify_marks (
 ) WITHOUT ROWID;
 CREATE INDEX notify_marks_at ON notify_marks(at);
 -- Offer monitoring: 'unknown' until checked, then 'up' or 'down' (after two
--- failures in a row); monitor_changed_at tells a running server which
--- links to read again when another process (the CLI) changed a state.
+-- failures in a row). monitor_change numbers the changes between up and
+-- down in the order they were written, so a running server finds the links
+-- to read again after another process (the CLI) changed one.
 ALTER TABLE destinations ADD COLUMN monitor_state TEXT NOT NULL DEFAULT 'unknown';
 ALTER TABLE destinations ADD COLUMN monitor_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE destinations ADD COLUMN monitor_checked_at INTEGER;
 ALTER TABLE destinations ADD COLUMN monitor_error TEXT;
-ALTER TABLE destinations ADD COLUMN monitor_changed_at INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX destinations_monitor_changed ON destinations(monitor_changed_at) WHERE monitor_changed_at > 0;
+ALTER TABLE destinations ADD COLUMN monitor_change INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX destinations_monitor_change ON destinations(monitor_change) WHERE monitor_change > 0;
+-- A user's latest delivery per channel (the settings page's last error).
+CREATE INDEX outbox_owner_channel ON outbox(owner_id, channel, id) WHERE owner_id IS NOT NULL;
 
 -- version: 12
 -- Sliding-window limits: one row per counted event (a registration, a

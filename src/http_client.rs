@@ -148,11 +148,26 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfe80 // link local
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-                // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
-                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-                    && is_internal(IpAddr::V4(std::net::Ipv4Addr::from(u128::from(v6) as u32))))
+                // IPv4-compatible (::a.b.c.d, deprecated), NAT64 (64:ff9b::/96)
+                // and its local-use prefix (64:ff9b:1::/48) reach the IPv4
+                // address in their last 32 bits; 6to4 (2002::/16) the one in
+                // bits 16 to 48.
+                || (s[..6] == [0, 0, 0, 0, 0, 0] && is_internal(IpAddr::V4(last_32_bits(v6))))
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_internal(IpAddr::V4(last_32_bits(v6))))
+                || (s[..3] == [0x64, 0xff9b, 1] && is_internal(IpAddr::V4(last_32_bits(v6))))
+                || (s[0] == 0x2002
+                    && is_internal(IpAddr::V4(std::net::Ipv4Addr::new(
+                        (s[1] >> 8) as u8,
+                        s[1] as u8,
+                        (s[2] >> 8) as u8,
+                        s[2] as u8,
+                    ))))
         }
     }
+}
+
+fn last_32_bits(v6: std::net::Ipv6Addr) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u128::from(v6) as u32)
 }
 
 /// The host and port of a URL (no scheme, user or path): deliveries to one
@@ -205,10 +220,23 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::7f00:1",
             "64:ff9b::a00:1",
+            "::7f00:1",
+            "::10.0.0.1",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "100.128.0.1", "198.20.0.1", "2606:4700::1111", "64:ff9b::808:808"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.128.0.1",
+            "198.20.0.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
     }

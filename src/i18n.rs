@@ -308,6 +308,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Too many test messages. Please try again in :seconds seconds.",
     ),
     (
+        "notify.too_many_saves",
+        "Terlalu sering menyimpan pengaturan notifikasi. Silakan coba lagi dalam :seconds detik.",
+        "Notification settings saved too often. Please try again in :seconds seconds.",
+    ),
+    (
         "notify.no_channel",
         "Belum ada saluran: isi Telegram atau webhook lalu simpan.",
         "No channel yet: set up Telegram or a webhook and save.",
@@ -353,14 +358,9 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Offer \":name\" (link \":link\") is up again.",
     ),
     (
-        "notify.stop_loss_link",
-        "Stop-loss: link \":name\" sudah menghabiskan :cost :currency hari ini tanpa konversi yang disetujui.",
-        "Stop-loss: link \":name\" spent :cost :currency today with no approved conversion.",
-    ),
-    (
-        "notify.stop_loss_sub_id",
-        "Stop-loss: sub ID \":name\" sudah menghabiskan :cost :currency hari ini tanpa konversi yang disetujui.",
-        "Stop-loss: sub ID \":name\" spent :cost :currency today with no approved conversion.",
+        "notify.stop_loss",
+        "Stop-loss :amount :currency tercapai hari ini tanpa konversi yang disetujui:\n:list",
+        "Stop-loss of :amount :currency reached today with no approved conversion:\n:list",
     ),
     (
         "register.too_many",

@@ -1,12 +1,12 @@
 //! Background threads of `apextrack serve`: the two outbox workers
-//! (account mail and SMS; source postbacks), pruning of expired tokens,
+//! (account mail and SMS; integrations: source postbacks and notifications), pruning of expired tokens,
 //! codes, rate-limit windows, fingerprints, postback logs and old
 //! delivered mail (each owner's own `prune`, in batches),
 //! upkeep ten times a second (checkpoints of the WAL, writing the gathered
 //! access log, freeing idle argon2 memory, forgetting links whose offers
 //! monitoring paused or restored), the notifier (digests and stop-losses
-//! each minute, offer checks every `monitor.interval_minutes`), and
-//! scheduled snapshots (`[backup]`).
+//! each minute), offer checks every `monitor.interval_minutes` on a thread
+//! of their own, and scheduled snapshots (`[backup]`).
 
 use crate::app::App;
 use crate::base::Core;
@@ -67,7 +67,7 @@ impl Jobs {
         let (upkeep_app, upkeep_stop) = (Arc::clone(&app), Arc::clone(&stop));
         let upkeep = thread::Builder::new().name("upkeep".into()).spawn(move || {
             let mut rounds = 0u32;
-            let mut monitor_seen = upkeep_app.clock.now();
+            let mut monitor_seen = upkeep_app.db.read(|c| Ok(tracking::monitor::last_change(c)?)).unwrap_or(0);
             while !upkeep_stop.load(Ordering::Relaxed) {
                 rounds = rounds.wrapping_add(1);
                 // Links whose offers went down or came back (here or in
@@ -102,6 +102,12 @@ impl Jobs {
         let notifier =
             thread::Builder::new().name("notify".into()).spawn(move || notifier(&notify_app, &notify_stop))?;
         let mut threads = vec![pruner, upkeep, notifier];
+        if app.config.monitor.interval_minutes > 0 {
+            let (monitor_app, monitor_stop) = (Arc::clone(&app), Arc::clone(&stop));
+            threads.push(
+                thread::Builder::new().name("monitor".into()).spawn(move || monitor(&monitor_app, &monitor_stop))?,
+            );
+        }
         threads.extend(senders);
         let hours = app.config.backup.interval_hours;
         if hours > 0 && !app.config.backup.dir.is_empty() {
@@ -150,25 +156,30 @@ fn forget_monitored(app: &App, seen: &mut i64) {
     }
 }
 
-/// The notifier's loop: each minute, due digests and reached stop-losses;
-/// every `monitor.interval_minutes` (the first a minute after start), a
-/// check of every offer. Until `stop`, which it looks at twice a second.
+/// The notifier's loop: each minute, due digests and reached stop-losses.
+/// Until `stop`, which it looks at twice a second.
 fn notifier(app: &App, stop: &AtomicBool) {
-    let interval = u64::from(app.config.monitor.interval_minutes) * 60;
-    let started = std::time::Instant::now();
-    let mut next_tick = started + NOTIFY_EVERY;
-    let mut next_check = started + NOTIFY_EVERY;
+    let mut next_tick = std::time::Instant::now() + NOTIFY_EVERY;
     while !stop.load(Ordering::Relaxed) {
-        let now = std::time::Instant::now();
-        if now >= next_tick {
-            next_tick = now + NOTIFY_EVERY;
+        if std::time::Instant::now() >= next_tick {
+            next_tick = std::time::Instant::now() + NOTIFY_EVERY;
             if let Err(e) = tracking::notify::tick(app, app.clock.now()) {
                 app.log.line(format!("warning: notifications: {e}"));
             }
         }
-        if interval > 0 && now >= next_check {
-            next_check = now + Duration::from_secs(interval);
-            match tracking::monitor::run_once(app) {
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The monitor's loop: every `monitor.interval_minutes` (the first a
+/// minute after start; the next an interval after a run ends), a check of
+/// the offers. A stop ends a run between checks.
+fn monitor(app: &App, stop: &AtomicBool) {
+    let interval = Duration::from_secs(u64::from(app.config.monitor.interval_minutes) * 60);
+    let mut next_run = std::time::Instant::now() + NOTIFY_EVERY;
+    while !stop.load(Ordering::Relaxed) {
+        if std::time::Instant::now() >= next_run {
+            match tracking::monitor::run_once(app, stop) {
                 Ok(s) if s.down.is_empty() && s.up.is_empty() => {}
                 Ok(s) => app.log.line(format!(
                     "monitor: checked {} offers; {} went down, {} came back",
@@ -178,6 +189,7 @@ fn notifier(app: &App, stop: &AtomicBool) {
                 )),
                 Err(e) => app.log.line(format!("warning: monitor: {e}")),
             }
+            next_run = std::time::Instant::now() + interval;
         }
         thread::sleep(Duration::from_millis(500));
     }

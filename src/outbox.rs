@@ -20,7 +20,7 @@ use crate::http_client;
 use crate::log::Log;
 use crate::mail::{self, Mail};
 use rusqlite::{params, Connection, Row};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,11 @@ pub fn backoff(attempts: u32) -> Micros {
 pub const MAX_PENDING_POSTBACKS: i64 = 1000;
 /// Integration deliveries under way at once, each to its own host.
 const INTEGRATIONS_AT_ONCE: usize = 8;
+/// Of those, the most that may be notifications (Telegram, webhooks).
+const NOTIFICATION_SLOTS: usize = 6;
+/// A notification a provider keeps asking to wait for (Telegram's
+/// `retry_after`) is given up after this long.
+const MAX_AGE: Micros = 86_400 * SECOND;
 
 /// The two queues and the channels each carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,8 +237,9 @@ pub fn retry(conn: &Connection, ids: &[i64], now: Micros) -> rusqlite::Result<us
     ids.iter().map(|id| stmt.execute(params![id, now])).sum()
 }
 
-/// Deletes delivered mail older than 30 days, and wipes the bodies of
-/// mail that failed more than a day ago: their codes are long dead.
+/// Deletes delivered mail older than 30 days, wipes the bodies of mail
+/// that failed more than a day ago (their codes are long dead), and
+/// deletes what failed more than 30 days ago.
 pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usize> {
     let wiped = conn.execute(
         "UPDATE outbox SET body_text = '', body_html = '' WHERE id IN
@@ -243,7 +249,8 @@ pub fn prune(conn: &Connection, now: Micros, limit: i64) -> rusqlite::Result<usi
     let room = limit - wiped as i64;
     Ok(wiped
         + conn.execute(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE status = 'sent' AND sent_at < ?1 LIMIT ?2)",
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox
+                 WHERE (status = 'sent' AND sent_at < ?1) OR (status = 'failed' AND created_at < ?1) LIMIT ?2)",
             params![now - 30 * 86_400 * SECOND, room],
         )?)
 }
@@ -284,41 +291,78 @@ pub struct Worker<'a> {
     pub courier: Box<dyn Courier + 'a>,
 }
 
+/// A delivery of the integrations' worker, under way or just done.
+struct Slot {
+    id: i64,
+    owner: i64,
+    host: String,
+    notification: bool,
+    /// The count of finished deliveries when this one finished.
+    done: Option<u64>,
+}
+
+/// Marks its slot done when its delivery thread ends, panic or not, and
+/// wakes the worker to fill it.
+struct Release<'a> {
+    slots: &'a Mutex<Vec<Slot>>,
+    finished: &'a AtomicU64,
+    wake: &'a Wake,
+    id: i64,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let count = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.iter_mut().find(|s| s.id == self.id) {
+            slot.done = Some(count);
+        }
+        drop(slots);
+        self.wake.notify();
+    }
+}
+
 struct Due {
     id: i64,
     channel: String,
     owner: i64,
+    created_at: Micros,
     attempts: u32,
     mail: Mail,
 }
 
 impl Worker<'_> {
-    fn due(&self, queue: Queue, now: Micros) -> Result<Vec<Due>, Error> {
+    /// Items due on `queue`, leaving out those of `busy` owners.
+    fn due(&self, queue: Queue, now: Micros, busy: &[i64]) -> Result<Vec<Due>, Error> {
         let sql = match queue {
             Queue::Account => {
-                "SELECT id, attempts, recipient, subject, body_text, body_html, channel FROM outbox
-                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms') ORDER BY id LIMIT 50"
-            }
-            // Owners take turns: only the oldest due item of each owner is
-            // offered, so one user's thousand postbacks to a dead host hold
-            // one slot, not the whole queue, and a user's notifications
-            // arrive in the order they happened.
-            Queue::Integrations => {
-                "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id FROM outbox
-                 WHERE id IN (SELECT min(id) FROM outbox
-                              WHERE status = 'pending' AND next_attempt_at <= ?1
-                                AND channel IN ('get', 'telegram', 'webhook') GROUP BY owner_id)
+                "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id, created_at FROM outbox
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms') AND ?2 = ?2
                  ORDER BY id LIMIT 50"
             }
+            // Owners take turns: only the oldest due item of each owner not
+            // already being served is offered, so one user's thousand
+            // postbacks to a dead host hold one slot, not the whole queue.
+            Queue::Integrations => {
+                "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id, created_at FROM outbox
+                 WHERE id IN (SELECT min(id) FROM outbox
+                              WHERE status = 'pending' AND next_attempt_at <= ?1
+                                AND channel IN ('get', 'telegram', 'webhook')
+                                AND owner_id NOT IN (SELECT value FROM json_each(?2))
+                              GROUP BY owner_id)
+                 ORDER BY id LIMIT 200"
+            }
         };
+        let busy = serde_json::to_string(busy).unwrap_or_else(|_| "[]".into());
         self.db.read(|c| {
             let mut stmt = c.prepare_cached(sql)?;
-            let rows = stmt.query_map([now], |r| {
+            let rows = stmt.query_map(params![now, busy], |r| {
                 Ok(Due {
                     id: r.get(0)?,
                     channel: r.get(6)?,
-                    owner: if queue == Queue::Integrations { r.get::<_, Option<i64>>(7)?.unwrap_or(0) } else { 0 },
+                    owner: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
                     attempts: r.get(1)?,
+                    created_at: r.get(8)?,
                     mail: Mail { to: r.get(2)?, subject: r.get(3)?, text: r.get(4)?, html: r.get(5)? },
                 })
             })?;
@@ -331,7 +375,7 @@ impl Worker<'_> {
     pub fn deliver_due(&self, stop: &AtomicBool) -> Result<usize, Error> {
         let mut sent = 0;
         while !stop.load(Ordering::Relaxed) {
-            let due = self.due(Queue::Account, self.clock.now())?;
+            let due = self.due(Queue::Account, self.clock.now(), &[])?;
             if due.is_empty() {
                 break;
             }
@@ -341,43 +385,58 @@ impl Worker<'_> {
     }
 
     /// The integrations' worker: up to [`INTEGRATIONS_AT_ONCE`] deliveries
-    /// side by side, at most one per owner and one per host (a Telegram
-    /// bot counts as its owner's host). A new one starts as soon as a slot
-    /// is free, so a webhook that takes its full time-out holds its own
-    /// slot only, never a round of everybody's. Until `stop`; deliveries
-    /// under way are finished and recorded.
+    /// side by side, one per owner and one per host (all Telegram messages
+    /// go to one host), at most [`NOTIFICATION_SLOTS`] of them
+    /// notifications so source postbacks always have room. A new one
+    /// starts as soon as a slot is free, so a webhook that takes its full
+    /// time-out holds its own slot only. Until `stop`; deliveries under way
+    /// are finished and recorded.
     fn run_integrations(&self, stop: &AtomicBool) {
-        let busy: Mutex<Vec<(i64, String)>> = Mutex::new(Vec::new());
-        let lock = || busy.lock().unwrap_or_else(|e| e.into_inner());
+        let slots: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
+        let lock = || slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Counts finished deliveries; a slot stays (its item skipped) until a
+        // look at the table that began after its outcome was written.
+        let finished = AtomicU64::new(0);
+        let telegram_host = http_client::authority_of(&self.config.notify.telegram_api).to_ascii_lowercase();
         let next_sql = "SELECT min(next_attempt_at) FROM outbox
                         WHERE status = 'pending' AND next_attempt_at > ?1 AND channel IN ('get', 'telegram', 'webhook')";
         let mut seen = 0;
         std::thread::scope(|scope| {
             while !stop.load(Ordering::Relaxed) {
                 let now = self.clock.now();
+                let looked_at = finished.load(Ordering::SeqCst);
+                let busy: Vec<i64> = lock().iter().filter(|s| s.done.is_none()).map(|s| s.owner).collect();
+                let due = self.due(Queue::Integrations, now, &busy);
+                lock().retain(|s| s.done.is_none_or(|done| done > looked_at));
                 let mut started = 0;
-                match self.due(Queue::Integrations, now) {
+                match due {
                     Ok(due) => {
                         for item in due {
-                            let mut held = lock();
-                            if held.len() >= INTEGRATIONS_AT_ONCE {
-                                break;
-                            }
                             let host = match item.channel.as_str() {
-                                "telegram" => format!("telegram/{}", item.owner),
+                                "telegram" => telegram_host.clone(),
                                 _ => http_client::authority_of(&item.mail.to).to_ascii_lowercase(),
                             };
-                            if held.iter().any(|(id, h)| *id == item.id || *h == host) {
+                            let notification = item.channel != "get";
+                            let mut held = lock();
+                            let running: Vec<&Slot> = held.iter().filter(|s| s.done.is_none()).collect();
+                            if running.len() >= INTEGRATIONS_AT_ONCE {
+                                break;
+                            }
+                            let taken = |s: &&Slot| s.owner == item.owner || s.host == host;
+                            if held.iter().any(|s| s.id == item.id)
+                                || running.iter().any(taken)
+                                || notification
+                                    && running.iter().filter(|s| s.notification).count() >= NOTIFICATION_SLOTS
+                            {
                                 continue;
                             }
-                            held.push((item.id, host));
+                            held.push(Slot { id: item.id, owner: item.owner, host, notification, done: None });
                             drop(held);
                             started += 1;
-                            let lock = &lock;
+                            let release = Release { slots: &slots, finished: &finished, wake: self.wake, id: item.id };
                             scope.spawn(move || {
+                                let _release = release;
                                 self.send(&item, stop);
-                                lock().retain(|(id, _)| *id != item.id);
-                                self.wake.notify();
                             });
                         }
                     }
@@ -429,10 +488,12 @@ impl Worker<'_> {
                     Failure::Retry(reason) if attempts < MAX_ATTEMPTS => {
                         ("pending", attempts, now + backoff(attempts), reason)
                     }
-                    Failure::After(reason, wait) => {
+                    Failure::After(reason, wait) if now - item.created_at < MAX_AGE => {
                         ("pending", item.attempts, now + wait.clamp(SECOND, LONGEST_RETRY), reason)
                     }
-                    Failure::Retry(reason) | Failure::Final(reason) => ("failed", attempts, now, reason),
+                    Failure::Retry(reason) | Failure::After(reason, _) | Failure::Final(reason) => {
+                        ("failed", attempts, now, reason)
+                    }
                 };
                 self.log.line(format!(
                     "warning: outbox {} ({}) to {} not delivered (try {attempts}/{MAX_ATTEMPTS}, now {status}): {reason}",
@@ -440,12 +501,24 @@ impl Worker<'_> {
                     item.channel,
                     loggable_recipient(&item.channel, &item.mail.to)
                 ));
+                let notification = matches!(item.channel.as_str(), "telegram" | "webhook");
                 self.record(stop, |tx| {
-                    tx.execute(
+                    let n = tx.execute(
                         "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
                          WHERE id = ?1",
                         params![item.id, status, attempts, next, reason],
-                    )
+                    )?;
+                    // A channel that failed is failing for the owner's other
+                    // messages too: they wait as long, instead of each taking
+                    // a slot to find out.
+                    if notification && status == "pending" {
+                        tx.execute(
+                            "UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?4)
+                             WHERE owner_id = ?2 AND channel = ?3 AND status = 'pending' AND id != ?1",
+                            params![item.id, item.owner, item.channel, next],
+                        )?;
+                    }
+                    Ok(n)
                 });
                 false
             }

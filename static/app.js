@@ -90,8 +90,10 @@ function showError(e, errors, general) {
   if (!(e instanceof ApiError)) { general.textContent = t("error"); return; }
   const fieldErrors = e.body.errors || {};
   let placed = false;
+  const unplaced = [];  // errors naming no field of the form (errors.links: the cap on links) go to `general`
   for (const [field, messages] of Object.entries(fieldErrors)) {
     if (errors[field]) { errors[field].textContent = messages.join(" "); placed = true; }
+    else unplaced.push(...messages);
   }
   if (e.status === 429 && e.body.retry_after) {
     let left = e.body.retry_after;
@@ -99,8 +101,8 @@ function showError(e, errors, general) {
     const id = setInterval(tick, 1000);
     timers.push(id);
     tick();
-  } else if (!placed) {
-    general.textContent = e.body.message || t("error");
+  } else if (unplaced.length || !placed) {
+    general.textContent = unplaced.length ? unplaced.join(" ") : e.body.message || t("error");
   }
 }
 
@@ -146,25 +148,28 @@ function when(iso) {
 }
 
 /**
- * A table of `rows`. With `sortable`, a click on a header sorts by that column, then the other way round:
+ * A table of `rows`. With `sortable` (true, or the keys of the columns that are), a click on a header sorts by that column
+ * (descending first, ascending for a column with `asc`), then the other way round:
  * by `c.sort(row)` when given, else `row[c.key]` (numbers as numbers, text as words, nulls last either way);
- * `sorted: {key, desc}` names the order the rows already come in. `foot`: the cells of a last row (totals).
+ * `sorted: {key, desc}` names the order the rows already come in. With `onSort(key, desc)` the rows are not sorted here:
+ * the caller fetches them in that order. `foot`: the cells of a last row (totals); `row(r)`: the attributes of a row's `tr`.
  */
-function table(columns, rows, { sortable = false, empty = "", sorted = null, foot = null } = {}) {
+function table(columns, rows, { sortable = false, empty = "", sorted = null, foot = null, onSort = null, row = () => ({}) } = {}) {
   let sortKey = sorted?.key ?? null, desc = sorted?.desc ?? true;
+  const canSort = (c) => sortable === true || (Array.isArray(sortable) && sortable.includes(c.key));
   const body = h("tbody");
   const valueOf = (c, r) => (c.sort ? c.sort(r) : r[c.key]);
   const compare = (x, y) => (typeof x === "string" && typeof y === "string" ? x.localeCompare(y, undefined, { numeric: true })
     : x > y ? 1 : x < y ? -1 : 0);
   const heads = columns.map((c) => h("th", {
-    class: [c.num ? "num" : "", sortable ? "sortable" : ""].join(" ").trim(), "data-key": c.key, tabindex: sortable ? 0 : undefined,
-    onclick: sortable ? () => sortBy(c) : undefined,
-    onkeydown: sortable ? (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sortBy(c); } } : undefined,
+    class: [c.num ? "num" : "", canSort(c) ? "sortable" : ""].join(" ").trim(), "data-key": c.key, tabindex: canSort(c) ? 0 : undefined,
+    onclick: canSort(c) ? () => sortBy(c) : undefined,
+    onkeydown: canSort(c) ? (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); sortBy(c); } } : undefined,
   }, c.label));
   const render = () => {
     const ordered = [...rows];
     const column = columns.find((c) => c.key === sortKey);
-    if (column) {
+    if (column && !onSort) {
       ordered.sort((a, b) => {
         const [x, y] = [valueOf(column, a), valueOf(column, b)];
         const missing = (x === null || x === undefined) - (y === null || y === undefined);
@@ -172,13 +177,13 @@ function table(columns, rows, { sortable = false, empty = "", sorted = null, foo
       });
     }
     heads.forEach((th, i) => {
-      if (sortable && columns[i].key === sortKey) th.setAttribute("aria-sort", desc ? "descending" : "ascending");
+      if (canSort(columns[i]) && columns[i].key === sortKey) th.setAttribute("aria-sort", desc ? "descending" : "ascending");
       else th.removeAttribute("aria-sort");
     });
-    body.replaceChildren(...(ordered.length ? ordered.map((r) => h("tr", {}, columns.map((c) => h("td", { class: c.num ? "num" : "" }, c.show ? c.show(r) : r[c.key])))) :
+    body.replaceChildren(...(ordered.length ? ordered.map((r) => h("tr", row(r), columns.map((c) => h("td", { class: c.num ? "num" : "", "data-label": c.label || undefined }, c.show ? c.show(r) : r[c.key])))) :
       [h("tr", {}, h("td", { class: "empty", colspan: columns.length }, empty))]));
   };
-  const sortBy = (c) => { desc = sortKey === c.key ? !desc : true; sortKey = c.key; render(); };
+  const sortBy = (c) => { desc = sortKey === c.key ? !desc : !c.asc; sortKey = c.key; render(); onSort?.(sortKey, desc); };
   render();
   return h("table", {}, h("thead", {}, h("tr", {}, heads)), body,
     foot && rows.length ? h("tfoot", {}, h("tr", {}, foot.map((cell, i) => h("td", { class: columns[i]?.num ? "num" : "" }, cell)))) : null);
@@ -414,8 +419,41 @@ function costLabel(l) {
   return null;
 }
 
+const LINK_PAGE = 50;
+/** The columns the links' list sorts by on the server (GET /api/links?sortBy=); `id` (newest first) unless one is chosen. */
+const LINK_SORTS = ["name", "createdAt", "clicks"];
+
+/** The links page's state from its address: `page` (from 1), `search`, `sortBy` and `sort`. */
+function linkState(search) {
+  const q = new URLSearchParams(search);
+  const page = /^\d{1,6}$/.test(q.get("page") || "") ? Math.max(1, Number(q.get("page"))) : 1;
+  const sortBy = LINK_SORTS.includes(q.get("sortBy")) ? q.get("sortBy") : "id";
+  return { page, search: (q.get("search") || "").trim().slice(0, 100), sortBy, sort: q.get("sort") === "asc" ? "asc" : "desc" };
+}
+
+/** The query of a state: the page's address (defaults left out), or with `forApi` the API's (`limit`, `offset`). */
+function linkQuery(s, forApi = false) {
+  const q = new URLSearchParams();
+  if (forApi) { q.set("limit", LINK_PAGE); q.set("offset", (s.page - 1) * LINK_PAGE); }
+  else if (s.page > 1) q.set("page", s.page);
+  if (s.search) q.set("search", s.search);
+  if (forApi || s.sortBy !== "id" || s.sort !== "desc") { q.set("sortBy", s.sortBy); q.set("sort", s.sort); }
+  return q.toString();
+}
+
+/** Every link of the user, 200 a request (GET /api/links is paged), newest first. */
+async function allLinks() {
+  const all = [];
+  for (let offset = 0, total = 1; offset < total; offset += 200) {
+    const r = await api("GET", `/api/links?limit=200&offset=${offset}`);
+    all.push(...r.data);
+    total = r.total;
+  }
+  return all;
+}
+
 async function links() {
-  const list = h("div", { class: "card" });
+  const s = linkState(location.search);
   const f = form([
     { name: "name", label: t("link_name") },
     { name: "url", label: t("destination"), type: "url", placeholder: "https://offer.example/?click={clickid}&s={sub_id}", help: t("macros_help") },
@@ -428,29 +466,72 @@ async function links() {
     if (v.source_postback_url.trim()) body.source_postback_url = v.source_postback_url.trim();
     await api("POST", "/api/links", body);
     f.node.reset();
+    toast(t("saved"));
     await load();
   });
+  f.node.id = "link-form";
   wireCost(f);
-  const load = async () => {
-    const res = await api("GET", "/api/links");
-    list.replaceChildren(h("h2", {}, t("links")), res.data.length ? h("div", {}, res.data.map(linkRow)) : h("p", { class: "empty" }, t("no_links")));
+
+  // The list: 50 a page, searched and sorted by the server, its state in the address.
+  const list = h("div", { class: "table-wrap", id: "links-table" }, h("p", { class: "muted" }, t("loading")));
+  const listError = h("div", { class: "error", role: "alert", id: "links-error" });
+  const range = h("span", { class: "range", id: "links-range", "aria-live": "polite" });
+  const prev = h("button", { type: "button", class: "secondary", id: "links-prev", disabled: true, "aria-label": t("previous"),
+    onclick: () => show({ page: s.page - 1 }) }, "← ", h("span", { class: "word" }, t("previous")));
+  const next = h("button", { type: "button", class: "secondary", id: "links-next", disabled: true, "aria-label": t("next"),
+    onclick: () => show({ page: s.page + 1 }) }, h("span", { class: "word" }, t("next")), " →");
+  const search = h("input", { type: "search", id: "links-search", value: s.search, maxlength: 100, autocomplete: "off",
+    placeholder: t("search_links"), "aria-label": t("search_links") });
+  let typing;
+  search.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => show({ search: search.value.trim().slice(0, 100), page: 1 }, true), 300);
+    timers.push(typing);
+  });
+  /** Changes the state: into the address (typing replaces it, paging and sorting add to the history), then the list again. */
+  const show = (change, replace = false) => {
+    Object.assign(s, change);
+    const url = `/links${linkQuery(s) ? `?${linkQuery(s)}` : ""}`;
+    if (location.pathname + location.search !== url) history[replace ? "replaceState" : "pushState"]({}, "", url);
+    return load();
   };
-  const linkRow = (l) => {
-    const cost = costLabel(l);
-    const row = h("div", { class: "card link", "data-slug": l.slug },
-      h("div", { class: "row" }, h("strong", {}, l.name), h("span", { class: "muted" }, `· ${t(l.status)} · ${money(l.payout)}`),
+  let asked = 0;        // the newest request: an older answer arriving later is dropped
+  const load = async () => {
+    const mine = ++asked;
+    let r;
+    try { r = await api("GET", `/api/links?${linkQuery(s, true)}`); }
+    catch (e) { if (mine === asked) { listError.textContent = ""; showError(e, {}, listError); } return; }
+    if (mine !== asked || !list.isConnected) return;
+    // Past the last page (a link deleted, an old address): the last page.
+    if (!r.data.length && r.total > 0 && s.page > 1) return show({ page: Math.ceil(r.total / LINK_PAGE) }, true);
+    listError.textContent = "";
+    const last = r.offset + r.data.length;
+    range.textContent = r.total ? t("range_of", { from: number(r.offset + 1, 0), to: number(last, 0), total: number(r.total, 0) }) : "";
+    prev.disabled = s.page <= 1;
+    next.disabled = last >= r.total;
+    prev.hidden = next.hidden = prev.disabled && next.disabled;
+    list.replaceChildren(table(columns, r.data, { sortable: LINK_SORTS, sorted: s.sortBy === "id" ? null : { key: s.sortBy, desc: s.sort === "desc" },
+      onSort: (key, desc) => show({ sortBy: key, sort: desc ? "desc" : "asc", page: 1 }),
+      empty: s.search ? t("no_links_match", { q: s.search }) : t("no_links"), row: (l) => ({ class: "link", "data-slug": l.slug }) }));
+  };
+  const columns = [
+    { key: "name", label: t("name"), asc: true, show: (l) => {
+      const cost = costLabel(l);
+      return [h("div", { class: "row" }, h("strong", {}, l.name), h("span", { class: "muted" }, `· ${t(l.status)} · ${money(l.payout)}`),
         cost ? h("span", { class: "muted cost-model" }, `· ${cost}`) : null),
       h("div", { class: "mono muted" }, l.url),
       h("div", { class: "row" }, h("code", { class: "tracking-url" }, l.tracking_url),
-        h("button", { class: "secondary", type: "button", onclick: () => copy(l.tracking_url) }, t("copy"))),
-      h("div", { class: "row" },
-        h("button", { class: "secondary", type: "button", onclick: () => editRow(row, l) }, t("edit")),
-        h("button", { class: "secondary routing", type: "button", onclick: () => go(`/links?id=${l.id}`) }, t("routing")),
-        h("button", { class: "secondary", type: "button", onclick: async () => { await api("PUT", `/api/links/${l.id}`, { status: l.status === "active" ? "paused" : "active" }); load(); } },
-          l.status === "active" ? t("pause") : t("resume")),
-        h("button", { class: "danger", type: "button", onclick: async () => { if (confirm(t("confirm_delete"))) { await api("DELETE", `/api/links/${l.id}`); load(); } } }, t("delete"))));
-    return row;
-  };
+        h("button", { class: "secondary", type: "button", onclick: () => copy(l.tracking_url) }, t("copy")))];
+    } },
+    { key: "createdAt", label: t("created"), show: (l) => when(l.created_at) },
+    { key: "clicks", label: t("clicks"), num: true, show: (l) => number(l.clicks, 0) },
+    { key: "actions", label: "", show: (l) => h("div", { class: "row link-actions" },
+      h("button", { class: "secondary", type: "button", onclick: (ev) => editRow(ev.currentTarget.closest("tr"), l) }, t("edit")),
+      h("button", { class: "secondary routing", type: "button", onclick: () => go(`/links?id=${l.id}`) }, t("routing")),
+      h("button", { class: "secondary", type: "button", onclick: async () => { await api("PUT", `/api/links/${l.id}`, { status: l.status === "active" ? "paused" : "active" }); load(); } },
+        l.status === "active" ? t("pause") : t("resume")),
+      h("button", { class: "danger", type: "button", onclick: async () => { if (confirm(t("confirm_delete"))) { await api("DELETE", `/api/links/${l.id}`); load(); } } }, t("delete"))) },
+  ];
   const editRow = (row, l) => {
     const e = form([
       { name: "name", label: t("link_name"), value: l.name },
@@ -463,9 +544,12 @@ async function links() {
     },
     [h("button", { type: "button", class: "secondary", onclick: () => load() }, t("cancel"))]);
     wireCost(e);
-    row.replaceChildren(e.node);
+    row.replaceChildren(h("td", { colspan: columns.length, class: "link-edit" }, e.node));
   };
-  app.append(h("h1", {}, t("links")), h("div", { class: "card" }, h("h2", {}, t("create_link")), f.node), list);
+  app.append(h("h1", {}, t("links")), h("div", { class: "card" }, h("h2", {}, t("create_link")), f.node),
+    h("div", { class: "card", id: "links-list" },
+      h("div", { class: "list-head" }, h("h2", {}, t("links")), h("div", { class: "list-tools" }, search, h("div", { class: "pager" }, prev, range, next))),
+      listError, list));
   await load();
 }
 
@@ -757,7 +841,7 @@ const LANDED = ["created", "updated", "unchanged"];
 const LOG_PAGE = 50;
 
 async function moneyPage() {
-  const [linkList, today] = await Promise.all([api("GET", "/api/links").then((r) => r.data), serverToday()]);
+  const [linkList, today] = await Promise.all([allLinks(), serverToday()]);
   const names = new Map(linkList.map((l) => [l.id, l.name]));
   const section = (id, title, ...body) => h("div", { class: "card", id }, h("h2", {}, title), ...body);
 
@@ -993,7 +1077,7 @@ async function learnNames(s) {
   const link = s.filters.link_id, destination = s.filters.destination_id;
   const jobs = [];
   if (link && !reportNames.has(`link:${link}`)) {
-    jobs.push(api("GET", "/api/links").then((r) => r.data.forEach((l) => reportNames.set(`link:${l.id}`, l.name))));
+    jobs.push(allLinks().then((all) => all.forEach((l) => reportNames.set(`link:${l.id}`, l.name))));
   }
   if (destination && link && !reportNames.has(`destination:${destination}`)) {
     jobs.push(api("GET", `/api/links/${link}/routing`).then((r) => r.data.destinations.forEach((d) => reportNames.set(`destination:${d.id}`, d.name))));

@@ -527,17 +527,24 @@ fn the_digest_and_stop_losses_go_out_once() {
     let app = &t.s.app;
     let now = app.clock.now();
     // Stop-loss: the link and the sub_id that spent 3.00 with nothing
-    // approved; not the one that earned. Once a day each.
+    // approved, in one message; not the ones that earned. Once a day each.
     // (The digest was chosen after today's 09:00: yesterday's is not sent.)
-    assert_eq!(apextrack::tracking::notify::tick(app, now).unwrap(), 2);
+    assert_eq!(apextrack::tracking::notify::tick(app, now).unwrap(), 1);
     assert_eq!(apextrack::tracking::notify::tick(app, now + 60 * SECOND).unwrap(), 0);
-    let got = hook.wait_delivered(2);
-    let mut scopes: Vec<Value> = got.iter().map(|r| r.json()["data"].clone()).collect();
+    let got = hook.wait_delivered(1);
+    let alert = got[0].json();
+    assert_eq!(alert["event"], "stop_loss");
+    assert_eq!(alert["data"]["stop_loss_amount"], 2.5);
+    let mut scopes: Vec<Value> = alert["data"]["scopes"].as_array().unwrap().clone();
     scopes.sort_by_key(|d| d["scope"].as_str().unwrap().to_string());
+    assert_eq!(scopes.len(), 2, "{alert}");
     assert_eq!(scopes[0]["scope"], "link");
     assert_eq!(scopes[0]["link"], json!({"id": link_id, "name": "Paid"}));
     assert_eq!(scopes[0]["cost"], 3.0);
     assert_eq!((scopes[1]["scope"].as_str(), scopes[1]["sub_id"].as_str()), (Some("sub_id"), Some("burn")));
+    // A fourth click of the same scopes alerts nothing new today.
+    t.click(&slug, "sub_id=burn&n=4");
+    assert_eq!(apextrack::tracking::notify::tick(app, now + 120 * SECOND).unwrap(), 0);
 
     // The digest of today's numbers goes out tomorrow at 09:00 (server
     // offset UTC here), not before, and once. The server's clock moves on.
@@ -550,14 +557,14 @@ fn the_digest_and_stop_losses_go_out_once() {
     assert_eq!(at(8), 0, "before 09:00");
     assert_eq!(at(9), 1);
     assert_eq!(at(10), 0);
-    let digest = hook.wait_delivered(3)[2].json();
+    let digest = hook.wait_delivered(2)[1].json();
     assert_eq!(digest["event"], "daily_digest");
     let d = &digest["data"];
     assert_eq!(d["day"], apextrack::clock::local_date(now, 0));
-    assert_eq!((d["clicks"].as_i64(), d["conversions"].as_i64()), (Some(6), Some(1)));
-    assert_eq!((d["revenue"].as_f64(), d["cost"].as_f64(), d["profit"].as_f64()), (Some(5.0), Some(6.0), Some(-1.0)));
+    assert_eq!((d["clicks"].as_i64(), d["conversions"].as_i64()), (Some(7), Some(1)));
+    assert_eq!((d["revenue"].as_f64(), d["cost"].as_f64(), d["profit"].as_f64()), (Some(5.0), Some(7.0), Some(-2.0)));
     let top: Vec<&str> = d["top_sub_ids"].as_array().unwrap().iter().map(|s| s["sub_id"].as_str().unwrap()).collect();
-    assert_eq!(top, ["good", "burn"], "by clicks, then revenue");
+    assert_eq!(top, ["burn", "good"], "by clicks (4 and 3)");
 }
 
 /// A page that answers with the status the test sets (like an offer).
@@ -657,26 +664,35 @@ fn offers_that_go_down_are_reported_paused_and_restored() {
 }
 
 #[test]
-fn monitoring_refuses_private_addresses_unless_allowed() {
+fn monitoring_refuses_private_addresses_and_other_ports_unless_allowed() {
     let page = offer_page();
     let t = setup(|c| c.monitor.allow_private = false);
-    let (link_id, _) = t.link(json!({"name": "L", "url": format!("{}/offer", page.url())}));
-    let summary = apextrack::tracking::monitor::run_once(&t.s.app).unwrap();
-    assert_eq!(summary.checked, 1);
-    assert!(page.requests().is_empty(), "the page was never called");
-    let routing = t.s.get(&format!("/api/links/{link_id}/routing"), Some(&t.token)).json()["data"].clone();
-    let error = routing["destinations"][0]["monitor"]["error"].as_str().unwrap().to_string();
-    assert!(error.contains("private network") && error.contains("monitor.allow_private"), "{error}");
-    // A name that resolves to loopback is refused on the address connected to.
+    let port = page.url().rsplit(':').next().unwrap().to_string();
+    let (link_id, _) = t.link(json!({"name": "L", "url": "http://127.0.0.1/offer"}));
     let r = t.s.call(
         "PUT",
         &format!("/api/links/{link_id}/routing"),
         Some(&t.token),
-        Some(&json!({"destinations": [{"name": "Offer 1", "url": format!("http://localhost:{}/offer", page.url().rsplit(':').next().unwrap())}]})),
+        Some(&json!({"destinations": [
+            {"name": "Loopback", "url": "http://127.0.0.1/offer"},
+            // A name that resolves to loopback is refused on the address connected to.
+            {"name": "Named", "url": "http://localhost/offer?c={clickid}"},
+            {"name": "Mapped", "url": "http://[::ffff:127.0.0.1]/offer"},
+            // Not a web port: never called, whatever the address.
+            {"name": "Port", "url": format!("http://127.0.0.1:{port}/offer")},
+        ]})),
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    apextrack::tracking::monitor::run_once(&t.s.app).unwrap();
+    let summary = apextrack::tracking::monitor::run_once(&t.s.app, &Default::default()).unwrap();
+    assert_eq!((summary.checked, summary.urls), (3, 3));
     assert!(page.requests().is_empty(), "the page was never called");
+    let routing = t.s.get(&format!("/api/links/{link_id}/routing"), Some(&t.token)).json()["data"].clone();
+    for d in &routing["destinations"].as_array().unwrap()[..3] {
+        let error = d["monitor"]["error"].as_str().unwrap();
+        assert!(error.contains("private network") && error.contains("monitor.allow_private"), "{d}");
+    }
+    let error = routing["destinations"][3]["monitor"]["error"].as_str().unwrap();
+    assert!(error.contains("only ports 80"), "{error}");
 }
 
 #[test]

@@ -207,7 +207,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Purge { before, dry_run } => purge(&app, &before, dry_run),
         Command::Geoip(GeoipCommand::Update { url, maxmind_key }) => geoip_update(&app, url, maxmind_key),
         Command::Monitor(MonitorCommand::RunOnce) => {
-            let summary = crate::tracking::monitor::run_once(&app)?;
+            let summary = crate::tracking::monitor::run_once(&app, &std::sync::atomic::AtomicBool::new(false))?;
             print_json(&summary.to_json());
             Ok(())
         }

@@ -12,25 +12,30 @@ use crate::clock::Micros;
 use crate::error::Error;
 use crate::http_client;
 use crate::i18n::Msg;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Failures in a row that make an offer down.
 pub const FAILURES_FOR_DOWN: i64 = 2;
 /// Most of a page read.
 const MAX_READ: u64 = 64 * 1024;
-/// Pages checked side by side.
+/// Hosts checked side by side (one request at a time per host).
 const AT_ONCE: usize = 8;
+/// Distinct URLs of one user checked per run, those checked longest ago
+/// first: a user with thousands of offers cannot turn the server into a
+/// crawler, and the rest are checked on later runs.
+pub const MAX_URLS_PER_USER: usize = 100;
+/// Offers' rows written per transaction.
+const WRITE_BATCH: usize = 500;
 
 struct Offer {
     id: i64,
     name: String,
     url: String,
-    state: String,
-    failures: i64,
     link_id: i64,
     link_name: String,
     user_id: i64,
@@ -72,8 +77,23 @@ pub fn probe_url(url: &str) -> String {
     })
 }
 
+/// Whether `url` is on its scheme's own port (80 for http, 443 for https):
+/// offers are web pages, and checking other ports would let the monitor
+/// probe any service on the internet.
+fn on_web_port(url: &str) -> bool {
+    let authority = http_client::authority_of(url);
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").map(|(_, port)| port),
+        None => authority.rsplit_once(':').map(|(_, port)| port),
+    };
+    match port {
+        None => true,
+        Some(p) => (url.starts_with("http://") && p == "80") || (url.starts_with("https://") && p == "443"),
+    }
+}
+
 /// GETs one page: None when it answered (anything but 5xx, 404, 410),
-/// else a one-line reason naming the host only.
+/// else a short reason naming the host.
 pub fn check(url: &str, allow_private: bool) -> Outcome {
     let host = http_client::host_of(url).to_string();
     match http_client::monitor_agent(allow_private).get(url).call() {
@@ -83,134 +103,253 @@ pub fn check(url: &str, allow_private: bool) -> Outcome {
             let _ = http_client::read_text(response.into_body(), MAX_READ);
             (status >= 500 || status == 404 || status == 410).then(|| format!("{host}: HTTP {status}"))
         }
-        Err(e) => Some(format!("{host}: {e}")),
+        Err(e) => {
+            let text = e.to_string();
+            // Only the kind of failure: the page's owner needs no more, and
+            // no more should come back from a server probing on a user's say.
+            let why = if text.contains("private network") {
+                "refused, it points into a private network (monitor.allow_private)"
+            } else if matches!(e, ureq::Error::Timeout(_)) || text.contains("timed out") {
+                "no answer in time"
+            } else if text.contains("resolve") || text.contains("lookup") || text.contains("Name or service") {
+                "the name does not resolve"
+            } else {
+                "no connection"
+            };
+            Some(format!("{host}: {why}"))
+        }
     }
 }
 
+/// Active offers of active links, each user's least recently checked first.
 fn offers(conn: &Connection) -> rusqlite::Result<Vec<Offer>> {
     let mut stmt = conn.prepare(
-        "SELECT d.id, d.name, d.url, d.monitor_state, d.monitor_failures, l.id, l.name, l.user_id
+        "SELECT d.id, d.name, d.url, l.id, l.name, l.user_id
          FROM destinations d JOIN links l ON l.id = d.link_id
          WHERE d.kind = 'offer' AND d.status = 'active' AND l.status = 'active'
-         ORDER BY d.id",
+         ORDER BY l.user_id, coalesce(d.monitor_checked_at, 0), d.id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(Offer {
             id: r.get(0)?,
             name: r.get(1)?,
             url: r.get(2)?,
-            state: r.get(3)?,
-            failures: r.get(4)?,
-            link_id: r.get(5)?,
-            link_name: r.get(6)?,
-            user_id: r.get(7)?,
+            link_id: r.get(3)?,
+            link_name: r.get(4)?,
+            user_id: r.get(5)?,
         })
     })?;
     rows.collect()
 }
 
-/// Checks every active offer now, each distinct URL once, [`AT_ONCE`] at a
-/// time; records what it found and queues the alerts of offers that went
-/// down or came back, in one transaction.
-pub fn run_once(core: &Core) -> Result<Summary, Error> {
-    let offers = core.db.read(|c| Ok(offers(c)?))?;
-    let mut urls: Vec<String> = offers.iter().map(|o| probe_url(&o.url)).collect();
-    urls.sort();
-    urls.dedup();
+/// Checks active offers now (each distinct URL once, one request at a time
+/// per host, [`AT_ONCE`] hosts side by side, at most
+/// [`MAX_URLS_PER_USER`] URLs of a user); records what it found and queues
+/// the alerts of offers that went down or came back. Stops starting
+/// checks when `stop` is set; what was checked is still recorded.
+pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
     let allow_private = core.config.monitor.allow_private;
+    let mut offers = core.db.read(|c| Ok(offers(c)?))?;
+    // Each user's first MAX_URLS_PER_USER distinct URLs; the rest wait.
+    let mut per_user: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut skipped = Vec::new();
+    offers.retain(|o| {
+        let url = probe_url(&o.url);
+        if !allow_private && !on_web_port(&url) {
+            skipped.push(o.id);
+            return false;
+        }
+        let urls = per_user.entry(o.user_id).or_default();
+        if urls.contains(&url) {
+            return true;
+        }
+        if urls.len() >= MAX_URLS_PER_USER {
+            return false;
+        }
+        urls.push(url);
+        true
+    });
+    let mut by_host: HashMap<String, Vec<String>> = HashMap::new();
+    for url in per_user.into_values().flatten() {
+        by_host.entry(http_client::authority_of(&url).to_ascii_lowercase()).or_default().push(url);
+    }
+    let hosts: Vec<Vec<String>> = by_host
+        .into_values()
+        .map(|mut urls| {
+            urls.sort();
+            urls.dedup();
+            urls
+        })
+        .collect();
+    let urls: usize = hosts.iter().map(Vec::len).sum();
     let results: Mutex<HashMap<String, Outcome>> = Mutex::new(HashMap::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for _ in 0..AT_ONCE.min(urls.len()) {
+        for _ in 0..AT_ONCE.min(hosts.len()) {
             scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(url) = urls.get(i) else { return };
-                let outcome = check(url, allow_private);
-                results.lock().unwrap_or_else(|e| e.into_inner()).insert(url.clone(), outcome);
+                let Some(group) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
+                for url in group {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let outcome = check(url, allow_private);
+                    results.lock().unwrap_or_else(|e| e.into_inner()).insert(url.clone(), outcome);
+                }
             });
         }
     });
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let now = core.clock.now();
-    let auto_pause = core.config.monitor.auto_pause;
-    let mut summary = Summary { checked: offers.len(), urls: urls.len(), ..Summary::default() };
-    core.db.write(|tx| {
-        for offer in &offers {
-            let outcome = results.get(&probe_url(&offer.url)).cloned().flatten();
-            let (state, failures) = match &outcome {
-                None => ("up", 0),
-                Some(_) if offer.failures + 1 >= FAILURES_FOR_DOWN => ("down", offer.failures + 1),
-                // One failure: not yet down, and an offer down stays down.
-                Some(_) => (if offer.state == "down" { "down" } else { offer.state.as_str() }, offer.failures + 1),
-            };
-            let changed = (state == "down") != (offer.state == "down");
-            tx.prepare_cached(
-                "UPDATE destinations SET monitor_state = ?2, monitor_failures = ?3, monitor_checked_at = ?4,
-                        monitor_error = ?5, monitor_changed_at = CASE WHEN ?6 THEN ?4 ELSE monitor_changed_at END
-                 WHERE id = ?1",
-            )?
-            .execute(params![offer.id, state, failures, now, outcome, changed])?;
-            if !changed {
-                continue;
+    let mut summary = Summary { checked: 0, urls, ..Summary::default() };
+    let checked: Vec<(&Offer, String)> =
+        offers.iter().map(|o| (o, probe_url(&o.url))).filter(|(_, url)| results.contains_key(url)).collect();
+    summary.checked = checked.len();
+    for batch in checked.chunks(WRITE_BATCH) {
+        core.db.write(|tx| {
+            for (offer, url) in batch {
+                record(tx, core, offer, url, results[url].clone(), now, &mut summary)?;
             }
-            let went_down = state == "down";
-            let data = json!({
-                "destination": {"id": offer.id, "name": offer.name, "url": offer.url},
-                "link": {"id": offer.link_id, "name": offer.link_name},
-                "error": outcome,
-                "auto_paused": went_down && auto_pause,
-            });
-            let key = match (went_down, auto_pause) {
-                (true, true) => "notify.destination_down_paused",
-                (true, false) => "notify.destination_down",
-                (false, _) => "notify.destination_up",
-            };
-            let event = Event {
-                name: if went_down { "destination_down" } else { "destination_up" },
-                data: data.clone(),
-                text: Msg::new(key)
-                    .arg("name", &offer.name)
-                    .arg("link", &offer.link_name)
-                    .arg("error", outcome.as_deref().unwrap_or("")),
-            };
-            notify::emit(tx, core, offer.user_id, &event, now)?;
-            if went_down {
-                summary.down.push(data);
-            } else {
-                summary.up.push(data);
+            Ok(())
+        })?;
+    }
+    if !skipped.is_empty() {
+        core.db.write(|tx| {
+            for id in &skipped {
+                tx.prepare_cached("UPDATE destinations SET monitor_error = ?2 WHERE id = ?1")?
+                    .execute(params![id, "not checked: only ports 80 (http) and 443 (https) are"])?;
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
+    }
     if !summary.down.is_empty() || !summary.up.is_empty() {
         core.outbox_wake.notify();
     }
     Ok(summary)
 }
 
-/// Slugs of links one of whose offers went down or came back after
-/// `since` (by this process or another, such as `apextrack monitor
-/// run-once`), and the newest such time: a server with `auto_pause` reads
-/// those links again.
-pub fn changed_since(conn: &Connection, since: Micros) -> rusqlite::Result<(Vec<String>, Micros)> {
+/// Writes one offer's check, from its row as it is now (another run or an
+/// edit may have changed it since the list was read): two failures in a
+/// row make it down, a success up; a change is numbered and alerted once.
+fn record(
+    tx: &Connection,
+    core: &Core,
+    offer: &Offer,
+    checked_url: &str,
+    outcome: Outcome,
+    now: Micros,
+    summary: &mut Summary,
+) -> Result<(), Error> {
+    let row: Option<(String, String, i64)> = tx
+        .prepare_cached(
+            "SELECT url, monitor_state, monitor_failures FROM destinations WHERE id = ?1 AND status = 'active'",
+        )?
+        .query_row([offer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    // Paused, removed, or given a new URL meanwhile: this check is not its.
+    let Some((url, was, failures)) = row.filter(|(url, _, _)| probe_url(url) == checked_url) else { return Ok(()) };
+    let failures = if outcome.is_some() { failures + 1 } else { 0 };
+    let state = match &outcome {
+        None => "up",
+        Some(_) if failures >= FAILURES_FOR_DOWN => "down",
+        // One failure: not yet down (and one that is down stays down).
+        Some(_) => was.as_str(),
+    };
+    let changed = (state == "down") != (was == "down");
+    tx.prepare_cached(
+        "UPDATE destinations SET monitor_state = ?2, monitor_failures = ?3, monitor_checked_at = ?4, monitor_error = ?5,
+                monitor_change = CASE WHEN ?6 THEN
+                    (SELECT coalesce(max(monitor_change), 0) + 1 FROM destinations WHERE monitor_change > 0)
+                    ELSE monitor_change END
+         WHERE id = ?1",
+    )?
+    .execute(params![offer.id, state, failures, now, outcome, changed])?;
+    if !changed {
+        return Ok(());
+    }
+    let went_down = state == "down";
+    let auto_pause = core.config.monitor.auto_pause;
+    let data = json!({
+        "destination": {"id": offer.id, "name": offer.name, "url": url},
+        "link": {"id": offer.link_id, "name": offer.link_name},
+        "error": outcome,
+        "auto_paused": went_down && auto_pause,
+    });
+    let key = match (went_down, auto_pause) {
+        (true, true) => "notify.destination_down_paused",
+        (true, false) => "notify.destination_down",
+        (false, _) => "notify.destination_up",
+    };
+    let event = Event {
+        name: if went_down { "destination_down" } else { "destination_up" },
+        data: data.clone(),
+        text: Msg::new(key)
+            .arg("name", &offer.name)
+            .arg("link", &offer.link_name)
+            .arg("error", outcome.as_deref().unwrap_or("")),
+    };
+    notify::emit(tx, core, offer.user_id, &event, now)?;
+    if went_down {
+        summary.down.push(data);
+    } else {
+        summary.up.push(data);
+    }
+    Ok(())
+}
+
+/// Slugs of links one of whose offers went down or came back after change
+/// number `since` (by this process or another, such as `apextrack monitor
+/// run-once`), and the newest number: a server with `auto_pause` reads
+/// those links again. Numbers follow the order changes were written in, so
+/// none is missed whichever process wrote it.
+pub fn changed_since(conn: &Connection, since: i64) -> rusqlite::Result<(Vec<String>, i64)> {
     let mut stmt = conn.prepare_cached(
-        "SELECT l.slug, d.monitor_changed_at FROM destinations d JOIN links l ON l.id = d.link_id
-         WHERE d.monitor_changed_at > ?1",
+        "SELECT l.slug, d.monitor_change FROM destinations d JOIN links l ON l.id = d.link_id
+         WHERE d.monitor_change > ?1 AND d.monitor_change > 0",
     )?;
-    let rows = stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Micros>(1)?)))?;
+    let rows = stmt.query_map([since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut slugs = Vec::new();
     let mut newest = since;
     for row in rows {
-        let (slug, at) = row?;
-        newest = newest.max(at);
+        let (slug, change) = row?;
+        newest = newest.max(change);
         slugs.push(slug);
     }
     Ok((slugs, newest))
 }
 
+/// The newest change number (where a starting server begins).
+pub fn last_change(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT coalesce(max(monitor_change), 0) FROM destinations WHERE monitor_change > 0", [], |r| {
+        r.get(0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_web_ports_are_checked() {
+        for url in [
+            "http://a.example/x",
+            "https://a.example:443/",
+            "http://a.example:80",
+            "http://[2001:db8::1]/",
+            "https://[2001:db8::1]:443/p",
+            "https://user:pw@a.example/",
+        ] {
+            assert!(on_web_port(url), "{url}");
+        }
+        for url in [
+            "http://a.example:22/",
+            "https://a.example:8443/",
+            "http://a.example:443/",
+            "http://[2001:db8::1]:25/",
+            "http://10.0.0.1:6379/",
+        ] {
+            assert!(!on_web_port(url), "{url}");
+        }
+    }
 
     #[test]
     fn macros_get_placeholders_and_other_braces_stay() {

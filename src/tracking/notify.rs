@@ -247,10 +247,14 @@ fn webhook_url_error(core: &Core, url: &str) -> Option<&'static str> {
     if url.len() > 2048 || !super::links::is_http_url(url) {
         return Some("validation.url");
     }
+    let host = http_client::host_of(url);
+    // A host name in ASCII (IDNs as punycode), or an address.
+    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)) {
+        return Some("validation.url");
+    }
     if core.config.tracking.allow_private_targets {
         return None;
     }
-    let host = http_client::host_of(url);
     let internal = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => http_client::is_internal(ip),
         Err(_) if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") => true,
@@ -274,18 +278,41 @@ pub struct Saved {
     pub new_secret: Option<String>,
 }
 
+/// A channel in a `PUT`: left out, turned off, or set.
+enum Change<T> {
+    Keep,
+    Off,
+    Set(T),
+}
+
+struct TelegramInput {
+    /// A new token; None keeps the stored one.
+    token: Option<String>,
+    chat_id: String,
+    events: Vec<String>,
+}
+
+struct WebhookInput {
+    url: String,
+    events: Vec<String>,
+    rotate_secret: bool,
+}
+
+/// Saves of the settings a user may make in ten minutes (each may look up
+/// a webhook's host name).
+const SAVES: Limit = Limit { max: 30, window: 10 * MINUTE };
+
 /// Reads and saves a `PUT /api/notifications` body: a top-level key left
-/// out stays as it is; a channel set to null is turned off.
+/// out stays as it is; a channel set to null is turned off. The body is
+/// checked first (a webhook's host looked up) with no lock held; the
+/// settings are then read, changed and written in one transaction, so two
+/// saves at once cannot undo each other (a secret shown is the one used).
 pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Saved, Error> {
-    let current = core.db.read(|c| Ok(load(c, user_id)?))?;
-    let mut s = current.clone();
     let mut errors = FieldErrors::default();
-    let mut new_secret = false;
-    match body.get("telegram") {
-        None => {}
-        Some(Value::Null) => s.telegram = None,
+    let telegram = match body.get("telegram") {
+        None => Change::Keep,
+        Some(Value::Null) => Change::Off,
         Some(Value::Object(tg)) => {
-            let kept = current.telegram.as_ref();
             let token = match tg.get("bot_token") {
                 // Left out, empty, or sent back masked as GET showed it: the stored one.
                 None | Some(Value::Null) => None,
@@ -296,9 +323,6 @@ pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Sa
                     None
                 }
             };
-            if token.is_none() && kept.is_none() && !errors.has("telegram.bot_token") {
-                errors.add("telegram.bot_token", msg("bot token", "validation.required"));
-            }
             let chat = match tg.get("chat_id") {
                 None | Some(Value::Null) => {
                     errors.add("telegram.chat_id", msg("chat id", "validation.required"));
@@ -313,34 +337,31 @@ pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Sa
                 }
             };
             let events = events("telegram.events", tg.get("events"), &mut errors);
-            if let Some(chat_id) = chat {
-                let (sealed_token, hint) = match token {
-                    Some(t) => {
-                        let bot = t.split(':').next().unwrap_or("");
-                        (
-                            crypto::seal(&token_key(core), &token_context(user_id), t.as_bytes()),
-                            format!("{bot}:{}", mask_tail(&t)),
-                        )
-                    }
-                    None => kept.map(|k| (k.sealed_token.clone(), k.hint.clone())).unwrap_or_default(),
-                };
-                s.telegram = Some(Telegram { sealed_token, hint, chat_id, events });
+            match chat {
+                Some(chat_id) => Change::Set(TelegramInput { token, chat_id, events }),
+                None => Change::Keep,
             }
         }
-        Some(_) => errors.add("telegram", msg("telegram", "validation.object")),
-    }
-    match body.get("webhook") {
-        None => {}
-        Some(Value::Null) => s.webhook = None,
+        Some(_) => {
+            errors.add("telegram", msg("telegram", "validation.object"));
+            Change::Keep
+        }
+    };
+    let webhook = match body.get("webhook") {
+        None => Change::Keep,
+        Some(Value::Null) => Change::Off,
         Some(Value::Object(wh)) => {
             let url = match wh.get("url") {
-                Some(Value::String(u)) => match webhook_url_error(core, u.trim()) {
-                    None => Some(u.trim().to_string()),
-                    Some(key) => {
-                        errors.add("webhook.url", msg("url", key));
-                        None
+                Some(Value::String(u)) => {
+                    let u = super::links::ascii_url(u.trim());
+                    match webhook_url_error(core, &u) {
+                        None => Some(u),
+                        Some(key) => {
+                            errors.add("webhook.url", msg("url", key));
+                            None
+                        }
                     }
-                },
+                }
                 None | Some(Value::Null) => {
                     errors.add("webhook.url", msg("url", "validation.required"));
                     None
@@ -351,7 +372,7 @@ pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Sa
                 }
             };
             let events = events("webhook.events", wh.get("events"), &mut errors);
-            let rotate = match wh.get("rotate_secret") {
+            let rotate_secret = match wh.get("rotate_secret") {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
                 Some(_) => {
@@ -359,51 +380,102 @@ pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Sa
                     false
                 }
             };
-            if let Some(url) = url {
-                if current.webhook.is_none() || rotate {
+            match url {
+                Some(url) => Change::Set(WebhookInput { url, events, rotate_secret }),
+                None => Change::Keep,
+            }
+        }
+        Some(_) => {
+            errors.add("webhook", msg("webhook", "validation.object"));
+            Change::Keep
+        }
+    };
+    let digest_hour = match body.get("digest_hour") {
+        None => None,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|h| h <= 23) => n.as_u64().map(|h| h as u8),
+        Some(_) => {
+            errors.add("digest_hour", msg("digest_hour", "validation.between").arg("min", 0).arg("max", 23));
+            None
+        }
+    };
+    let stop_loss = match body.get("stop_loss_amount") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => match parse_money(v).filter(|&c| c > 0) {
+            Some(cents) => Some(Some(cents)),
+            None => {
+                errors.add("stop_loss_amount", msg("stop_loss_amount", "validation.money"));
+                None
+            }
+        },
+    };
+    errors.into_result()?;
+    let now = core.clock.now();
+    let key = format!("notify-save:{user_id}");
+    core.db.write(|tx| {
+        if let Some(retry_after) = ratelimit::blocked(tx, &key, SAVES, now)? {
+            let message = Msg::new("notify.too_many_saves").arg("seconds", retry_after);
+            return Err(Error::TooManyRequests { message, retry_after });
+        }
+        ratelimit::hit(tx, &key, SAVES, now)?;
+        let current = load(tx, user_id)?;
+        let mut s = current.clone();
+        let mut errors = FieldErrors::default();
+        match &telegram {
+            Change::Keep => {}
+            Change::Off => s.telegram = None,
+            Change::Set(input) => {
+                let (sealed_token, hint) = match (&input.token, current.telegram.as_ref()) {
+                    (Some(t), _) => {
+                        let bot = t.split(':').next().unwrap_or("");
+                        let sealed = crypto::seal(&token_key(core), &token_context(user_id), t.as_bytes());
+                        (sealed, format!("{bot}:{}", mask_tail(t)))
+                    }
+                    (None, Some(kept)) => (kept.sealed_token.clone(), kept.hint.clone()),
+                    (None, None) => {
+                        errors.add("telegram.bot_token", msg("bot token", "validation.required"));
+                        (Vec::new(), String::new())
+                    }
+                };
+                let (chat_id, events) = (input.chat_id.clone(), input.events.clone());
+                s.telegram = Some(Telegram { sealed_token, hint, chat_id, events });
+            }
+        }
+        let mut new_secret = false;
+        match &webhook {
+            Change::Keep => {}
+            Change::Off => s.webhook = None,
+            Change::Set(input) => {
+                if current.webhook.is_none() || input.rotate_secret {
                     s.secret_version += 1;
                     new_secret = true;
                 }
-                s.webhook = Some(Webhook { url, events });
+                s.webhook = Some(Webhook { url: input.url.clone(), events: input.events.clone() });
             }
         }
-        Some(_) => errors.add("webhook", msg("webhook", "validation.object")),
-    }
-    match body.get("digest_hour") {
-        None => {}
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|h| h <= 23) => s.digest_hour = n.as_u64().unwrap_or(8) as u8,
-        Some(_) => errors.add("digest_hour", msg("digest_hour", "validation.between").arg("min", 0).arg("max", 23)),
-    }
-    match body.get("stop_loss_amount") {
-        None => {}
-        Some(Value::Null) => s.stop_loss_cents = None,
-        Some(v) => match parse_money(v).filter(|&c| c > 0) {
-            Some(cents) => s.stop_loss_cents = Some(cents),
-            None => errors.add("stop_loss_amount", msg("stop_loss_amount", "validation.money")),
-        },
-    }
-    let wants_stop_loss = !s.channels_for("stop_loss").is_empty();
-    if wants_stop_loss && s.stop_loss_cents.is_none() && !errors.has("stop_loss_amount") {
-        errors.add("stop_loss_amount", msg("stop_loss_amount", "validation.stop_loss_needed"));
-    }
-    errors.into_result()?;
-    let now = core.clock.now();
-    // A digest chosen after today's digest hour starts tomorrow, rather
-    // than sending yesterday's at once.
-    let digest_before = !current.channels_for("daily_digest").is_empty();
-    let digest_now = !s.channels_for("daily_digest").is_empty();
-    let hour_passed = super::clicks::local_hour(now, core.utc_offset) >= s.digest_hour;
-    core.db.write(|tx| {
+        if let Some(hour) = digest_hour {
+            s.digest_hour = hour;
+        }
+        if let Some(cents) = stop_loss {
+            s.stop_loss_cents = cents;
+        }
+        if !s.channels_for("stop_loss").is_empty() && s.stop_loss_cents.is_none() {
+            errors.add("stop_loss_amount", msg("stop_loss_amount", "validation.stop_loss_needed"));
+        }
+        errors.into_result()?;
         save(tx, user_id, &s, now)?;
-        if digest_now && !digest_before && hour_passed {
+        // A digest chosen after today's digest hour starts tomorrow, rather
+        // than sending yesterday's at once.
+        let digest_before = !current.channels_for("daily_digest").is_empty();
+        let digest_now = !s.channels_for("daily_digest").is_empty();
+        if digest_now && !digest_before && super::clicks::local_hour(now, core.utc_offset) >= s.digest_hour {
             let yesterday = clock::local_date(now - clock::DAY, core.utc_offset);
             claim(tx, user_id, &format!("digest:{yesterday}"), now, None)?;
         }
-        Ok(())
-    })?;
-    s.updated_at = now;
-    let new_secret = new_secret.then(|| webhook_secret(core, user_id, s.secret_version));
-    Ok(Saved { settings: s, new_secret })
+        s.updated_at = now;
+        let new_secret = new_secret.then(|| webhook_secret(core, user_id, s.secret_version));
+        Ok(Saved { settings: s, new_secret })
+    })
 }
 
 /// The last failed delivery of a channel since the settings were saved:
@@ -412,7 +484,7 @@ fn last_error(conn: &Connection, user_id: i64, channel: &str, since: Micros) -> 
     let row: Option<(Option<String>, Micros)> = conn
         .prepare_cached(
             "SELECT last_error, created_at FROM outbox
-             WHERE owner_id = ?1 AND channel = ?2 AND created_at >= ?3 AND (status != 'pending' OR attempts > 0)
+             WHERE owner_id = ?1 AND channel = ?2 AND created_at >= ?3 AND (status != 'pending' OR last_error IS NOT NULL)
              ORDER BY id DESC LIMIT 1",
         )?
         .query_row(params![user_id, channel, since], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -595,12 +667,26 @@ pub fn conversion(tx: &Connection, core: &Core, user_id: i64, c: &Conversion, no
         text: Msg::new(key)
             .arg("status", c.status)
             .arg("payout", format!("{:.2}", c.payout_cents as f64 / 100.0))
-            .arg("link", &link_name)
-            .arg("sub_id", if c.sub_id.is_empty() { "-" } else { c.sub_id })
+            .arg("link", quoted(&link_name))
+            .arg("sub_id", if c.sub_id.is_empty() { "-".to_string() } else { quoted(c.sub_id) })
             .arg("country", if c.country.is_empty() { "-" } else { c.country })
-            .arg("txid", c.txid),
+            .arg("txid", quoted(c.txid)),
     };
     emit_to(tx, core, user_id, &settings, &event, now).map(|_| ())
+}
+
+/// Scopes a stop-loss message names; more are counted.
+const MAX_LISTED: usize = 20;
+
+/// A value from a visitor (a sub_id) or a user, as a message shows it:
+/// quoted, on one line, and short, so a crafted sub_id cannot pass for a
+/// message of its own.
+fn quoted(text: &str) -> String {
+    let mut one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(40).collect();
+    if text.chars().count() > 40 {
+        one_line.push('…');
+    }
+    format!("\"{one_line}\"")
 }
 
 fn cents_text(cents: i64) -> String {
@@ -681,9 +767,12 @@ fn digest(core: &Core, user_id: i64, day: &str) -> Result<Event, Error> {
 /// with no approved conversion: (dimension, value, cost in micro-units).
 fn stop_losses(conn: &Connection, user_id: i64, day: &str, cents: i64) -> rusqlite::Result<Vec<(String, String, i64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT dim, value, cost_micros FROM rollups
+        "SELECT dim, value, cost_micros FROM rollups r
          WHERE user_id = ?1 AND dim IN ('link', 'sub_id') AND day = ?2 AND value != ''
-           AND cost_micros >= ?3 AND approved_leads = 0",
+           AND cost_micros >= ?3 AND approved_leads = 0
+           AND NOT EXISTS (SELECT 1 FROM notify_marks m
+                           WHERE m.user_id = ?1 AND m.key = 'stop_loss:' || r.dim || ':' || r.value || ':' || ?2)
+         ORDER BY cost_micros DESC",
     )?;
     let rows =
         stmt.query_map(params![user_id, day, cents.saturating_mul(10_000)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -714,38 +803,49 @@ pub fn tick(core: &Core, now: Micros) -> Result<usize, Error> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     })?;
     for (user_id, cents) in watchers {
+        // Scopes already alerted today are left out by the read: a quiet
+        // minute costs no write.
         let reached = core.db.read(|c| Ok(stop_losses(c, user_id, &today, cents)?))?;
-        for (dim, value, cost_micros) in reached {
-            queued += core.db.write(|tx| {
-                if !claim(tx, user_id, &format!("stop_loss:{dim}:{value}:{today}"), now, None)? {
-                    return Ok(0);
-                }
-                let (scope, name) = if dim == "link" {
-                    let name: Option<String> = tx
-                        .query_row("SELECT name FROM links WHERE id = CAST(?1 AS INTEGER)", [&value], |r| r.get(0))
-                        .optional()?;
-                    ("link", name.unwrap_or_else(|| value.clone()))
-                } else {
-                    ("sub_id", value.clone())
-                };
-                let cost = super::micros_to_cents(cost_micros);
-                let mut data =
-                    json!({"scope": scope, "day": today, "cost": money(cost), "stop_loss_amount": money(cents)});
-                if scope == "link" {
-                    data["link"] = json!({"id": value.parse::<i64>().unwrap_or(0), "name": name});
-                } else {
-                    data["sub_id"] = json!(value);
-                }
-                let event = Event {
-                    name: "stop_loss",
-                    data,
-                    text: Msg::new(if scope == "link" { "notify.stop_loss_link" } else { "notify.stop_loss_sub_id" })
-                        .arg("name", &name)
-                        .arg("cost", cents_text(cost)),
-                };
-                Ok(emit(tx, core, user_id, &event, now)?)
-            })?;
+        if reached.is_empty() {
+            continue;
         }
+        queued += core.db.write(|tx| {
+            let mut scopes = Vec::new();
+            let mut lines = Vec::new();
+            for (dim, value, cost_micros) in &reached {
+                if !claim(tx, user_id, &format!("stop_loss:{dim}:{value}:{today}"), now, None)? {
+                    continue;
+                }
+                let cost = super::micros_to_cents(*cost_micros);
+                if dim == "link" {
+                    let name: String = tx
+                        .query_row("SELECT name FROM links WHERE id = CAST(?1 AS INTEGER)", [value], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or_else(|| value.clone());
+                    let id = value.parse::<i64>().unwrap_or(0);
+                    scopes.push(json!({"scope": "link", "link": {"id": id, "name": name}, "cost": money(cost)}));
+                    lines.push(format!("link {} {}", quoted(&name), cents_text(cost)));
+                } else {
+                    scopes.push(json!({"scope": "sub_id", "sub_id": value, "cost": money(cost)}));
+                    lines.push(format!("sub ID {} {}", quoted(value), cents_text(cost)));
+                }
+            }
+            if scopes.is_empty() {
+                return Ok(0);
+            }
+            // One message for what this minute found, however many scopes.
+            let more = lines.len().saturating_sub(MAX_LISTED);
+            lines.truncate(MAX_LISTED);
+            if more > 0 {
+                lines.push(format!("+{more}"));
+            }
+            let event = Event {
+                name: "stop_loss",
+                data: json!({"day": today, "stop_loss_amount": money(cents), "scopes": scopes}),
+                text: Msg::new("notify.stop_loss").arg("amount", cents_text(cents)).arg("list", lines.join("\n")),
+            };
+            Ok(emit(tx, core, user_id, &event, now)?)
+        })?;
     }
     if queued > 0 {
         core.outbox_wake.notify();
@@ -772,29 +872,23 @@ impl Sent {
 /// What came back from `host`: the status and the provider's own words,
 /// with `scrub` (a bot token) never in them.
 fn answer_of(host: &str, result: Result<ureq::http::Response<ureq::Body>, ureq::Error>, scrub: &str) -> Sent {
+    // The token is taken out before anything is cut short, so no part of
+    // it can survive at the cut.
+    let clean = |text: String| -> String {
+        let text = if scrub.is_empty() { text } else { text.replace(scrub, "<token>") };
+        text.chars().take(300).collect()
+    };
     match result {
         Ok(response) => {
             let status = response.status().as_u16();
-            let header_wait =
-                response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
             let body = http_client::read_text(response.into_body(), ANSWER_BYTES);
             // Telegram says why, and how long to wait, in its JSON.
             let json: Option<Value> = serde_json::from_str(&body).ok();
             let description = json.as_ref().and_then(|j| j["description"].as_str()).map(str::to_string);
-            let retry_after = json.as_ref().and_then(|j| j["parameters"]["retry_after"].as_u64()).or(header_wait);
-            let mut response: String = description.unwrap_or(body).chars().take(300).collect();
-            if !scrub.is_empty() {
-                response = response.replace(scrub, "<token>");
-            }
-            Sent { status: Some(status), response, retry_after }
+            let retry_after = json.as_ref().and_then(|j| j["parameters"]["retry_after"].as_u64());
+            Sent { status: Some(status), response: clean(description.unwrap_or(body)), retry_after }
         }
-        Err(e) => {
-            let mut text = format!("{host}: {e}");
-            if !scrub.is_empty() {
-                text = text.replace(scrub, "<token>");
-            }
-            Sent { status: None, response: text, retry_after: None }
-        }
+        Err(e) => Sent { status: None, response: clean(format!("{host}: {e}")), retry_after: None },
     }
 }
 
@@ -856,16 +950,18 @@ impl outbox::Courier for Courier<'_> {
             Some(status) => format!("{status} {}", sent.response),
             None => sent.response.clone(),
         };
-        match sent.status {
-            Some(s) if (200..300).contains(&s) => Ok(what),
-            Some(429) | Some(503) if sent.retry_after.is_some() => {
-                Err(Failure::After(what, sent.retry_after.unwrap_or(1) as Micros * SECOND))
+        match (channel, sent.status) {
+            (_, Some(s)) if (200..300).contains(&s) => Ok(what),
+            // Telegram's flood control says how long to wait.
+            ("telegram", Some(429)) if sent.retry_after.is_some() => {
+                let seconds = sent.retry_after.unwrap_or(1).min(3600) as Micros;
+                Err(Failure::After(what, seconds.saturating_mul(SECOND)))
             }
-            // Telegram's 4xx are for good: a refused token (401), a bot
-            // blocked or removed from the chat (403), no such chat (400).
-            Some(s) if channel == "telegram" && (400..500).contains(&s) && s != 429 => Err(Failure::Final(what)),
+            // Telegram's other 4xx are for good: a refused token (401), a
+            // bot blocked or removed from the chat (403), no such chat (400).
+            ("telegram", Some(s)) if (400..500).contains(&s) && s != 429 => Err(Failure::Final(what)),
             // A receiver that says the hook is gone.
-            Some(410) => Err(Failure::Final(what)),
+            ("webhook", Some(410)) => Err(Failure::Final(what)),
             _ => Err(Failure::Retry(what)),
         }
     }

@@ -795,8 +795,15 @@ pub fn save(tx: &Connection, link_id: i64, r: &mut Routing, keep_fallback: bool,
         match existing.iter().find(|(_, name)| *name == d.name) {
             Some((id, _)) => {
                 tx.prepare_cached(
-                    "UPDATE destinations SET position = ?2, kind = ?3, url = ?5, weight = ?6, payout_cents = ?7,
-                         daily_cap = ?8, status = ?9 WHERE link_id = ?1 AND name = ?4",
+                    // A new URL is a new page: what monitoring knew of the old one goes.
+                    "UPDATE destinations SET position = ?2, kind = ?3, weight = ?6, payout_cents = ?7,
+                         daily_cap = ?8, status = ?9,
+                         monitor_state = CASE WHEN url = ?5 THEN monitor_state ELSE 'unknown' END,
+                         monitor_failures = CASE WHEN url = ?5 THEN monitor_failures ELSE 0 END,
+                         monitor_checked_at = CASE WHEN url = ?5 THEN monitor_checked_at END,
+                         monitor_error = CASE WHEN url = ?5 THEN monitor_error END,
+                         url = ?5
+                     WHERE link_id = ?1 AND name = ?4",
                 )?
                 .execute(values)?;
                 d.id = *id;

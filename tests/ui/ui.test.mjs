@@ -114,6 +114,8 @@ before(async () => {
       // Telegram's Bot API is the recorder's /tg; the webhook test posts to the recorder on 127.0.0.1.
       APEXTRACK_NOTIFY_TELEGRAM_API: `http://127.0.0.1:${recorderPort}/tg`,
       APEXTRACK_TRACKING_ALLOW_PRIVATE_TARGETS: "true",
+      // The links page's test fills an account to the cap on links (1000 by default) with 123.
+      APEXTRACK_TRACKING_MAX_LINKS_PER_USER: "123",
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -341,7 +343,7 @@ test("a link's cost per click shows on the dashboard as cost, revenue and profit
   await page.selectOption("#f-cost_model", "cpc");
   await page.fill("#f-cost_value", "0,25");
   await page.click("form:has(#f-cost_model) button[type=submit]");
-  const row = page.locator(".card.link:has(strong:text-is('Paid traffic'))");
+  const row = page.locator("#links-table tr.link:has(strong:text-is('Paid traffic'))");
   await row.waitFor();
   assert.equal(await row.locator(".cost-model").textContent(), "· CPC US$0,25");
   assert.equal(await page.inputValue("#f-cost_model"), "none", "the form is reset");
@@ -1000,4 +1002,122 @@ test("notifications: Telegram and a webhook are set up in the settings with erro
   ({ shown } = await sendTest(["telegram"]));
   assert.deepEqual(Object.keys(shown), ["telegram"]);
   assert.match(shown.telegram.text, /^Telegram: ok · 200/);
+});
+
+test("the links page: 50 links a page with a counter, a search by name and sorting done by the server, its state kept in the address, the clicks column, and the cap on links shown by the form", async () => {
+  await page.setViewportSize({ width: 1280, height: 900 });
+  const token = await signUp("Links User", "links-user@example.com");
+  const auth = { Authorization: `Bearer ${token}`, Accept: "application/json", "Content-Type": "application/json" };
+  const create = (name) => fetch(`${base}/api/links`, { method: "POST", headers: auth, body: JSON.stringify({ name, url: `${landing}?c={clickid}` }) });
+  // 120 campaigns and 3 summer links, 10 at a time.
+  const names = [...Array(120)].map((_, i) => `Campaign ${String(i + 1).padStart(3, "0")}`).concat(["Summer sale", "Summer promo", "Summer deal"]);
+  const made = {};
+  for (let i = 0; i < names.length; i += 10) {
+    await Promise.all(names.slice(i, i + 10).map(async (name) => {
+      const res = await create(name);
+      assert.equal(res.status, 201, name);
+      made[name] = (await res.json()).data;
+    }));
+  }
+  // Two visitors for Campaign 007.
+  for (const n of [1, 2]) {
+    const res = await fetch(`${base}/go/${made["Campaign 007"].slug}`, { redirect: "manual",
+      headers: { "User-Agent": `Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Paged/${n}` } });
+    assert.equal(res.status, 302);
+  }
+  await waitFor("the clicks of Campaign 007", async () =>
+    (await (await fetch(`${base}/api/links?sortBy=clicks&sort=desc&limit=1`, { headers: auth })).json()).data[0]?.clicks === 2);
+
+  const shown = () => page.$$eval("#links-table tbody tr.link strong", (els) => els.map((el) => el.textContent));
+  const range = (text) => page.waitForSelector(`#links-range:text-is('${text}')`);
+  const query = () => Object.fromEntries(new URL(page.url()).searchParams);
+
+  // The first page: the newest 50, the counter, no "previous".
+  await page.goto(`${base}/links`);
+  await range("1–50 dari 123");
+  assert.equal((await shown()).length, 50);
+  assert.equal(await page.isDisabled("#links-prev"), true);
+  assert.deepEqual(await page.$$eval("#links-table thead th", (ths) => ths.map((th) => th.textContent)), ["Nama", "Dibuat", "Klik", ""]);
+  await shot("links-paged");
+  await page.click("#links-next");
+  await range("51–100 dari 123");
+  assert.equal((await shown()).length, 50);
+  assert.deepEqual(query(), { page: "2" });
+  await page.click("#links-next");
+  await range("101–123 dari 123");
+  assert.equal((await shown()).length, 23);
+  assert.equal(await page.isDisabled("#links-next"), true);
+
+  // A search on the server, typed: back to the first page, one request for the word rather than one a key.
+  const searches = [];
+  const seen = (r) => { const q = new URL(r.url()); if (q.pathname === "/api/links" && q.searchParams.has("search")) searches.push(q.searchParams.get("search")); };
+  page.on("request", seen);
+  await page.type("#links-search", "summer", { delay: 20 });
+  await range("1–3 dari 3");
+  page.off("request", seen);
+  assert.deepEqual((await shown()).sort(), ["Summer deal", "Summer promo", "Summer sale"]);
+  assert.ok(searches.length < 6 && searches.at(-1) === "summer", searches.join(", "));
+  assert.deepEqual(query(), { search: "summer" });
+  assert.equal(await page.isVisible("#links-next"), false, "one page: no pager");
+  await page.fill("#links-search", "nothing like it");
+  assert.equal(await (await page.waitForSelector("#links-table td.empty")).textContent(), "Tidak ada link yang namanya memuat “nothing like it”.");
+  assert.equal(await page.textContent("#links-range"), "");
+  await page.fill("#links-search", "");
+  await range("1–50 dari 123");
+
+  // Sorted by the server: by name ascending on the first click, descending on the second; by clicks, the most first.
+  await page.click("#links-table th[data-key='name']");
+  await page.waitForSelector("#links-table tbody tr.link:first-child strong:text-is('Campaign 001')");
+  assert.equal(await page.getAttribute("#links-table th[data-key='name']", "aria-sort"), "ascending");
+  assert.deepEqual(query(), { sortBy: "name", sort: "asc" });
+  await page.click("#links-table th[data-key='name']");
+  await page.waitForSelector("#links-table tbody tr.link:first-child strong:text-is('Summer sale')");
+  assert.deepEqual((await shown()).slice(0, 4), ["Summer sale", "Summer promo", "Summer deal", "Campaign 120"]);
+  await page.click("#links-next");
+  await range("51–100 dari 123");
+  assert.equal((await shown())[0], "Campaign 073");
+
+  // A reload keeps page, sort and search.
+  await page.reload();
+  await range("51–100 dari 123");
+  assert.equal((await shown())[0], "Campaign 073");
+  assert.equal(await page.getAttribute("#links-table th[data-key='name']", "aria-sort"), "descending");
+  await page.fill("#links-search", "SUMMER");
+  await range("1–3 dari 3");
+  assert.deepEqual(query(), { search: "SUMMER", sortBy: "name", sort: "desc" });
+  await page.reload();
+  await range("1–3 dari 3");
+  assert.equal(await page.inputValue("#links-search"), "SUMMER");
+  assert.deepEqual(await shown(), ["Summer sale", "Summer promo", "Summer deal"]);
+  await page.goto(`${base}/links`);
+  await range("1–50 dari 123");
+  await page.click("#links-table th[data-key='clicks']");
+  await page.waitForSelector("#links-table tbody tr.link:first-child strong:text-is('Campaign 007')");
+  assert.equal(await page.textContent("#links-table tbody tr.link:first-child td.num"), "2");
+  assert.equal(await page.getAttribute("#links-table th[data-key='clicks']", "aria-sort"), "descending");
+
+  // At the cap (123 here): the form says so in its general error, in the API's words.
+  const refused = await create("One too many");
+  assert.equal(refused.status, 422);
+  const [message] = (await refused.json()).errors.links;
+  await page.fill("#f-name", "One too many");
+  await page.fill("#f-url", landing);
+  await page.click("#link-form button[type=submit]");
+  assert.equal(await (await page.waitForSelector("#link-form > .error:not(:empty)")).textContent(), message);
+
+  // In English, and on a phone nothing sticks out of the page.
+  const en = await fetch(`${base}/api/users/language`, { method: "PATCH", headers: auth, body: JSON.stringify({ language: "en" }) });
+  assert.equal(en.status, 200);
+  await page.goto(`${base}/links?page=3`);
+  await range("101–123 of 123");
+  assert.equal(await page.getAttribute("#links-search", "placeholder"), "Search link names");
+  await page.setViewportSize({ width: 375, height: 800 });
+  try {
+    await page.waitForFunction(() => window.innerWidth === 375);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 375 + 1, `the links page is ${width}px wide on a 375px phone`);
+    await shot("links-paged-phone");
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 900 });
+  }
 });
