@@ -157,6 +157,7 @@ fn settings_are_validated_by_field_and_secrets_never_come_back_whole() {
             "webhook.events",
         ),
         (json!({"webhook": {"url": 42}}), "webhook.url"),
+        (json!({"webhook": {"url": "https://bücher.example/hook"}}), "webhook.url"),
         (json!({"webhook": "https://hooks.example.com/"}), "webhook"),
         (json!({"telegram": {"chat_id": "42"}}), "telegram.bot_token"),
         (json!({"telegram": {"bot_token": TOKEN}}), "telegram.chat_id"),
@@ -235,6 +236,10 @@ fn settings_are_validated_by_field_and_secrets_never_come_back_whole() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(t.put(json!({"telegram": null})).json()["telegram"], Value::Null);
+    // Saves are limited (each may look up a host name).
+    let statuses: Vec<u16> = (0..40).map(|_| t.put(json!({"digest_hour": 9})).status).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count() + statuses.iter().filter(|&&s| s == 429).count(), 40);
 }
 
 #[test]
@@ -313,6 +318,54 @@ fn conversions_reach_telegram_and_a_signed_webhook_through_the_outbox() {
             .unwrap();
     assert_eq!(left, 0);
     assert!(!t.s.log().contains(&TOKEN[10..]), "the bot token is never logged");
+}
+
+#[test]
+fn many_owners_conversions_are_each_delivered_once() {
+    let hook = Recorder::start();
+    let t = setup(|_| {});
+    let mut sent = Vec::new();
+    for user in 0..4 {
+        let (_, token) = verified_user(&t.s, &format!("u{user}@example.com"));
+        let r = t.s.call(
+            "PUT",
+            "/api/notifications",
+            Some(&token),
+            Some(&json!({"webhook": {"url": format!("{}/hook/{user}", hook.url()), "events": ["conversion"]}})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let slug = t.s.post("/api/links", Some(&token), &json!({"name": "L", "url": "https://offer.example/"})).json()
+            ["data"]["slug"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let url = t.s.get("/api/user", Some(&token)).json()["postback_url"].as_str().unwrap().to_string();
+        let secret = url.split("secret=").nth(1).unwrap().to_string();
+        for n in 0..8 {
+            let clickid = t.click(&slug, &format!("sub_id={n}"));
+            assert_eq!(t.postback(&format!("clickid={clickid}&txid=u{user}-{n}&secret={secret}")).status, 200);
+            sent.push(format!("u{user}-{n}"));
+        }
+    }
+    let got = hook.wait_delivered(32);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut txids: Vec<String> =
+        hook.requests().iter().map(|r| r.json()["data"]["txid"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got.len(), 32);
+    txids.sort();
+    sent.sort();
+    assert_eq!(txids, sent, "each conversion delivered exactly once");
+    // Each owner's messages came in the order they happened.
+    for user in 0..4 {
+        let theirs: Vec<String> = hook
+            .requests()
+            .iter()
+            .filter(|r| r.url == format!("/hook/{user}"))
+            .map(|r| r.json()["data"]["txid"].as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = (0..8).map(|n| format!("u{user}-{n}")).collect();
+        assert_eq!(theirs, expected);
+    }
 }
 
 #[test]
@@ -647,12 +700,37 @@ fn offers_that_go_down_are_reported_paused_and_restored() {
     // The running server takes it out of the rotation within a second or so.
     wait_until("the down offer to leave the rotation", Duration::from_secs(5), || location(&t).contains("/backup"));
     assert!(run()["down"].as_array().unwrap().is_empty(), "a down offer alerts once");
+    // A new URL for it is a new page: what monitoring knew goes (and it is
+    // back in the rotation); the old URL back, it is checked afresh.
+    let routing_body = |url: String| {
+        json!({"destinations": [
+            {"name": "Main", "url": url, "weight": 100},
+            {"name": "Backup", "url": format!("{}/backup", backup.url()), "weight": 0},
+        ], "fallback_url": "https://fallback.example/"})
+    };
+    let r = t.s.call(
+        "PUT",
+        &format!("/api/links/{link_id}/routing"),
+        Some(&t.token),
+        Some(&routing_body(format!("{}/new", backup.url()))),
+    );
+    assert_eq!(r.json()["data"]["destinations"][0]["monitor"]["state"], "unknown", "{}", r.body);
+    let r = t.s.call(
+        "PUT",
+        &format!("/api/links/{link_id}/routing"),
+        Some(&t.token),
+        Some(&routing_body(format!("{}/offer?c={{clickid}}&s={{sub_id}}", page.url()))),
+    );
+    assert_eq!(r.status, 200);
+    run();
+    assert_eq!(run()["down"].as_array().unwrap().len(), 1, "down again after two failures");
+    hook.wait_delivered(2);
 
     // It comes back: alerted, and back in the rotation.
     page.up();
     let third = run();
     assert_eq!(third["up"][0]["destination"]["name"], "Main");
-    assert_eq!(hook.wait_delivered(2)[1].json()["event"], "destination_up");
+    assert_eq!(hook.wait_delivered(3)[2].json()["event"], "destination_up");
     wait_until("the offer to come back", Duration::from_secs(5), || location(&t).contains("/offer?c="));
 
     // 404 and 500 are failures; a 403 (a page that refuses robots) is not.
