@@ -478,17 +478,14 @@ CREATE TABLE notify_marks (
 ) WITHOUT ROWID;
 CREATE INDEX notify_marks_at ON notify_marks(at);
 -- Offer monitoring: 'unknown' until checked, then 'up' or 'down' (after two
--- failures in a row). monitor_change numbers the changes between up and
--- down in the order they were written, so a running server finds the links
--- to read again after another process (the CLI) changed one.
+-- failures in a row); monitor_changed_at tells a running server which
+-- links to read again when another process (the CLI) changed a state.
 ALTER TABLE destinations ADD COLUMN monitor_state TEXT NOT NULL DEFAULT 'unknown';
 ALTER TABLE destinations ADD COLUMN monitor_failures INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE destinations ADD COLUMN monitor_checked_at INTEGER;
 ALTER TABLE destinations ADD COLUMN monitor_error TEXT;
-ALTER TABLE destinations ADD COLUMN monitor_change INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX destinations_monitor_change ON destinations(monitor_change) WHERE monitor_change > 0;
--- A user's latest delivery per channel (the settings page's last error).
-CREATE INDEX outbox_owner_channel ON outbox(owner_id, channel, id) WHERE owner_id IS NOT NULL;
+ALTER TABLE destinations ADD COLUMN monitor_changed_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX destinations_monitor_changed ON destinations(monitor_changed_at) WHERE monitor_changed_at > 0;
 
 -- version: 12
 -- Sliding-window limits: one row per counted event (a registration, a
@@ -500,3 +497,20 @@ CREATE TABLE rate_events (
 );
 CREATE INDEX rate_events_key ON rate_events(key, at);
 CREATE INDEX rate_events_at ON rate_events(at);
+
+-- version: 13
+-- Offer monitoring's changes between up and down are numbered from a
+-- counter that never goes back (a deleted row cannot lower it), in the
+-- order they are written, so a running server finds every link to read
+-- again after another process (the CLI) changed one. monitor_changed_at
+-- of step 11 is no longer used.
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters (name, value) VALUES ('monitor_change', 0);
+ALTER TABLE destinations ADD COLUMN monitor_change INTEGER NOT NULL DEFAULT 0;
+DROP INDEX destinations_monitor_changed;
+CREATE INDEX destinations_monitor_change ON destinations(monitor_change) WHERE monitor_change > 0;
+-- A user's latest delivery per channel (the settings page's last error).
+CREATE INDEX outbox_owner_channel ON outbox(owner_id, channel, id) WHERE owner_id IS NOT NULL;

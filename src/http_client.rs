@@ -52,7 +52,7 @@ pub fn monitor_agent(allow_internal: bool) -> &'static ureq::Agent {
         OPEN.get_or_init(|| ureq::Agent::new_with_config(config()))
     } else {
         GUARDED.get_or_init(|| {
-            let resolver = PublicOnly::new("monitor.allow_private");
+            let resolver = PublicOnly { web_ports_only: true, ..PublicOnly::new("monitor.allow_private") };
             ureq::Agent::with_parts(config(), DefaultConnector::default(), resolver)
         })
     }
@@ -89,11 +89,13 @@ fn config(total: Duration, redirects: u32) -> ureq::config::Config {
 pub struct PublicOnly {
     inner: DefaultResolver,
     setting: &'static str,
+    /// Only a scheme's own port (80, 443), on every hop of a redirect too.
+    web_ports_only: bool,
 }
 
 impl PublicOnly {
     pub fn new(setting: &'static str) -> PublicOnly {
-        PublicOnly { inner: DefaultResolver::default(), setting }
+        PublicOnly { inner: DefaultResolver::default(), setting, web_ports_only: false }
     }
 }
 
@@ -104,6 +106,15 @@ impl Resolver for PublicOnly {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        if self.web_ports_only {
+            let default = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+            if uri.port_u16().is_some_and(|port| port != default) {
+                return Err(ureq::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("refused, only ports 80 (http) and 443 (https) are checked ({})", self.setting),
+                )));
+            }
+        }
         let all = self.inner.resolve(uri, config, timeout)?;
         let mut public = self.empty();
         for addr in all.iter().filter(|a| !is_internal(a.ip())) {
@@ -248,6 +259,12 @@ mod tests {
         assert!(config(Duration::from_secs(1), 0).proxy().is_none());
         std::env::remove_var("ALL_PROXY");
         std::env::remove_var("HTTP_PROXY");
+    }
+
+    #[test]
+    fn the_monitor_client_refuses_other_ports_on_every_hop() {
+        let err = monitor_agent(false).get("http://example.com:6379/").call().unwrap_err().to_string();
+        assert!(err.contains("only ports 80"), "{err}");
     }
 
     #[test]

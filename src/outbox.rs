@@ -119,11 +119,19 @@ pub fn enqueue_notification(
     if pending >= MAX_PENDING_POSTBACKS {
         return Ok(None);
     }
+    // A channel held back after a failure holds this one back as long:
+    // it waits its turn behind the older ones instead of trying alone.
+    let held: Option<Micros> = conn
+        .prepare_cached(
+            "SELECT max(next_attempt_at) FROM outbox
+             WHERE owner_id = ?1 AND channel = ?2 AND status = 'pending' AND last_error IS NOT NULL",
+        )?
+        .query_row(params![owner, channel], |r| r.get(0))?;
     conn.prepare_cached(
         "INSERT INTO outbox (channel, recipient, subject, body_text, owner_id, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![channel, recipient, subject, body, owner, now])?;
+    .execute(params![channel, recipient, subject, body, owner, held.unwrap_or(now).max(now), now])?;
     Ok(Some(conn.last_insert_rowid()))
 }
 
@@ -332,24 +340,27 @@ struct Due {
 }
 
 impl Worker<'_> {
-    /// Items due on `queue`, leaving out those of `busy` owners.
-    fn due(&self, queue: Queue, now: Micros, busy: &[i64]) -> Result<Vec<Due>, Error> {
+    /// Items due on `queue`, leaving out the kinds of `busy` owners.
+    fn due(&self, queue: Queue, now: Micros, busy: &[String]) -> Result<Vec<Due>, Error> {
         let sql = match queue {
             Queue::Account => {
                 "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id, created_at FROM outbox
                  WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms') AND ?2 = ?2
                  ORDER BY id LIMIT 50"
             }
-            // Owners take turns: only the oldest due item of each owner not
-            // already being served is offered, so one user's thousand
-            // postbacks to a dead host hold one slot, not the whole queue.
+            // Owners take turns: only the oldest due postback and the oldest
+            // due notification of each owner not already being served are
+            // offered, so one user's thousand postbacks to a dead host hold
+            // one slot, not the whole queue, and a user's postbacks never
+            // wait behind their own Telegram messages. `?2` lists the busy
+            // as "owner:1" (postbacks) and "owner:0" (notifications).
             Queue::Integrations => {
                 "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id, created_at FROM outbox
                  WHERE id IN (SELECT min(id) FROM outbox
                               WHERE status = 'pending' AND next_attempt_at <= ?1
                                 AND channel IN ('get', 'telegram', 'webhook')
-                                AND owner_id NOT IN (SELECT value FROM json_each(?2))
-                              GROUP BY owner_id)
+                                AND owner_id || ':' || (channel = 'get') NOT IN (SELECT value FROM json_each(?2))
+                              GROUP BY owner_id, channel = 'get')
                  ORDER BY id LIMIT 200"
             }
         };
@@ -405,7 +416,16 @@ impl Worker<'_> {
             while !stop.load(Ordering::Relaxed) {
                 let now = self.clock.now();
                 let looked_at = finished.load(Ordering::SeqCst);
-                let busy: Vec<i64> = lock().iter().filter(|s| s.done.is_none()).map(|s| s.owner).collect();
+                let busy: Vec<String> = lock()
+                    .iter()
+                    .filter(|s| s.done.is_none())
+                    .map(|s| format!("{}:{}", s.owner, u8::from(!s.notification)))
+                    .collect();
+                if busy.len() >= INTEGRATIONS_AT_ONCE {
+                    // Every slot taken: nothing could start; wait for one.
+                    self.wake.wait(&mut seen, POLL);
+                    continue;
+                }
                 let due = self.due(Queue::Integrations, now, &busy);
                 lock().retain(|s| s.done.is_none_or(|done| done > looked_at));
                 let mut started = 0;
@@ -422,7 +442,8 @@ impl Worker<'_> {
                             if running.len() >= INTEGRATIONS_AT_ONCE {
                                 break;
                             }
-                            let taken = |s: &&Slot| s.owner == item.owner || s.host == host;
+                            let taken =
+                                |s: &&Slot| (s.owner == item.owner && s.notification == notification) || s.host == host;
                             if held.iter().any(|s| s.id == item.id)
                                 || running.iter().any(taken)
                                 || notification
@@ -460,7 +481,7 @@ impl Worker<'_> {
     /// Sends one item and records the outcome; true when delivered.
     fn send(&self, item: &Due, stop: &AtomicBool) -> bool {
         let key = format!("apextrack-outbox-{}", item.id);
-        let outcome = match item.channel.as_str() {
+        let attempt = || match item.channel.as_str() {
             "get" => get(&item.mail.to, self.config.tracking.allow_private_targets),
             "telegram" | "webhook" => self.courier.deliver(&item.channel, item.owner, &item.mail.text),
             "sms" => crate::sms::send(&self.config.sms, self.log, &item.mail.to, &item.mail.text, &key)
@@ -469,6 +490,10 @@ impl Worker<'_> {
                 .map(|delivery| format!("{} {}", delivery.status, delivery.response))
                 .map_err(Failure::Retry),
         };
+        // A bug met while sending is a failed try like any other, with its
+        // back-off, not a hot loop of the same item.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt))
+            .unwrap_or_else(|_| Err(Failure::Retry("internal error while sending (see the server log)".into())));
         let now = self.clock.now();
         let attempts = item.attempts + 1;
         match outcome {

@@ -54,6 +54,11 @@ fn sign_ups_from_one_address_are_limited_in_a_sliding_hour() {
     assert_eq!(mails(&s), 5);
     // Another address is not held up; the proxy's own is not the client's.
     assert_eq!(register(&s, "198.51.100.7", "b@example.com").status, 201);
+    // Trying addresses already taken counts too (four left, then refused).
+    for _ in 0..4 {
+        assert_eq!(register(&s, "198.51.100.7", "b@example.com").status, 422);
+    }
+    assert_eq!(register(&s, "198.51.100.7", "c@example.com").status, 429);
     // 21 minutes on, the first three have left the window: three more, not
     // the five a fixed window starting an hour ago would let through.
     s.app.clock.shift(21 * MINUTE);

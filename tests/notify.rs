@@ -725,12 +725,32 @@ fn offers_that_go_down_are_reported_paused_and_restored() {
     run();
     assert_eq!(run()["down"].as_array().unwrap().len(), 1, "down again after two failures");
     hook.wait_delivered(2);
+    // The links form changes the first offer's URL: forgotten too.
+    let r = t.s.call(
+        "PUT",
+        &format!("/api/links/{link_id}"),
+        Some(&t.token),
+        Some(&json!({"url": format!("{}/v2", page.url())})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let routing = t.s.get(&format!("/api/links/{link_id}/routing"), Some(&t.token)).json()["data"].clone();
+    assert_eq!(routing["destinations"][0]["monitor"]["state"], "unknown", "{routing}");
+    let r = t.s.call(
+        "PUT",
+        &format!("/api/links/{link_id}"),
+        Some(&t.token),
+        Some(&json!({"url": format!("{}/offer?c={{clickid}}&s={{sub_id}}", page.url())})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    run();
+    assert_eq!(run()["down"].as_array().unwrap().len(), 1);
+    hook.wait_delivered(3);
 
     // It comes back: alerted, and back in the rotation.
     page.up();
     let third = run();
     assert_eq!(third["up"][0]["destination"]["name"], "Main");
-    assert_eq!(hook.wait_delivered(3)[2].json()["event"], "destination_up");
+    assert_eq!(hook.wait_delivered(4)[3].json()["event"], "destination_up");
     wait_until("the offer to come back", Duration::from_secs(5), || location(&t).contains("/offer?c="));
 
     // 404 and 500 are failures; a 403 (a page that refuses robots) is not.

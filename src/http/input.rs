@@ -277,17 +277,25 @@ pub fn page<T: Copy>(
 /// The client's address: the socket peer, unless the peer is a trusted
 /// proxy, in which case the nearest untrusted hop of `X-Forwarded-For`.
 pub fn client_ip(req: &Request, trusted: &[(IpAddr, u8)]) -> IpAddr {
-    let peer = req.remote_addr().ip();
+    // A server bound to [::] sees IPv4 peers as ::ffff:a.b.c.d.
+    let peer = req.remote_addr().ip().to_canonical();
     if trusted.is_empty() || !is_trusted(peer, trusted) {
         return peer;
     }
-    let Some(header) = req.header("X-Forwarded-For") else {
+    // Every X-Forwarded-For line in order: a proxy that adds a line of its
+    // own (rather than appending to the client's) must not leave the
+    // client's forged one in charge.
+    let lines: Vec<&str> =
+        req.headers().filter(|(k, _)| k.eq_ignore_ascii_case("X-Forwarded-For")).map(|(_, v)| v).collect();
+    if lines.is_empty() {
         return peer;
-    };
+    }
+    let header = lines.join(",");
     let mut client = peer;
     for hop in header.rsplit(',') {
         match hop.trim().parse::<IpAddr>() {
             Ok(ip) => {
+                let ip = ip.to_canonical();
                 client = ip;
                 if !is_trusted(ip, trusted) {
                     break;
@@ -322,6 +330,16 @@ mod tests {
         assert_eq!(ip("10.1.2.3:1", None), "10.1.2.3");
         assert_eq!(ip("10.1.2.3:1", Some("garbage")), "10.1.2.3");
         assert_eq!(client_ip(&req_from("10.1.2.3:1", Some("1.2.3.4")), &[]).to_string(), "10.1.2.3");
+        // A proxy seen as an IPv4-mapped IPv6 peer (a server on [::]) is still trusted.
+        assert_eq!(ip("[::ffff:10.1.2.3]:1", Some("203.0.113.9")), "203.0.113.9");
+        assert_eq!(ip("[::ffff:198.51.100.1]:1", Some("203.0.113.9")), "198.51.100.1");
+        // Two lines: the proxy's own, added after the client's forged one, counts.
+        let two = vec![
+            ("X-Forwarded-For".to_string(), "6.6.6.6".to_string()),
+            ("X-Forwarded-For".to_string(), "203.0.113.9".to_string()),
+        ];
+        let req = Request::fake_http_from("10.1.2.3:1".parse().unwrap(), "GET", "/", two, Vec::new());
+        assert_eq!(client_ip(&req, &trusted).to_string(), "203.0.113.9");
     }
 
     #[test]

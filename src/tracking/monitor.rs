@@ -109,6 +109,8 @@ pub fn check(url: &str, allow_private: bool) -> Outcome {
             // no more should come back from a server probing on a user's say.
             let why = if text.contains("private network") {
                 "refused, it points into a private network (monitor.allow_private)"
+            } else if text.contains("only ports 80") {
+                "refused, it leads to a port other than 80 and 443"
             } else if matches!(e, ureq::Error::Timeout(_)) || text.contains("timed out") {
                 "no answer in time"
             } else if text.contains("resolve") || text.contains("lookup") || text.contains("Name or service") {
@@ -255,14 +257,18 @@ fn record(
         Some(_) => was.as_str(),
     };
     let changed = (state == "down") != (was == "down");
+    let number: Option<i64> = if changed {
+        let next = "UPDATE counters SET value = value + 1 WHERE name = 'monitor_change' RETURNING value";
+        Some(tx.prepare_cached(next)?.query_row([], |r| r.get(0))?)
+    } else {
+        None
+    };
     tx.prepare_cached(
         "UPDATE destinations SET monitor_state = ?2, monitor_failures = ?3, monitor_checked_at = ?4, monitor_error = ?5,
-                monitor_change = CASE WHEN ?6 THEN
-                    (SELECT coalesce(max(monitor_change), 0) + 1 FROM destinations WHERE monitor_change > 0)
-                    ELSE monitor_change END
+                monitor_change = coalesce(?6, monitor_change)
          WHERE id = ?1",
     )?
-    .execute(params![offer.id, state, failures, now, outcome, changed])?;
+    .execute(params![offer.id, state, failures, now, outcome, number])?;
     if !changed {
         return Ok(());
     }
@@ -319,9 +325,7 @@ pub fn changed_since(conn: &Connection, since: i64) -> rusqlite::Result<(Vec<Str
 
 /// The newest change number (where a starting server begins).
 pub fn last_change(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT coalesce(max(monitor_change), 0) FROM destinations WHERE monitor_change > 0", [], |r| {
-        r.get(0)
-    })
+    conn.query_row("SELECT value FROM counters WHERE name = 'monitor_change'", [], |r| r.get(0))
 }
 
 #[cfg(test)]

@@ -303,11 +303,23 @@ struct WebhookInput {
 const SAVES: Limit = Limit { max: 30, window: 10 * MINUTE };
 
 /// Reads and saves a `PUT /api/notifications` body: a top-level key left
-/// out stays as it is; a channel set to null is turned off. The body is
-/// checked first (a webhook's host looked up) with no lock held; the
+/// out stays as it is; a channel set to null is turned off. Each try
+/// counts against [`SAVES`]. The body is then checked (a webhook's host
+/// looked up) with no lock held; the
 /// settings are then read, changed and written in one transaction, so two
 /// saves at once cannot undo each other (a secret shown is the one used).
 pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Saved, Error> {
+    // Counted before the body is looked at (which may look up a host name).
+    let key = format!("notify-save:{user_id}");
+    let started = core.clock.now();
+    core.db.write_then_refuse(|tx| {
+        if let Some(retry_after) = ratelimit::blocked(tx, &key, SAVES, started)? {
+            let message = Msg::new("notify.too_many_saves").arg("seconds", retry_after);
+            return Ok(Err(Error::TooManyRequests { message, retry_after }));
+        }
+        ratelimit::hit(tx, &key, SAVES, started)?;
+        Ok(Ok(()))
+    })?;
     let mut errors = FieldErrors::default();
     let telegram = match body.get("telegram") {
         None => Change::Keep,
@@ -411,13 +423,7 @@ pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Sa
     };
     errors.into_result()?;
     let now = core.clock.now();
-    let key = format!("notify-save:{user_id}");
     core.db.write(|tx| {
-        if let Some(retry_after) = ratelimit::blocked(tx, &key, SAVES, now)? {
-            let message = Msg::new("notify.too_many_saves").arg("seconds", retry_after);
-            return Err(Error::TooManyRequests { message, retry_after });
-        }
-        ratelimit::hit(tx, &key, SAVES, now)?;
         let current = load(tx, user_id)?;
         let mut s = current.clone();
         let mut errors = FieldErrors::default();

@@ -794,17 +794,12 @@ pub fn save(tx: &Connection, link_id: i64, r: &mut Routing, keep_fallback: bool,
         ];
         match existing.iter().find(|(_, name)| *name == d.name) {
             Some((id, _)) => {
-                tx.prepare_cached(
-                    // A new URL is a new page: what monitoring knew of the old one goes.
+                tx.prepare_cached(&format!(
                     "UPDATE destinations SET position = ?2, kind = ?3, weight = ?6, payout_cents = ?7,
-                         daily_cap = ?8, status = ?9,
-                         monitor_state = CASE WHEN url = ?5 THEN monitor_state ELSE 'unknown' END,
-                         monitor_failures = CASE WHEN url = ?5 THEN monitor_failures ELSE 0 END,
-                         monitor_checked_at = CASE WHEN url = ?5 THEN monitor_checked_at END,
-                         monitor_error = CASE WHEN url = ?5 THEN monitor_error END,
-                         url = ?5
+                         daily_cap = ?8, status = ?9, {}
                      WHERE link_id = ?1 AND name = ?4",
-                )?
+                    set_url("?5")
+                ))?
                 .execute(values)?;
                 d.id = *id;
             }
@@ -854,12 +849,26 @@ pub fn create_first_offer(tx: &Connection, link_id: i64, url: &str) -> rusqlite:
 /// A link's `url` changed through `PUT /api/links/{id}`: it is its first
 /// offer's.
 pub fn set_first_offer_url(tx: &Connection, link_id: i64, url: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE destinations SET url = ?2 WHERE id = (SELECT id FROM destinations WHERE link_id = ?1
+    tx.prepare_cached(&format!(
+        "UPDATE destinations SET {} WHERE id = (SELECT id FROM destinations WHERE link_id = ?1
              AND kind = 'offer' AND status != 'removed' ORDER BY position, id LIMIT 1)",
-    )?
+        set_url("?2")
+    ))?
     .execute(params![link_id, url])?;
     Ok(())
+}
+
+/// The `SET` of a destination's URL (the parameter `param`): a new URL is
+/// a new page, so what monitoring knew of the old one goes (and a down
+/// offer is back in the rotation until checked).
+fn set_url(param: &str) -> String {
+    format!(
+        "monitor_state = CASE WHEN url = {param} THEN monitor_state ELSE 'unknown' END,
+         monitor_failures = CASE WHEN url = {param} THEN monitor_failures ELSE 0 END,
+         monitor_checked_at = CASE WHEN url = {param} THEN monitor_checked_at END,
+         monitor_error = CASE WHEN url = {param} THEN monitor_error END,
+         url = {param}"
+    )
 }
 
 #[cfg(test)]

@@ -31,38 +31,55 @@ const WRONG_CODES: Limit = Limit { max: 10, window: 60 * MINUTE };
 /// The sliding windows of sign-ups and verification mails.
 const HOUR: Micros = 60 * MINUTE;
 
-/// Refuses (429) a sign-up from an address that made
-/// `security.registrations_per_ip_hour` accounts in the last hour; else
-/// counts this one. Inside the sign-up's transaction.
-fn count_registration(app: &Core, tx: &Connection, ip: IpAddr, now: Micros) -> Result<(), Error> {
-    let key = format!("register-ip:{}", crate::net::limit_key(ip));
-    let limit = Limit { max: app.config.security.registrations_per_ip_hour, window: HOUR };
-    if let Some(retry_after) = ratelimit::sliding_blocked(tx, &key, limit, now)? {
-        let message = Msg::new("register.too_many").arg("seconds", retry_after);
-        return Err(Error::TooManyRequests { message, retry_after });
-    }
-    ratelimit::sliding_hit(tx, &key, now)?;
-    Ok(())
+/// A window a sign-up or a verification mail is counted in, and the
+/// message of its 429.
+struct Window {
+    key: String,
+    limit: Limit,
+    message: &'static str,
 }
 
-/// Refuses (429) a verification mail past the hour's budget of its
-/// address or of the whole server; else counts it against both.
-fn spend_mail_budget(app: &Core, tx: &Connection, ip: IpAddr, now: Micros) -> Result<(), Error> {
+/// The hourly budgets of verification mails caused from `ip`: the
+/// address's own and the whole server's.
+fn mail_windows(app: &Core, ip: IpAddr) -> Vec<Window> {
     let security = &app.config.security;
-    let budgets = [
-        (format!("verify-mail-ip:{}", crate::net::limit_key(ip)), security.verification_mails_per_ip_hour),
-        ("verify-mail-all".to_string(), security.verification_mails_per_hour),
-    ];
-    for (key, max) in &budgets {
-        if let Some(retry_after) = ratelimit::sliding_blocked(tx, key, Limit { max: *max, window: HOUR }, now)? {
-            let message = Msg::new("verify.mail_budget").arg("seconds", retry_after);
-            return Err(Error::TooManyRequests { message, retry_after });
+    vec![
+        Window {
+            key: format!("verify-mail-ip:{}", crate::net::limit_key(ip)),
+            limit: Limit { max: security.verification_mails_per_ip_hour, window: HOUR },
+            message: "verify.mail_budget",
+        },
+        Window {
+            key: "verify-mail-all".into(),
+            limit: Limit { max: security.verification_mails_per_hour, window: HOUR },
+            message: "verify.mail_budget",
+        },
+    ]
+}
+
+fn registration_window(app: &Core, ip: IpAddr) -> Window {
+    Window {
+        key: format!("register-ip:{}", crate::net::limit_key(ip)),
+        limit: Limit { max: app.config.security.registrations_per_ip_hour, window: HOUR },
+        message: "register.too_many",
+    }
+}
+
+/// The 429 of the full window that frees last (waiting less would only
+/// meet another 429), if any is full.
+fn refusal(conn: &Connection, windows: &[Window], now: Micros) -> rusqlite::Result<Option<Error>> {
+    let mut worst: Option<(u64, &Window)> = None;
+    for w in windows {
+        if let Some(wait) = ratelimit::sliding_blocked(conn, &w.key, w.limit, now)? {
+            if worst.is_none_or(|(longest, _)| wait > longest) {
+                worst = Some((wait, w));
+            }
         }
     }
-    for (key, _) in &budgets {
-        ratelimit::sliding_hit(tx, key, now)?;
-    }
-    Ok(())
+    Ok(worst.map(|(retry_after, w)| Error::TooManyRequests {
+        message: Msg::new(w.message).arg("seconds", retry_after),
+        retry_after,
+    }))
 }
 
 fn resend_key(user_id: i64) -> String {
@@ -107,23 +124,55 @@ pub fn queue_mail(app: &Core, tx: &Connection, user: &User, now: Micros) -> Resu
 
 /// Signs up: creates the account (through `accounts`, which checks the
 /// email is free) and queues its verification mail in the same
-/// transaction, so there is never an account without its mail. The
-/// password is hashed before the write lock is taken. A sign-up past the
-/// address's hourly limit, or whose mail would pass the address's or the
-/// server's hourly budget, is a 429 and creates nothing.
+/// transaction, so there is never an account without its mail. A sign-up
+/// past the address's hourly limit, or whose mail would pass the
+/// address's or the server's hourly budget, is a 429 and creates nothing;
+/// that is looked at before the password is hashed, so a refused flood
+/// costs no hashing. Every sign-up that reaches the database counts
+/// against its address, one for an email already taken too.
 pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang, ip: IpAddr) -> Result<User, Error> {
+    let mut windows = mail_windows(app, ip);
+    windows.push(registration_window(app, ip));
+    if let Some(refused) = app.db.read(|c| Ok(refusal(c, &windows, app.clock.now())?))? {
+        return Err(refused);
+    }
     let hash = crypto::hash_password(password);
     let now = app.clock.now();
     let new = accounts::store::NewUser { name, email, password_hash: &hash, language: lang.code(), verified_at: None };
-    let user = app.db.write(|tx| {
-        count_registration(app, tx, ip, now)?;
-        spend_mail_budget(app, tx, ip, now)?;
-        let user = accounts::insert_account(tx, &new, now)?;
+    let user = app.db.write_then_refuse(|tx| {
+        if let Some(refused) = refusal(tx, &windows, now)? {
+            return Ok(Err(refused));
+        }
+        let (sign_up, mails) = windows.split_last().expect("the sign-up window is last");
+        ratelimit::sliding_hit(tx, &sign_up.key, now)?;
+        let user = match accounts::insert_account(tx, &new, now) {
+            // Taken: refused, but counted against the address.
+            Err(e @ Error::Validation(_)) => return Ok(Err(e)),
+            other => other?,
+        };
+        for w in mails {
+            ratelimit::sliding_hit(tx, &w.key, now)?;
+        }
         queue_mail(app, tx, &user, now)?;
-        Ok(user)
+        Ok(Ok(user))
     })?;
     app.outbox_wake.notify();
     Ok(user)
+}
+
+/// Counts a sign-up refused because its email is taken against its
+/// address, as [`register`] counts the others: trying addresses one after
+/// another is sign-up traffic too. A 429 when the address is over.
+pub fn count_taken_sign_up(app: &Core, ip: IpAddr) -> Result<(), Error> {
+    let window = registration_window(app, ip);
+    let now = app.clock.now();
+    app.db.write_then_refuse(|tx| {
+        if let Some(refused) = refusal(tx, std::slice::from_ref(&window), now)? {
+            return Ok(Err(refused));
+        }
+        ratelimit::sliding_hit(tx, &window.key, now)?;
+        Ok(Ok(()))
+    })
 }
 
 /// Sends a new verification mail (new code, new link), at most once a
@@ -142,7 +191,13 @@ pub fn resend(app: &Core, user: &User, ip: IpAddr) -> Result<String, Error> {
             let message = Msg::new("verify.daily_limit").arg("seconds", retry_after);
             return Err(Error::TooManyRequests { message, retry_after });
         }
-        spend_mail_budget(app, tx, ip, now)?;
+        let windows = mail_windows(app, ip);
+        if let Some(refused) = refusal(tx, &windows, now)? {
+            return Err(refused);
+        }
+        for w in &windows {
+            ratelimit::sliding_hit(tx, &w.key, now)?;
+        }
         queue_mail(app, tx, user, now)
     })?;
     app.outbox_wake.notify();

@@ -168,7 +168,7 @@ pub(super) fn ops() -> Vec<Op> {
                 query("offset", ">= 0"),
                 query("sortBy", "id (default), name, createdAt or clicks"),
                 query("sort", "asc or desc (default)"),
-                query("search", "part of the name, any case, at most 100 characters"),
+                query("search", "part of the name (ASCII letters in any case), at most 100 characters"),
             ],
         },
         Op {

@@ -27,6 +27,9 @@ pub fn register(ctx: &Ctx) -> Result<Response, Error> {
     if password.is_some() && confirmation != password {
         errors.add("password", Msg::new("validation.confirmed").arg("attribute", "password"));
     }
+    if errors.0.get("email").is_some_and(|msgs| msgs.iter().any(|m| m.key == "validation.unique")) {
+        verification::count_taken_sign_up(ctx.app, ctx.ip)?;
+    }
     let (name, email, password) = errors.finish((|| Some((name?, email?, password?)))())?;
     verification::register(ctx.app, &name, &email, &password, ctx.lang.get(), ctx.ip)?;
     Ok(respond::message(201, &Msg::new("register.success"), ctx.lang.get()))
