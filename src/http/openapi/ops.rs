@@ -376,7 +376,7 @@ pub(super) fn ops() -> Vec<Op> {
             auth: Token,
             request: Some(body(schema("NotificationsInput"))),
             success: (200, schema("Notifications")),
-            errors: &[400, 401, 403, 422],
+            errors: &[400, 401, 403, 422, 429],
             params: vec![],
         },
         Op {
