@@ -27,34 +27,37 @@ pub fn http_agent() -> &'static ureq::Agent {
 /// lead into a private network), and, unless `allow_internal`
 /// (`tracking.allow_private_targets`), only public addresses.
 pub fn postback_agent(allow_internal: bool) -> &'static ureq::Agent {
-    static GUARDED: OnceLock<ureq::Agent> = OnceLock::new();
-    static OPEN: OnceLock<ureq::Agent> = OnceLock::new();
-    let config = || config(Duration::from_secs(5), 0);
-    if allow_internal {
-        OPEN.get_or_init(|| ureq::Agent::new_with_config(config()))
-    } else {
-        GUARDED.get_or_init(|| {
-            let resolver = PublicOnly::new("tracking.allow_private_targets");
-            ureq::Agent::with_parts(config(), DefaultConnector::default(), resolver)
-        })
-    }
+    static AGENTS: [OnceLock<ureq::Agent>; 2] = [OnceLock::new(), OnceLock::new()];
+    guarded(
+        &AGENTS,
+        allow_internal,
+        config(Duration::from_secs(5), 0),
+        PublicOnly::new("tracking.allow_private_targets"),
+    )
 }
 
 /// The client that checks offers' pages (`monitor`): 10 s in all, up to 5
 /// redirects (an offer URL is often a network's redirect; every hop is
 /// resolved through the same guard), and, unless `allow_internal`
-/// (`monitor.allow_private`), only public addresses.
+/// (`monitor.allow_private`), only public addresses on ports 80 and 443.
 pub fn monitor_agent(allow_internal: bool) -> &'static ureq::Agent {
-    static GUARDED: OnceLock<ureq::Agent> = OnceLock::new();
-    static OPEN: OnceLock<ureq::Agent> = OnceLock::new();
-    let config = || config(Duration::from_secs(10), 5);
+    static AGENTS: [OnceLock<ureq::Agent>; 2] = [OnceLock::new(), OnceLock::new()];
+    let resolver = PublicOnly { web_ports_only: true, ..PublicOnly::new("monitor.allow_private") };
+    guarded(&AGENTS, allow_internal, config(Duration::from_secs(10), 5), resolver)
+}
+
+/// One of a pair of agents made once: open (`allow_internal`, as a
+/// setting allows) or resolving through `resolver`'s guard.
+fn guarded(
+    agents: &'static [OnceLock<ureq::Agent>; 2],
+    allow_internal: bool,
+    config: ureq::config::Config,
+    resolver: PublicOnly,
+) -> &'static ureq::Agent {
     if allow_internal {
-        OPEN.get_or_init(|| ureq::Agent::new_with_config(config()))
+        agents[0].get_or_init(|| ureq::Agent::new_with_config(config))
     } else {
-        GUARDED.get_or_init(|| {
-            let resolver = PublicOnly { web_ports_only: true, ..PublicOnly::new("monitor.allow_private") };
-            ureq::Agent::with_parts(config(), DefaultConnector::default(), resolver)
-        })
+        agents[1].get_or_init(|| ureq::Agent::with_parts(config, DefaultConnector::default(), resolver))
     }
 }
 

@@ -511,15 +511,8 @@ fn refused_postbacks_alert_once_an_hour() {
 #[test]
 fn one_users_dead_webhook_does_not_delay_anothers_notifications() {
     // A receiver that accepts connections and never answers.
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hang_url = format!("http://{}/hook", hang.local_addr().unwrap());
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = std::sync::Arc::clone(&held);
-    std::thread::spawn(move || {
-        for conn in hang.incoming().flatten() {
-            keep.lock().unwrap().push(conn);
-        }
-    });
+    let (hang, held) = common::silent_server();
+    let hang_url = format!("http://{hang}/hook");
     let telegram = Recorder::start();
     telegram.answer_with(200, r#"{"ok":true,"result":{}}"#);
     let api = telegram.url();

@@ -712,15 +712,8 @@ fn a_macro_may_not_choose_the_host_of_a_destination() {
 #[test]
 fn a_source_postback_that_never_answers_does_not_delay_account_mail() {
     // A traffic source that accepts connections and never answers.
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hang_url = format!("http://{}/pb?c={{clickid}}", hang.local_addr().unwrap());
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = std::sync::Arc::clone(&held);
-    std::thread::spawn(move || {
-        for conn in hang.incoming().flatten() {
-            keep.lock().unwrap().push(conn);
-        }
-    });
+    let (hang, held) = common::silent_server();
+    let hang_url = format!("http://{hang}/pb?c={{clickid}}");
     let recorder = Recorder::start();
     let endpoint = format!("{}/send", recorder.url());
     let t = setup(|c| {
@@ -803,14 +796,8 @@ fn a_clickid_alone_cannot_fill_its_owners_postback_log() {
 
 #[test]
 fn one_users_dead_traffic_source_does_not_hold_up_anothers_postbacks() {
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hang_url = format!("http://{}/pb?c={{clickid}}", hang.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in hang.incoming().flatten() {
-            held.push(conn);
-        }
-    });
+    let (hang, _held) = common::silent_server();
+    let hang_url = format!("http://{hang}/pb?c={{clickid}}");
     let recorder = Recorder::start();
     let t = setup(|c| c.tracking.allow_private_targets = true);
     // User A: sixty approved leads whose source never answers.

@@ -342,6 +342,21 @@ impl Client for SocketAddr {
     }
 }
 
+/// A server that accepts connections and never answers (a dead traffic
+/// source or webhook): its address, and the connections it holds.
+pub fn silent_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<TcpStream>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    (addr, held)
+}
+
 /// A real HTTP server standing in for a mail provider: it records every
 /// request and answers with the status the test sets; it can go down
 /// (connections refused) and come back on the same port.
