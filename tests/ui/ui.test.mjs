@@ -15,7 +15,7 @@ const ROOT = resolve(import.meta.dirname, "../..");
 const SHOTS = join(ROOT, "target", "ui-screenshots");
 const BINARY = process.env.APEXTRACK_BIN || join(ROOT, "target", "debug", "apextrack");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-let server, recorder, browser, page, base, landing, hook;
+let server, recorder, browser, page, base, landing, hook, dbPath;
 const received = []; // requests the recorder got: {method, path, url, body, raw, headers}
 // Bot tokens the recorder, standing in for Telegram's Bot API under /tg, takes and refuses.
 const TG_GOOD = `123456789:AA${"g".repeat(33)}`;
@@ -83,6 +83,7 @@ before(async () => {
       try { body = JSON.parse(data); } catch {}
       const path = req.url.split("?")[0];
       received.push({ method: req.method, path, url: req.url, body, raw: data, headers: req.headers });
+      if (path === "/dead") { res.writeHead(503, { "Content-Type": "text/plain" }); res.end("down"); return; }
       const bot = path.match(/^\/tg\/bot([^/]+)\/sendMessage$/);
       if (bot) {
         const good = decodeURIComponent(bot[1]) === TG_GOOD;
@@ -100,13 +101,14 @@ before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const dir = mkdtempSync(join(tmpdir(), "apextrack-ui-"));
+  dbPath = join(dir, "ui.db");
   server = spawn(BINARY, ["serve"], {
     cwd: dir,
     env: {
       ...process.env,
       APEXTRACK_SERVER_BIND: `127.0.0.1:${port}`,
       APEXTRACK_SERVER_APP_URL: base,
-      APEXTRACK_DATABASE_PATH: join(dir, "ui.db"),
+      APEXTRACK_DATABASE_PATH: dbPath,
       APEXTRACK_MAIL_PROVIDER: "http",
       APEXTRACK_MAIL_ENDPOINT: `http://127.0.0.1:${recorderPort}/mail`,
       // A tiny country database of DB-IP's type: the dashboard credits it.
@@ -116,6 +118,9 @@ before(async () => {
       APEXTRACK_TRACKING_ALLOW_PRIVATE_TARGETS: "true",
       // The links page's test fills an account to the cap on links (1000 by default) with 123.
       APEXTRACK_TRACKING_MAX_LINKS_PER_USER: "123",
+      // Every sign-up of these tests comes from 127.0.0.1, beyond the 5 an
+      // address may make in an hour by default (tests/abuse.rs covers that).
+      APEXTRACK_SECURITY_REGISTRATIONS_PER_IP_HOUR: "20",
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -1120,4 +1125,45 @@ test("the links page: 50 links a page with a counter, a search by name and sorti
   } finally {
     await page.setViewportSize({ width: 1280, height: 900 });
   }
+});
+
+test("an offer that monitoring found down carries a badge in the routing editor, and goes when it is up again", async () => {
+  const token = await signUp("Monitor User", "monitor-user@example.com");
+  const auth = { Authorization: `Bearer ${token}`, "Content-Type": "application/json", Accept: "application/json" };
+  const dead = landing.replace("/landing", "/dead");
+  const link = (await (await fetch(`${base}/api/links`, { method: "POST", headers: auth,
+    body: JSON.stringify({ name: "Watched", url: `${landing}?c={clickid}` }) })).json()).data;
+  const put = await fetch(`${base}/api/links/${link.id}/routing`, { method: "PUT", headers: auth, body: JSON.stringify({
+    destinations: [{ name: "Live", url: `${landing}?c={clickid}` }, { name: "Dead", url: `${dead}?c={clickid}` }] }) });
+  assert.equal(put.status, 200);
+  // `apextrack monitor run-once` on the server's database (not spawnSync: the
+  // pages it checks are served by this very process): two failures in a row make an offer down.
+  const runOnce = () => new Promise((ok, fail) => {
+    const child = spawn(BINARY, ["monitor", "run-once"], { stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, APEXTRACK_DATABASE_PATH: dbPath, APEXTRACK_MONITOR_ALLOW_PRIVATE: "true" } });
+    let out = "", err = "";
+    child.stdout.on("data", (c) => (out += c));
+    child.stderr.on("data", (c) => (err += c));
+    child.on("close", (code) => (code === 0 ? ok(JSON.parse(out)) : fail(new Error(`monitor run-once exited ${code}: ${err}`))));
+  });
+  await runOnce();
+  const second = await runOnce();
+  assert.ok(second.down.some((d) => d.destination.name === "Dead"), JSON.stringify(second));
+
+  await page.goto(`${base}/links?id=${link.id}`);
+  await page.waitForSelector("#d-1-monitor");
+  assert.equal(await page.$("#d-0-monitor"), null, "the live offer has no badge");
+  assert.match(await page.textContent("#d-1-monitor"), /mati|down/i);
+  assert.match(await page.getAttribute("#d-1-monitor", "title"), /HTTP 503/);
+  await page.screenshot({ path: join(SHOTS, "routing-down-badge.png") });
+
+  // Its new URL answers: one run and the badge is gone.
+  await page.fill("#d-1-url", `${landing}?c={clickid}&v=2`);
+  await page.click("#save-routing");
+  await page.waitForFunction(() => !document.querySelector("#d-1-monitor"));
+  const third = await runOnce();
+  assert.equal(third.down.length, 0, JSON.stringify(third));
+  await page.reload();
+  await page.waitForSelector("#d-1-url");
+  assert.equal(await page.$("#d-1-monitor"), null);
 });
