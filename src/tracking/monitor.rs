@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// Failures in a row that make an offer down.
 pub const FAILURES_FOR_DOWN: i64 = 2;
@@ -184,36 +183,59 @@ pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
         })
         .collect();
     let urls: usize = hosts.iter().map(Vec::len).sum();
-    let results: Mutex<HashMap<String, Outcome>> = Mutex::new(HashMap::new());
+    let mut by_url: HashMap<String, Vec<&Offer>> = HashMap::new();
+    for offer in &offers {
+        by_url.entry(probe_url(&offer.url)).or_default().push(offer);
+    }
+    let mut summary = Summary { checked: 0, urls, ..Summary::default() };
+    let (found, results) = std::sync::mpsc::channel::<(String, Outcome)>();
     let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
+    // Results are written as they come, a batch at a time, so a long run
+    // (a host of many slow pages) does not hold back what is known.
+    let written: Result<(), Error> = std::thread::scope(|scope| {
         for _ in 0..AT_ONCE.min(hosts.len()) {
-            scope.spawn(|| loop {
+            let found = found.clone();
+            let (hosts, next) = (&hosts, &next);
+            scope.spawn(move || loop {
                 let Some(group) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
                 for url in group {
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) || found.send((url.clone(), check(url, allow_private))).is_err() {
                         return;
                     }
-                    let outcome = check(url, allow_private);
-                    results.lock().unwrap_or_else(|e| e.into_inner()).insert(url.clone(), outcome);
                 }
             });
         }
-    });
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let now = core.clock.now();
-    let mut summary = Summary { checked: 0, urls, ..Summary::default() };
-    let checked: Vec<(&Offer, String)> =
-        offers.iter().map(|o| (o, probe_url(&o.url))).filter(|(_, url)| results.contains_key(url)).collect();
-    summary.checked = checked.len();
-    for batch in checked.chunks(WRITE_BATCH) {
-        core.db.write(|tx| {
-            for (offer, url) in batch {
-                record(tx, core, offer, url, results[url].clone(), now, &mut summary)?;
+        drop(found);
+        let mut batch: Vec<(String, Outcome)> = Vec::new();
+        let mut last_write = std::time::Instant::now();
+        loop {
+            let received = results.recv_timeout(std::time::Duration::from_secs(2));
+            let finished = matches!(received, Err(std::sync::mpsc::RecvTimeoutError::Disconnected));
+            let quiet = matches!(received, Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+            if let Ok(result) = received {
+                batch.push(result);
             }
-            Ok(())
-        })?;
-    }
+            let due = quiet || last_write.elapsed() >= std::time::Duration::from_secs(2);
+            if !batch.is_empty() && (finished || due || batch.len() >= WRITE_BATCH) {
+                last_write = std::time::Instant::now();
+                let now = core.clock.now();
+                core.db.write(|tx| {
+                    for (url, outcome) in &batch {
+                        for offer in by_url.get(url).into_iter().flatten() {
+                            summary.checked += 1;
+                            record(tx, core, offer, url, outcome.clone(), now, &mut summary)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                batch.clear();
+            }
+            if finished {
+                return Ok(());
+            }
+        }
+    });
+    written?;
     if !skipped.is_empty() {
         core.db.write(|tx| {
             for id in &skipped {
