@@ -41,8 +41,6 @@ pub fn in_any(ip: IpAddr, ranges: &[(IpAddr, u8)]) -> bool {
     ranges.iter().any(|&(net, len)| in_network(ip, net, len))
 }
 
-/// Decodes an `application/x-www-form-urlencoded` string (a query string
-/// or a form body) into pairs, in order. Invalid escapes stay as sent.
 /// The part of a client address a limit counts by: an IPv4 address
 /// whole, an IPv6 address by its /64 (one subscriber's usual share, which
 /// holds more addresses than anyone could exhaust).
@@ -60,6 +58,8 @@ pub fn limit_key(ip: IpAddr) -> String {
     }
 }
 
+/// Decodes an `application/x-www-form-urlencoded` string (a query string
+/// or a form body) into pairs, in order. Invalid escapes stay as sent.
 pub fn form_pairs(raw: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }

@@ -46,8 +46,8 @@ pub const MAX_PENDING_POSTBACKS: i64 = 1000;
 const INTEGRATIONS_AT_ONCE: usize = 8;
 /// Of those, the most that may be notifications (Telegram, webhooks).
 const NOTIFICATION_SLOTS: usize = 6;
-/// A notification a provider keeps asking to wait for (Telegram's
-/// `retry_after`) is given up after this long.
+/// A notification still not delivered after this long (a provider that
+/// keeps asking to wait, a receiver that keeps failing) is given up.
 const MAX_AGE: Micros = 86_400 * SECOND;
 
 /// The two queues and the channels each carries.
@@ -101,7 +101,7 @@ pub trait Courier: Sync {
 /// caller's transaction. `recipient` is what the log may show (a chat id,
 /// a webhook's host); the channel's current settings are read when it is
 /// sent. Returns None, queuing nothing, when the owner already has
-/// [`MAX_PENDING_POSTBACKS`] notifications waiting.
+/// [`MAX_PENDING_POSTBACKS`] waiting on that channel.
 pub fn enqueue_notification(
     conn: &Connection,
     owner: i64,
@@ -111,11 +111,14 @@ pub fn enqueue_notification(
     body: &str,
     now: Micros,
 ) -> rusqlite::Result<Option<i64>> {
+    // Each channel its own allowance: a dead webhook's backlog must not
+    // crowd out Telegram messages that would go through.
     let pending: i64 = conn
         .prepare_cached(
-            "SELECT count(*) FROM outbox WHERE owner_id = ?1 AND status = 'pending' AND channel IN ('telegram', 'webhook')",
+            "SELECT count(*) FROM outbox INDEXED BY outbox_owner_channel
+             WHERE owner_id = ?1 AND channel = ?2 AND status = 'pending'",
         )?
-        .query_row([owner], |r| r.get(0))?;
+        .query_row(params![owner, channel], |r| r.get(0))?;
     if pending >= MAX_PENDING_POSTBACKS {
         return Ok(None);
     }
@@ -123,7 +126,7 @@ pub fn enqueue_notification(
     // it waits its turn behind the older ones instead of trying alone.
     let held: Option<Micros> = conn
         .prepare_cached(
-            "SELECT max(next_attempt_at) FROM outbox
+            "SELECT max(next_attempt_at) FROM outbox INDEXED BY outbox_owner_channel
              WHERE owner_id = ?1 AND channel = ?2 AND status = 'pending' AND last_error IS NOT NULL",
         )?
         .query_row(params![owner, channel], |r| r.get(0))?;
@@ -299,6 +302,13 @@ pub struct Worker<'a> {
     pub courier: Box<dyn Courier + 'a>,
 }
 
+/// What is full among the integrations' deliveries under way.
+#[derive(Debug, Default, Clone, Copy)]
+struct Filled {
+    telegram: bool,
+    notifications: bool,
+}
+
 /// A delivery of the integrations' worker, under way or just done.
 struct Slot {
     id: i64,
@@ -340,12 +350,16 @@ struct Due {
 }
 
 impl Worker<'_> {
-    /// Items due on `queue`, leaving out the kinds of `busy` owners.
-    fn due(&self, queue: Queue, now: Micros, busy: &[String]) -> Result<Vec<Due>, Error> {
+    /// Items due on `queue`, leaving out the kinds of `busy` owners, and
+    /// what could not start anyway: Telegram messages while one is under
+    /// way (one host), notifications while their slots are full. So a
+    /// backlog that cannot move does not fill the list and hide the rest.
+    fn due(&self, queue: Queue, now: Micros, busy: &[String], filled: Filled) -> Result<Vec<Due>, Error> {
         let sql = match queue {
             Queue::Account => {
                 "SELECT id, attempts, recipient, subject, body_text, body_html, channel, owner_id, created_at FROM outbox
-                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms') AND ?2 = ?2
+                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND channel IN ('mail', 'sms')
+                   AND ?2 = ?2 AND ?3 = ?3 AND ?4 = ?4
                  ORDER BY id LIMIT 50"
             }
             // Owners take turns: only the oldest due postback and the oldest
@@ -360,14 +374,15 @@ impl Worker<'_> {
                               WHERE status = 'pending' AND next_attempt_at <= ?1
                                 AND channel IN ('get', 'telegram', 'webhook')
                                 AND owner_id || ':' || (channel = 'get') NOT IN (SELECT value FROM json_each(?2))
+                                AND NOT (?3 AND channel = 'telegram') AND NOT (?4 AND channel != 'get')
                               GROUP BY owner_id, channel = 'get')
-                 ORDER BY id LIMIT 200"
+                 ORDER BY id LIMIT 1000"
             }
         };
         let busy = serde_json::to_string(busy).unwrap_or_else(|_| "[]".into());
         self.db.read(|c| {
             let mut stmt = c.prepare_cached(sql)?;
-            let rows = stmt.query_map(params![now, busy], |r| {
+            let rows = stmt.query_map(params![now, busy, filled.telegram, filled.notifications], |r| {
                 Ok(Due {
                     id: r.get(0)?,
                     channel: r.get(6)?,
@@ -386,7 +401,7 @@ impl Worker<'_> {
     pub fn deliver_due(&self, stop: &AtomicBool) -> Result<usize, Error> {
         let mut sent = 0;
         while !stop.load(Ordering::Relaxed) {
-            let due = self.due(Queue::Account, self.clock.now(), &[])?;
+            let due = self.due(Queue::Account, self.clock.now(), &[], Filled::default())?;
             if due.is_empty() {
                 break;
             }
@@ -426,7 +441,15 @@ impl Worker<'_> {
                     self.wake.wait(&mut seen, POLL);
                     continue;
                 }
-                let due = self.due(Queue::Integrations, now, &busy);
+                let filled = {
+                    let held = lock();
+                    let running = || held.iter().filter(|s| s.done.is_none());
+                    Filled {
+                        telegram: running().any(|s| s.host == telegram_host),
+                        notifications: running().filter(|s| s.notification).count() >= NOTIFICATION_SLOTS,
+                    }
+                };
+                let due = self.due(Queue::Integrations, now, &busy, filled);
                 lock().retain(|s| s.done.is_none_or(|done| done > looked_at));
                 let mut started = 0;
                 match due {
@@ -509,8 +532,12 @@ impl Worker<'_> {
                 true
             }
             Err(failure) => {
+                let notification = matches!(item.channel.as_str(), "telegram" | "webhook");
+                let stale = now - item.created_at >= MAX_AGE;
                 let (status, attempts, next, reason) = match failure {
-                    Failure::Retry(reason) if attempts < MAX_ATTEMPTS => {
+                    // A notification a day old is news no more: given up,
+                    // with every other one that old on its channel (below).
+                    Failure::Retry(reason) if attempts < MAX_ATTEMPTS && !(notification && stale) => {
                         ("pending", attempts, now + backoff(attempts), reason)
                     }
                     Failure::After(reason, wait) if now - item.created_at < MAX_AGE => {
@@ -526,7 +553,6 @@ impl Worker<'_> {
                     item.channel,
                     loggable_recipient(&item.channel, &item.mail.to)
                 ));
-                let notification = matches!(item.channel.as_str(), "telegram" | "webhook");
                 self.record(stop, |tx| {
                     let n = tx.execute(
                         "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
@@ -541,6 +567,15 @@ impl Worker<'_> {
                             "UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?4)
                              WHERE owner_id = ?2 AND channel = ?3 AND status = 'pending' AND id != ?1",
                             params![item.id, item.owner, item.channel, next],
+                        )?;
+                    }
+                    // Given up: so is every message of the channel as old,
+                    // rather than each waiting its own day of tries.
+                    if notification && status == "failed" {
+                        tx.execute(
+                            "UPDATE outbox SET status = 'failed', last_error = ?5
+                             WHERE owner_id = ?2 AND channel = ?3 AND status = 'pending' AND created_at <= ?4",
+                            params![item.id, item.owner, item.channel, now - MAX_AGE, reason],
                         )?;
                     }
                     Ok(n)

@@ -66,7 +66,7 @@ fn metrics_count_what_happened_behind_their_token() {
     assert_eq!(sample(text, "apextrack_postbacks_total{outcome=\"unknown_click\"}"), 1.0);
     // The verification mail of the user, with the log mailer, went out.
     assert_eq!(sample(text, "apextrack_outbox_pending{queue=\"integrations\"}"), 0.0);
-    assert_eq!(sample(text, "apextrack_outbox_failed_total{queue=\"account\"}"), 0.0);
+    assert_eq!(sample(text, "apextrack_outbox_failed{queue=\"account\"}"), 0.0);
     assert_eq!(sample(text, "apextrack_group_commit_batch_size_count"), 3.0);
     assert_eq!(sample(text, "apextrack_http_request_duration_seconds_count{route=\"click\"}"), 3.0);
     assert_eq!(sample(text, "apextrack_http_request_duration_seconds_count{route=\"postback\"}"), 3.0);

@@ -415,6 +415,32 @@ fn an_outage_and_a_restart_lose_no_notification() {
 }
 
 #[test]
+fn a_channel_dead_for_a_day_gives_its_whole_backlog_up_at_once() {
+    let mut hook = Recorder::start();
+    let t = setup(|_| {});
+    t.put(json!({"webhook": {"url": format!("{}/hook", hook.url()), "events": ["conversion"]}}));
+    let (_, slug) = t.link(json!({"name": "L", "url": "https://offer.example/"}));
+    hook.down();
+    let pb = t.secret();
+    for n in 0..4 {
+        let clickid = t.click(&slug, &format!("sub_id={n}"));
+        assert_eq!(t.postback(&format!("clickid={clickid}&txid=D{n}&secret={pb}")).status, 200);
+    }
+    wait_until("a failed try", Duration::from_secs(10), || t.outbox("webhook").iter().any(|(_, a, _)| *a >= 1));
+    // The others wait behind the first instead of each trying on its own.
+    std::thread::sleep(Duration::from_millis(500));
+    let tried: i64 = t.outbox("webhook").iter().map(|(_, a, _)| a).sum();
+    assert_eq!(tried, 1, "{:?}", t.outbox("webhook"));
+    // A day later, the next try fails for good, and takes the backlog with it.
+    t.s.app.clock.shift(25 * 3600 * SECOND);
+    t.s.app.outbox_wake.notify();
+    wait_until("all given up", Duration::from_secs(10), || t.outbox("webhook").iter().all(|(s, _, _)| s == "failed"));
+    let tried: i64 = t.outbox("webhook").iter().map(|(_, a, _)| a).sum();
+    assert_eq!(tried, 2, "one more try, not one per message: {:?}", t.outbox("webhook"));
+    hook.up();
+}
+
+#[test]
 fn a_refused_bot_token_fails_at_once_and_shows_in_the_test_and_the_settings() {
     let telegram = Recorder::start();
     telegram.answer_with(401, r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#);

@@ -190,16 +190,21 @@ pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
     let mut summary = Summary { checked: 0, urls, ..Summary::default() };
     let (found, results) = std::sync::mpsc::channel::<(String, Outcome)>();
     let next = AtomicUsize::new(0);
+    // Set when results can no longer be written: the checks stop too.
+    let halt = AtomicBool::new(false);
     // Results are written as they come, a batch at a time, so a long run
     // (a host of many slow pages) does not hold back what is known.
     let written: Result<(), Error> = std::thread::scope(|scope| {
         for _ in 0..AT_ONCE.min(hosts.len()) {
             let found = found.clone();
-            let (hosts, next) = (&hosts, &next);
+            let (hosts, next, halt) = (&hosts, &next, &halt);
             scope.spawn(move || loop {
                 let Some(group) = hosts.get(next.fetch_add(1, Ordering::Relaxed)) else { return };
                 for url in group {
-                    if stop.load(Ordering::Relaxed) || found.send((url.clone(), check(url, allow_private))).is_err() {
+                    if stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if found.send((url.clone(), check(url, allow_private))).is_err() {
                         return;
                     }
                 }
@@ -219,15 +224,20 @@ pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
             if !batch.is_empty() && (finished || due || batch.len() >= WRITE_BATCH) {
                 last_write = std::time::Instant::now();
                 let now = core.clock.now();
-                core.db.write(|tx| {
+                let wrote = core.db.write(|tx| {
                     for (url, outcome) in &batch {
                         for offer in by_url.get(url).into_iter().flatten() {
-                            summary.checked += 1;
-                            record(tx, core, offer, url, outcome.clone(), now, &mut summary)?;
+                            if record(tx, core, offer, url, outcome.clone(), now, &mut summary)? {
+                                summary.checked += 1;
+                            }
                         }
                     }
                     Ok(())
-                })?;
+                });
+                if let Err(e) = wrote {
+                    halt.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
                 batch.clear();
             }
             if finished {
@@ -254,6 +264,7 @@ pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
 /// Writes one offer's check, from its row as it is now (another run or an
 /// edit may have changed it since the list was read): two failures in a
 /// row make it down, a success up; a change is numbered and alerted once.
+/// False when the offer was paused, removed or given a new URL meanwhile.
 fn record(
     tx: &Connection,
     core: &Core,
@@ -262,7 +273,7 @@ fn record(
     outcome: Outcome,
     now: Micros,
     summary: &mut Summary,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let row: Option<(String, String, i64)> = tx
         .prepare_cached(
             "SELECT url, monitor_state, monitor_failures FROM destinations WHERE id = ?1 AND status = 'active'",
@@ -270,7 +281,7 @@ fn record(
         .query_row([offer.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     // Paused, removed, or given a new URL meanwhile: this check is not its.
-    let Some((url, was, failures)) = row.filter(|(url, _, _)| probe_url(url) == checked_url) else { return Ok(()) };
+    let Some((url, was, failures)) = row.filter(|(url, _, _)| probe_url(url) == checked_url) else { return Ok(false) };
     let failures = if outcome.is_some() { failures + 1 } else { 0 };
     let state = match &outcome {
         None => "up",
@@ -292,7 +303,7 @@ fn record(
     )?
     .execute(params![offer.id, state, failures, now, outcome, number])?;
     if !changed {
-        return Ok(());
+        return Ok(true);
     }
     let went_down = state == "down";
     let auto_pause = core.config.monitor.auto_pause;
@@ -321,7 +332,7 @@ fn record(
     } else {
         summary.up.push(data);
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Slugs of links one of whose offers went down or came back after change

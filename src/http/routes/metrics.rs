@@ -63,11 +63,11 @@ fn render(ctx: &Ctx) -> Result<String, Error> {
     }
     let _ = writeln!(
         out,
-        "# HELP apextrack_outbox_failed_total Messages given up on after every retry, by queue.\n\
-         # TYPE apextrack_outbox_failed_total counter"
+        "# HELP apextrack_outbox_failed Messages given up on after every retry and still kept (30 days), by queue.\n\
+         # TYPE apextrack_outbox_failed gauge"
     );
     for queue in ["account", "integrations"] {
-        let _ = writeln!(out, "apextrack_outbox_failed_total{{queue=\"{queue}\"}} {}", count(queue, true));
+        let _ = writeln!(out, "apextrack_outbox_failed{{queue=\"{queue}\"}} {}", count(queue, true));
     }
     let _ = writeln!(
         out,
