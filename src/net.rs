@@ -45,14 +45,28 @@ pub fn in_any(ip: IpAddr, ranges: &[(IpAddr, u8)]) -> bool {
 /// whole, an IPv6 address by its /64 (one subscriber's usual share, which
 /// holds more addresses than anyone could exhaust).
 pub fn limit_key(ip: IpAddr) -> String {
+    prefix_key(ip, 64)
+}
+
+/// For an IPv6 client, the /48 its /64 belongs to (what a site or a
+/// server host is routed): a limit that counts /64s alone lets such a
+/// holder through 65 536 times. None for IPv4 (and IPv4-mapped) clients.
+pub fn site_key(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => Some(prefix_key(ip, 48)),
+        _ => None,
+    }
+}
+
+fn prefix_key(ip: IpAddr, bits: u8) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
             None => {
-                let s = v6.segments();
-                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                format!("{net}/64")
+                let mask = u128::MAX << (128 - u32::from(bits));
+                let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{net}/{bits}")
             }
         },
     }
@@ -97,6 +111,12 @@ mod tests {
         assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
         assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        let site = |s: &str| site_key(s.parse().unwrap());
+        assert_eq!(site("2001:db8:1:2::1"), site("2001:db8:1:ffff::9"));
+        assert_eq!(site("2001:db8:1:2::1").as_deref(), Some("2001:db8:1::/48"));
+        assert_ne!(site("2001:db8:1:2::1"), site("2001:db8:2::1"));
+        assert_eq!(site("203.0.113.9"), None);
+        assert_eq!(site("::ffff:203.0.113.9"), None);
     }
 
     #[test]

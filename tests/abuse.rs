@@ -128,6 +128,25 @@ fn verification_mails_have_a_budget_per_address_and_for_the_server() {
 }
 
 #[test]
+fn an_ipv6_site_shares_four_addresses_mail_budgets_however_many_64s_it_holds() {
+    let s = TestServer::with(|c| {
+        behind_a_proxy(c);
+        c.security.verification_mails_per_ip_hour = 2;
+    });
+    // Eight /64s of one /48, one sign-up each: the /48 has 4 × 2 mails an hour.
+    for n in 0..8 {
+        let r = register(&s, &format!("2001:db8:7:{n:x}::1"), &format!("s{n}@example.com"));
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+    }
+    let r = register(&s, "2001:db8:7:99::1", "s9@example.com");
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("email verifikasi"), "{}", r.body);
+    // Another /48, and an IPv4 client, are not held up.
+    assert_eq!(register(&s, "2001:db8:8::1", "other6@example.com").status, 201);
+    assert_eq!(register(&s, "203.0.113.50", "other4@example.com").status, 201);
+}
+
+#[test]
 fn link_lists_are_paged_sorted_searched_and_capped() {
     let s = TestServer::with(|c| c.tracking.max_links_per_user = 260);
     let (_, token) = verified_user(&s, "many@example.com");

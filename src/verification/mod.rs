@@ -43,10 +43,11 @@ struct Window {
 /// address's own and the whole server's.
 fn mail_windows(app: &Core, ip: IpAddr) -> Vec<Window> {
     let security = &app.config.security;
-    vec![
+    let per_ip = security.verification_mails_per_ip_hour;
+    let mut windows = vec![
         Window {
             key: format!("verify-mail-ip:{}", crate::net::limit_key(ip)),
-            limit: Limit { max: security.verification_mails_per_ip_hour, window: HOUR },
+            limit: Limit { max: per_ip, window: HOUR },
             message: "verify.mail_budget",
         },
         Window {
@@ -54,8 +55,21 @@ fn mail_windows(app: &Core, ip: IpAddr) -> Vec<Window> {
             limit: Limit { max: security.verification_mails_per_hour, window: HOUR },
             message: "verify.mail_budget",
         },
-    ]
+    ];
+    // An IPv6 site (/48) gets SITE_SHARE addresses' budgets, however many
+    // /64s it holds: one holder cannot spend the server's on its own.
+    if let Some(site) = crate::net::site_key(ip) {
+        windows.push(Window {
+            key: format!("verify-mail-site:{site}"),
+            limit: Limit { max: per_ip.saturating_mul(SITE_SHARE), window: HOUR },
+            message: "verify.mail_budget",
+        });
+    }
+    windows
 }
+
+/// The budget of an IPv6 /48, in addresses' budgets.
+const SITE_SHARE: u32 = 4;
 
 fn registration_window(app: &Core, ip: IpAddr) -> Window {
     Window {
