@@ -98,35 +98,47 @@ impl Jobs {
                 thread::sleep(UPKEEP_EVERY);
             }
         })?;
-        let (notify_app, notify_stop) = (Arc::clone(&app), Arc::clone(&stop));
-        let notifier =
-            thread::Builder::new().name("notify".into()).spawn(move || notifier(&notify_app, &notify_stop))?;
+        let notify_app = Arc::clone(&app);
+        let notifier = periodic("notify", &stop, NOTIFY_EVERY, NOTIFY_EVERY, move |_| {
+            if let Err(e) = tracking::notify::tick(&notify_app, notify_app.clock.now()) {
+                notify_app.log.line(format!("warning: notifications: {e}"));
+            }
+        })?;
         let mut threads = vec![pruner, upkeep, notifier];
-        if app.config.monitor.interval_minutes > 0 {
-            let (monitor_app, monitor_stop) = (Arc::clone(&app), Arc::clone(&stop));
-            threads.push(
-                thread::Builder::new().name("monitor".into()).spawn(move || monitor(&monitor_app, &monitor_stop))?,
-            );
+        // Offer checks: the first a minute after start, the next an
+        // interval after a run ends; a stop ends a run between checks.
+        let minutes = app.config.monitor.interval_minutes;
+        if minutes > 0 {
+            let monitor_app = Arc::clone(&app);
+            let every = Duration::from_secs(u64::from(minutes) * 60);
+            threads.push(periodic(
+                "monitor",
+                &stop,
+                NOTIFY_EVERY,
+                every,
+                move |stop| match tracking::monitor::run_once(&monitor_app, stop) {
+                    Ok(s) if s.down.is_empty() && s.up.is_empty() => {}
+                    Ok(s) => monitor_app.log.line(format!(
+                        "monitor: checked {} offers; {} went down, {} came back",
+                        s.checked,
+                        s.down.len(),
+                        s.up.len()
+                    )),
+                    Err(e) => monitor_app.log.line(format!("warning: monitor: {e}")),
+                },
+            )?);
         }
         threads.extend(senders);
         let hours = app.config.backup.interval_hours;
         if hours > 0 && !app.config.backup.dir.is_empty() {
-            let (snap_app, snap_stop) = (Arc::clone(&app), Arc::clone(&stop));
+            let snap_app = Arc::clone(&app);
             let every = Duration::from_secs(u64::from(hours) * 3600);
-            let snapshots = thread::Builder::new().name("backup".into()).spawn(move || {
-                let mut next = std::time::Instant::now() + every;
-                while !snap_stop.load(Ordering::Relaxed) {
-                    if std::time::Instant::now() >= next {
-                        next += every;
-                        match crate::backup::snapshot(&snap_app.db, &snap_app.config.backup, &snap_app.clock) {
-                            Ok(path) => snap_app.log.line(format!("backup: wrote {}", path.display())),
-                            Err(e) => snap_app.log.line(format!("warning: scheduled backup failed: {e}")),
-                        }
-                    }
-                    thread::sleep(Duration::from_millis(500));
+            threads.push(periodic("backup", &stop, every, every, move |_| {
+                match crate::backup::snapshot(&snap_app.db, &snap_app.config.backup, &snap_app.clock) {
+                    Ok(path) => snap_app.log.line(format!("backup: wrote {}", path.display())),
+                    Err(e) => snap_app.log.line(format!("warning: scheduled backup failed: {e}")),
                 }
-            })?;
-            threads.push(snapshots);
+            })?);
         }
         Ok(Jobs { app, stop, stop_pruner, threads })
     }
@@ -156,43 +168,27 @@ fn forget_monitored(app: &App, seen: &mut i64) {
     }
 }
 
-/// The notifier's loop: each minute, due digests and reached stop-losses.
-/// Until `stop`, which it looks at twice a second.
-fn notifier(app: &App, stop: &AtomicBool) {
-    let mut next_tick = std::time::Instant::now() + NOTIFY_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        if std::time::Instant::now() >= next_tick {
-            next_tick = std::time::Instant::now() + NOTIFY_EVERY;
-            if let Err(e) = tracking::notify::tick(app, app.clock.now()) {
-                app.log.line(format!("warning: notifications: {e}"));
+/// A thread `name` that runs `job` `first` after start and then `every`
+/// after each run ends, until `stop` (looked at twice a second; `job` is
+/// lent it, to end a long run early).
+fn periodic(
+    name: &str,
+    stop: &Arc<AtomicBool>,
+    first: Duration,
+    every: Duration,
+    mut job: impl FnMut(&AtomicBool) + Send + 'static,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    let stop = Arc::clone(stop);
+    thread::Builder::new().name(name.into()).spawn(move || {
+        let mut next = std::time::Instant::now() + first;
+        while !stop.load(Ordering::Relaxed) {
+            if std::time::Instant::now() >= next {
+                job(&stop);
+                next = std::time::Instant::now() + every;
             }
+            thread::sleep(Duration::from_millis(500));
         }
-        thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// The monitor's loop: every `monitor.interval_minutes` (the first a
-/// minute after start; the next an interval after a run ends), a check of
-/// the offers. A stop ends a run between checks.
-fn monitor(app: &App, stop: &AtomicBool) {
-    let interval = Duration::from_secs(u64::from(app.config.monitor.interval_minutes) * 60);
-    let mut next_run = std::time::Instant::now() + NOTIFY_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        if std::time::Instant::now() >= next_run {
-            match tracking::monitor::run_once(app, stop) {
-                Ok(s) if s.down.is_empty() && s.up.is_empty() => {}
-                Ok(s) => app.log.line(format!(
-                    "monitor: checked {} offers; {} went down, {} came back",
-                    s.checked,
-                    s.down.len(),
-                    s.up.len()
-                )),
-                Err(e) => app.log.line(format!("warning: monitor: {e}")),
-            }
-            next_run = std::time::Instant::now() + interval;
-        }
-        thread::sleep(Duration::from_millis(500));
-    }
+    })
 }
 
 /// The outbox workers' view of the core.

@@ -424,8 +424,6 @@ impl Worker<'_> {
         // look at the table that began after its outcome was written.
         let finished = AtomicU64::new(0);
         let telegram_host = http_client::authority_of(&self.config.notify.telegram_api).to_ascii_lowercase();
-        let next_sql = "SELECT min(next_attempt_at) FROM outbox
-                        WHERE status = 'pending' AND next_attempt_at > ?1 AND channel IN ('get', 'telegram', 'webhook')";
         let mut seen = 0;
         std::thread::scope(|scope| {
             while !stop.load(Ordering::Relaxed) {
@@ -491,14 +489,23 @@ impl Worker<'_> {
                 }
                 // Nothing new could start: wait for a slot to free, a new
                 // item, the next retry, or the poll.
-                let next: Option<Micros> =
-                    self.db.read(|c| Ok(c.query_row(next_sql, [now], |r| r.get(0))?)).unwrap_or(None);
-                let wait = next.map_or(POLL, |at| {
-                    Duration::from_micros((at - self.clock.now()).clamp(1000, POLL.as_micros() as i64) as u64)
-                });
-                self.wake.wait(&mut seen, wait);
+                self.wake.wait(&mut seen, self.until_next(Queue::Integrations, now));
             }
         });
+    }
+
+    /// How long until the next retry on `queue` after `now` is due: at
+    /// most [`POLL`], so rows queued by another process go out too.
+    fn until_next(&self, queue: Queue, now: Micros) -> Duration {
+        let sql = format!(
+            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND next_attempt_at > ?1 AND channel IN {}",
+            queue.channels()
+        );
+        let next: Option<Micros> =
+            self.db.read(|c| Ok(c.prepare_cached(&sql)?.query_row([now], |r| r.get(0))?)).unwrap_or(None);
+        next.map_or(POLL, |at| {
+            Duration::from_micros((at - self.clock.now()).clamp(1000, POLL.as_micros() as i64) as u64)
+        })
     }
 
     /// Sends one item and records the outcome; true when delivered.
@@ -610,10 +617,6 @@ impl Worker<'_> {
         if queue == Queue::Integrations {
             return self.run_integrations(stop);
         }
-        let next_sql = format!(
-            "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending' AND channel IN {}",
-            queue.channels()
-        );
         let mut seen = 0;
         while !stop.load(Ordering::Relaxed) {
             if let Err(e) = self.deliver_due(stop) {
@@ -621,13 +624,8 @@ impl Worker<'_> {
                 self.wake.wait(&mut seen, POLL);
                 continue;
             }
-            let next: Option<Micros> = self.db.read(|c| Ok(c.query_row(&next_sql, [], |r| r.get(0))?)).unwrap_or(None);
-            let wait = next.map_or(POLL, |at| {
-                Duration::from_micros((at - self.clock.now()).clamp(0, POLL.as_micros() as i64) as u64)
-            });
-            if !wait.is_zero() {
-                self.wake.wait(&mut seen, wait);
-            }
+            // All that was due went out (or was put off): sleep until the next.
+            self.wake.wait(&mut seen, self.until_next(queue, self.clock.now()));
         }
     }
 }

@@ -55,12 +55,7 @@ impl Setup {
     fn click(&self, slug: &str, query: &str) -> String {
         let r = request(self.s.addr(), "GET", &format!("/go/{slug}?{query}"), &[("User-Agent", UA)], b"");
         assert_eq!(r.status, 302, "{}", r.body);
-        let (id, secret): (i64, Vec<u8>) = self
-            .s
-            .sqlite()
-            .query_row("SELECT id, secret FROM clicks ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap();
-        apextrack::tracking::store::clickid(id, &secret)
+        self.s.last_clickid()
     }
 
     fn postback(&self, query: &str) -> common::Resp {

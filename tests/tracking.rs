@@ -42,12 +42,7 @@ impl Setup {
     }
 
     fn last_clickid(&self) -> String {
-        let (id, secret): (i64, Vec<u8>) = self
-            .s
-            .sqlite()
-            .query_row("SELECT id, secret FROM clicks ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap();
-        apextrack::tracking::store::clickid(id, &secret)
+        self.s.last_clickid()
     }
 
     fn postback(&self, query: &str) -> common::Resp {

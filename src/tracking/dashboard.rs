@@ -756,8 +756,7 @@ pub fn report_csv(group_by: &str, rows: &[Row]) -> String {
             let _ = write!(out, ",{n}");
         }
         let cr = conversion_rate(row.approved_leads, row.clicks).as_f64().unwrap_or(0.0);
-        let (sign, cents) = (if row.payout_cents < 0 { "-" } else { "" }, row.payout_cents.unsigned_abs());
-        let _ = write!(out, ",{sign}{}.{:02},{cr:.2}", cents / 100, cents % 100);
+        let _ = write!(out, ",{},{cr:.2}", super::money_text(row.payout_cents));
         for (_, value) in row.money().entries() {
             // Two decimals, as shown; an empty cell for no ROI.
             match value.as_f64() {

@@ -242,6 +242,13 @@ fn roi_hundredths(profit_micros: i128, cost_micros: i64) -> i64 {
 }
 
 /// Cents as the JSON number the API shows (`1250.75`).
+/// An amount of cents as text with two decimals (`-12.05`): exact, for
+/// CSV cells, URLs and messages.
+pub fn money_text(cents: i64) -> String {
+    let (sign, abs) = (if cents < 0 { "-" } else { "" }, cents.unsigned_abs());
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
 pub fn money(cents: i64) -> Value {
     // Exact for every cent amount below 2^53 / 100.
     serde_json::Number::from_f64(cents as f64 / 100.0).map_or(Value::Null, Value::Number)

@@ -15,7 +15,7 @@ use crate::i18n::Msg;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Failures in a row that make an offer down.
@@ -34,7 +34,8 @@ const WRITE_BATCH: usize = 500;
 struct Offer {
     id: i64,
     name: String,
-    url: String,
+    /// Its URL as checked ([`probe_url`]).
+    probe: String,
     link_id: i64,
     link_name: String,
     user_id: i64,
@@ -134,7 +135,7 @@ fn offers(conn: &Connection) -> rusqlite::Result<Vec<Offer>> {
         Ok(Offer {
             id: r.get(0)?,
             name: r.get(1)?,
-            url: r.get(2)?,
+            probe: probe_url(&r.get::<_, String>(2)?),
             link_id: r.get(3)?,
             link_name: r.get(4)?,
             user_id: r.get(5)?,
@@ -151,41 +152,31 @@ fn offers(conn: &Connection) -> rusqlite::Result<Vec<Offer>> {
 pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
     let allow_private = core.config.monitor.allow_private;
     let mut offers = core.db.read(|c| Ok(offers(c)?))?;
-    // Each user's first MAX_URLS_PER_USER distinct URLs; the rest wait.
-    let mut per_user: HashMap<i64, Vec<String>> = HashMap::new();
+    // Each user's first MAX_URLS_PER_USER distinct URLs (the rest wait for
+    // a later run), grouped by host; each URL once, whoever's offers use it.
+    let mut per_user: HashMap<i64, HashSet<String>> = HashMap::new();
+    let mut by_host: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut skipped = Vec::new();
     offers.retain(|o| {
-        let url = probe_url(&o.url);
-        if !allow_private && !on_web_port(&url) {
+        if !allow_private && !on_web_port(&o.probe) {
             skipped.push(o.id);
             return false;
         }
         let urls = per_user.entry(o.user_id).or_default();
-        if urls.contains(&url) {
-            return true;
+        if !urls.contains(&o.probe) {
+            if urls.len() >= MAX_URLS_PER_USER {
+                return false;
+            }
+            urls.insert(o.probe.clone());
         }
-        if urls.len() >= MAX_URLS_PER_USER {
-            return false;
-        }
-        urls.push(url);
+        by_host.entry(http_client::authority_of(&o.probe).to_ascii_lowercase()).or_default().insert(o.probe.clone());
         true
     });
-    let mut by_host: HashMap<String, Vec<String>> = HashMap::new();
-    for url in per_user.into_values().flatten() {
-        by_host.entry(http_client::authority_of(&url).to_ascii_lowercase()).or_default().push(url);
-    }
-    let hosts: Vec<Vec<String>> = by_host
-        .into_values()
-        .map(|mut urls| {
-            urls.sort();
-            urls.dedup();
-            urls
-        })
-        .collect();
-    let urls: usize = hosts.iter().map(Vec::len).sum();
-    let mut by_url: HashMap<String, Vec<&Offer>> = HashMap::new();
+    let hosts: Vec<BTreeSet<String>> = by_host.into_values().collect();
+    let urls: usize = hosts.iter().map(BTreeSet::len).sum();
+    let mut by_url: HashMap<&str, Vec<&Offer>> = HashMap::new();
     for offer in &offers {
-        by_url.entry(probe_url(&offer.url)).or_default().push(offer);
+        by_url.entry(&offer.probe).or_default().push(offer);
     }
     let mut summary = Summary { checked: 0, urls, ..Summary::default() };
     let (found, results) = std::sync::mpsc::channel::<(String, Outcome)>();
@@ -226,7 +217,7 @@ pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
                 let now = core.clock.now();
                 let wrote = core.db.write(|tx| {
                     for (url, outcome) in &batch {
-                        for offer in by_url.get(url).into_iter().flatten() {
+                        for offer in by_url.get(url.as_str()).into_iter().flatten() {
                             if record(tx, core, offer, url, outcome.clone(), now, &mut summary)? {
                                 summary.checked += 1;
                             }
@@ -250,7 +241,7 @@ pub fn run_once(core: &Core, stop: &AtomicBool) -> Result<Summary, Error> {
         core.db.write(|tx| {
             for id in &skipped {
                 tx.prepare_cached("UPDATE destinations SET monitor_error = ?2 WHERE id = ?1")?
-                    .execute(params![id, "not checked: only ports 80 (http) and 443 (https) are"])?;
+                    .execute(params![id, "not checked: only ports 80 (http) and 443 (https) are checked"])?;
             }
             Ok(())
         })?;

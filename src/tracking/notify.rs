@@ -8,7 +8,7 @@
 //! version) and never stored. Neither is ever answered whole after the
 //! request that set it, nor logged.
 
-use super::{money, parse_money};
+use super::{money, money_text, parse_money};
 use crate::base::Core;
 use crate::clock::{self, Micros, MINUTE, SECOND};
 use crate::crypto;
@@ -239,21 +239,20 @@ fn events(at: &str, value: Option<&Value>, errors: &mut FieldErrors) -> Vec<Stri
     out
 }
 
-/// Whether a webhook may point at `url`: an http(s) URL whose host is not
-/// on this machine or in a private network (unless the configuration
-/// allows private targets). Delivery checks again, on the address it
-/// connects to; this only answers early.
-fn webhook_url_error(core: &Core, url: &str) -> Option<&'static str> {
-    if url.len() > 2048 || !super::links::is_http_url(url) {
-        return Some("validation.url");
-    }
-    let host = http_client::host_of(url);
-    // A host name in ASCII (IDNs as punycode), or an address.
+/// The webhook URL as it will be called, if a webhook may point at it: an
+/// http(s) URL as a link's target must be, whose host is ASCII (IDNs as
+/// punycode) and, unless the configuration allows private targets, not
+/// on this machine or in a private network; else the message key of the
+/// 422. Delivery checks again, on the address it connects to; this only
+/// answers early.
+fn webhook_url(core: &Core, text: &str) -> Result<String, &'static str> {
+    let url = super::links::redirect_url(text).ok_or("validation.url")?;
+    let host = http_client::host_of(&url);
     if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b)) {
-        return Some("validation.url");
+        return Err("validation.url");
     }
     if core.config.tracking.allow_private_targets {
-        return None;
+        return Ok(url);
     }
     let internal = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => http_client::is_internal(ip),
@@ -268,7 +267,10 @@ fn webhook_url_error(core: &Core, url: &str) -> Option<&'static str> {
             })
         }
     };
-    internal.then_some("validation.private_url")
+    if internal {
+        return Err("validation.private_url");
+    }
+    Ok(url)
 }
 
 /// What a `PUT /api/notifications` changed: the settings, and the new
@@ -364,16 +366,13 @@ pub fn update(core: &Core, user_id: i64, body: &Map<String, Value>) -> Result<Sa
         Some(Value::Null) => Change::Off,
         Some(Value::Object(wh)) => {
             let url = match wh.get("url") {
-                Some(Value::String(u)) => {
-                    let u = super::links::ascii_url(u.trim());
-                    match webhook_url_error(core, &u) {
-                        None => Some(u),
-                        Some(key) => {
-                            errors.add("webhook.url", msg("url", key));
-                            None
-                        }
+                Some(Value::String(u)) => match webhook_url(core, u) {
+                    Ok(url) => Some(url),
+                    Err(key) => {
+                        errors.add("webhook.url", msg("url", key));
+                        None
                     }
-                }
+                },
                 None | Some(Value::Null) => {
                     errors.add("webhook.url", msg("url", "validation.required"));
                     None
@@ -672,7 +671,7 @@ pub fn conversion(tx: &Connection, core: &Core, user_id: i64, c: &Conversion, no
         }),
         text: Msg::new(key)
             .arg("status", c.status)
-            .arg("payout", format!("{:.2}", c.payout_cents as f64 / 100.0))
+            .arg("payout", money_text(c.payout_cents))
             .arg("link", quoted(&link_name))
             .arg("sub_id", if c.sub_id.is_empty() { "-".to_string() } else { quoted(c.sub_id) })
             .arg("country", if c.country.is_empty() { "-" } else { c.country })
@@ -693,11 +692,6 @@ fn quoted(text: &str) -> String {
         one_line.push('…');
     }
     format!("\"{one_line}\"")
-}
-
-fn cents_text(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
 }
 
 /// Users whose digest is due now: those with a channel wanting it, at or
@@ -740,7 +734,7 @@ fn digest(core: &Core, user_id: i64, day: &str) -> Result<Event, Error> {
                 if r.group.is_empty() { "-" } else { &r.group },
                 r.clicks,
                 r.approved_leads,
-                cents_text(profit(r))
+                money_text(profit(r))
             )
         })
         .collect();
@@ -762,9 +756,9 @@ fn digest(core: &Core, user_id: i64, day: &str) -> Result<Event, Error> {
             .arg("clicks", total.clicks)
             .arg("conversions", total.leads)
             .arg("approved", total.approved_leads)
-            .arg("revenue", cents_text(total.payout_cents))
-            .arg("cost", cents_text(cost_cents))
-            .arg("profit", cents_text(profit(&total)))
+            .arg("revenue", money_text(total.payout_cents))
+            .arg("cost", money_text(cost_cents))
+            .arg("profit", money_text(profit(&total)))
             .arg("top", if top_text.is_empty() { "-".to_string() } else { top_text.join(", ") }),
     })
 }
@@ -830,10 +824,10 @@ pub fn tick(core: &Core, now: Micros) -> Result<usize, Error> {
                         .unwrap_or_else(|| value.clone());
                     let id = value.parse::<i64>().unwrap_or(0);
                     scopes.push(json!({"scope": "link", "link": {"id": id, "name": name}, "cost": money(cost)}));
-                    lines.push(format!("link {} {}", quoted(&name), cents_text(cost)));
+                    lines.push(format!("link {} {}", quoted(&name), money_text(cost)));
                 } else {
                     scopes.push(json!({"scope": "sub_id", "sub_id": value, "cost": money(cost)}));
-                    lines.push(format!("sub ID {} {}", quoted(value), cents_text(cost)));
+                    lines.push(format!("sub ID {} {}", quoted(value), money_text(cost)));
                 }
             }
             if scopes.is_empty() {
@@ -848,7 +842,7 @@ pub fn tick(core: &Core, now: Micros) -> Result<usize, Error> {
             let event = Event {
                 name: "stop_loss",
                 data: json!({"day": today, "stop_loss_amount": money(cents), "scopes": scopes}),
-                text: Msg::new("notify.stop_loss").arg("amount", cents_text(cents)).arg("list", lines.join("\n")),
+                text: Msg::new("notify.stop_loss").arg("amount", money_text(cents)).arg("list", lines.join("\n")),
             };
             Ok(emit(tx, core, user_id, &event, now)?)
         })?;
@@ -1061,7 +1055,7 @@ mod tests {
     fn masks_keep_only_the_last_four_characters() {
         assert_eq!(mask_tail("whsec_0123456789abcdef"), "…cdef");
         assert_eq!(mask_tail("ab"), "…ab");
-        assert_eq!(cents_text(-1234), "-12.34");
-        assert_eq!(cents_text(5), "0.05");
+        assert_eq!(money_text(-1234), "-12.34");
+        assert_eq!(money_text(5), "0.05");
     }
 }

@@ -75,8 +75,15 @@ pub struct Answer {
     /// The change this postback made to an offer's conversions of a day,
     /// for the offer's daily cap.
     counted: Option<Counted>,
-    /// A lead's status before this postback moved it.
+    /// The lead this postback created or moved, if it did.
+    changed: Option<Changed>,
+}
+
+/// A lead a postback created (no previous status) or moved.
+struct Changed {
     previous_status: Option<String>,
+    /// Its payout now.
+    cents: i64,
 }
 
 /// Conversions (approved + pending) an offer gained or lost on a day.
@@ -87,8 +94,16 @@ pub struct Counted {
     pub conversions: i64,
 }
 
+impl Answer {
+    /// The lead this postback made `approved` (created so or moved there),
+    /// which its traffic source is told of.
+    fn approved_now(&self, status: &str) -> Option<&Changed> {
+        self.changed.as_ref().filter(|_| status == "approved")
+    }
+}
+
 fn answer(status: u16, message: &str, outcome: &str) -> Answer {
-    Answer { status, body: json!({"message": message, "outcome": outcome}), counted: None, previous_status: None }
+    Answer { status, body: json!({"message": message, "outcome": outcome}), counted: None, changed: None }
 }
 
 /// Whether a lead in `status` counts against its offer's daily cap.
@@ -293,16 +308,16 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
                     let Some(lead) = find_lead(tx, user, &txid)? else { return Ok(None) };
                     let mut rollups = rollup::Batch::default();
                     let (link_id, sub1, country) = (lead.link_id, lead.sub1.clone(), lead.country.clone());
-                    let (answer, lead_id, _) = move_lead(tx, user, lead, &txid, &status, payout, now, &mut rollups)?;
+                    let (answer, lead_id) = move_lead(tx, user, lead, &txid, &status, payout, now, &mut rollups)?;
                     rollups.write(tx)?;
                     log(tx, Some(user), &answer, lead_id)?;
-                    if answer.body["outcome"] == "updated" {
+                    if let Some(changed) = &answer.changed {
                         let conversion = notify::Conversion {
                             clickid,
                             txid: &txid,
                             status: &status,
-                            previous_status: answer.previous_status.as_deref(),
-                            payout_cents: lead_payout(tx, lead_id)?,
+                            previous_status: changed.previous_status.as_deref(),
+                            payout_cents: changed.cents,
                             link_id,
                             sub_id: &sub1,
                             country: &country,
@@ -334,26 +349,24 @@ fn received(app: &Core, method: &str, ip: IpAddr, params: &[(String, String)]) -
     app.db
         .write(|tx| {
             let mut rollups = rollup::Batch::default();
-            let (answer, lead_id, approved_now) =
-                apply(tx, &click, &txid, &status, payout, now, app.utc_offset, &mut rollups)?;
+            let (answer, lead_id) = apply(tx, &click, &txid, &status, payout, now, app.utc_offset, &mut rollups)?;
             rollups.write(tx)?;
             log(tx, Some(click.user_id), &answer, lead_id)?;
-            if matches!(answer.body["outcome"].as_str(), Some("created" | "updated")) {
+            if let Some(changed) = &answer.changed {
                 let conversion = notify::Conversion {
                     clickid: &click.clickid,
                     txid: &txid,
                     status: &status,
-                    previous_status: answer.previous_status.as_deref(),
-                    payout_cents: lead_payout(tx, lead_id)?,
+                    previous_status: changed.previous_status.as_deref(),
+                    payout_cents: changed.cents,
                     link_id: click.link_id,
                     sub_id: &click.sub1,
                     country: &click.country,
                 };
                 notify::conversion(tx, app, click.user_id, &conversion, now)?;
             }
-            if approved_now && !click.source_postback_url.is_empty() {
-                let payout = lead_payout(tx, lead_id)?;
-                let target = source_postback(&click, &status, payout);
+            if let Some(changed) = answer.approved_now(&status).filter(|_| !click.source_postback_url.is_empty()) {
+                let target = source_postback(&click, &status, changed.cents);
                 if outbox::enqueue_get(tx, click.user_id, &target, now)?.is_none() {
                     app.log.line(format!(
                         "warning: source postback of user {} dropped: {} already waiting",
@@ -482,7 +495,7 @@ pub fn import(app: &Core, caps: &Caps, user_id: i64, rows: &[ImportRow], dry_run
                             }
                             done.push((outcome, None, false));
                         } else {
-                            let (answer, _, _) =
+                            let (answer, _) =
                                 move_lead(tx, user_id, lead, &row.txid, &row.status, row.payout, now, &mut rollups)?;
                             done.push((outcome_of(&answer), answer.counted, false));
                         }
@@ -501,12 +514,14 @@ pub fn import(app: &Core, caps: &Caps, user_id: i64, rows: &[ImportRow], dry_run
                     done.push((outcome, None, false));
                     continue;
                 }
-                let (answer, lead_id, approved_now) =
+                let (answer, _) =
                     apply(tx, &click, &row.txid, &row.status, row.payout, now, app.utc_offset, &mut rollups)?;
                 let outcome = outcome_of(&answer);
                 let mut source = false;
-                if approved_now && !click.source_postback_url.is_empty() {
-                    let target = source_postback(&click, &row.status, lead_payout(tx, lead_id)?);
+                if let Some(changed) =
+                    answer.approved_now(&row.status).filter(|_| !click.source_postback_url.is_empty())
+                {
+                    let target = source_postback(&click, &row.status, changed.cents);
                     source = outbox::enqueue_get(tx, click.user_id, &target, now)?.is_some();
                 }
                 done.push((outcome, answer.counted, source));
@@ -612,19 +627,15 @@ fn decide(before: Option<&str>, status: &str) -> Outcome {
 fn invalid(field: &str, message: &str) -> Answer {
     Answer {
         counted: None,
-        previous_status: None,
+        changed: None,
         status: 422,
         body: json!({"message": "The given data was invalid.", "errors": {field: [message]}, "outcome": "invalid"}),
     }
 }
 
-fn lead_payout(conn: &Connection, lead_id: Option<i64>) -> rusqlite::Result<i64> {
-    conn.query_row("SELECT payout_cents FROM leads WHERE id = ?1", [lead_id], |r| r.get(0))
-}
-
 /// The traffic source's URL with this lead's values filled in.
 fn source_postback(click: &Click, status: &str, payout_cents: i64) -> String {
-    let payout = format!("{}.{:02}", payout_cents / 100, payout_cents % 100);
+    let payout = super::money_text(payout_cents);
     super::clicks::fill(&click.source_postback_url, |name| {
         Some(Cow::Borrowed(match name {
             "ext_id" => click.ext_id.as_str(),
@@ -653,7 +664,7 @@ struct Lead {
 
 /// Creates or moves the lead and its rollups (a new lead counts on today's
 /// local date; a later change goes to the same day's rows). Returns the
-/// answer, the lead id, and whether the lead just became approved.
+/// answer (with the lead's change, if any) and the lead id.
 #[allow(clippy::too_many_arguments)]
 fn apply(
     tx: &Connection,
@@ -664,7 +675,7 @@ fn apply(
     now: Micros,
     utc_offset: i32,
     rollups: &mut rollup::Batch,
-) -> Result<(Answer, Option<i64>, bool), Error> {
+) -> Result<(Answer, Option<i64>), Error> {
     let existing = find_lead(tx, click.user_id, txid)?;
     let Some(lead) = existing else {
         let hour = super::clicks::local_hour(click.at, utc_offset);
@@ -709,8 +720,8 @@ fn apply(
             day: day.clone(),
             conversions: counts_for_cap(status),
         });
-        let answer = Answer { status: 200, body, counted, previous_status: None };
-        return Ok((answer, Some(lead_id), status == "approved"));
+        let answer = Answer { status: 200, body, counted, changed: Some(Changed { previous_status: None, cents }) };
+        return Ok((answer, Some(lead_id)));
     };
     move_lead(tx, click.user_id, lead, txid, status, payout, now, rollups)
 }
@@ -752,7 +763,7 @@ fn move_lead(
     payout: Option<i64>,
     now: Micros,
     rollups: &mut rollup::Batch,
-) -> Result<(Answer, Option<i64>, bool), Error> {
+) -> Result<(Answer, Option<i64>), Error> {
     let (lead_id, old_status, old_cents, day) = (lead.id, lead.status, lead.cents, lead.day);
     let dims = Dims {
         sub_id: &lead.sub1,
@@ -766,7 +777,7 @@ fn move_lead(
     if old_status == status {
         let body = json!({"message": "Conversion already recorded; nothing changed.", "outcome": "unchanged",
                           "lead": {"txid": txid, "status": status, "payout": money(old_cents)}});
-        return Ok((Answer { status: 200, body, counted: None, previous_status: None }, Some(lead_id), false));
+        return Ok((Answer { status: 200, body, counted: None, changed: None }, Some(lead_id)));
     }
     let allowed = matches!(
         (old_status.as_str(), status),
@@ -776,7 +787,7 @@ fn move_lead(
         let message = format!("A lead cannot go from {old_status} to {status}.");
         let body = json!({"message": message, "outcome": "refused_transition",
                           "lead": {"txid": txid, "status": old_status, "payout": money(old_cents)}});
-        return Ok((Answer { status: 422, body, counted: None, previous_status: None }, Some(lead_id), false));
+        return Ok((Answer { status: 422, body, counted: None, changed: None }, Some(lead_id)));
     }
     let cents = payout.unwrap_or(old_cents);
     tx.prepare_cached("UPDATE leads SET status = ?2, payout_cents = ?3, updated_at = ?4 WHERE id = ?1")?
@@ -789,6 +800,7 @@ fn move_lead(
         day: day.clone(),
         conversions: counts_for_cap(status) - counts_for_cap(&old_status),
     });
-    let answer = Answer { status: 200, body, counted, previous_status: Some(old_status) };
-    Ok((answer, Some(lead_id), status == "approved"))
+    let answer =
+        Answer { status: 200, body, counted, changed: Some(Changed { previous_status: Some(old_status), cents }) };
+    Ok((answer, Some(lead_id)))
 }

@@ -81,9 +81,9 @@ fn registration_window(app: &Core, ip: IpAddr) -> Window {
 
 /// The 429 of the full window that frees last (waiting less would only
 /// meet another 429), if any is full.
-fn refusal(conn: &Connection, windows: &[Window], now: Micros) -> rusqlite::Result<Option<Error>> {
+fn refusal(conn: &Connection, windows: &[&Window], now: Micros) -> rusqlite::Result<Option<Error>> {
     let mut worst: Option<(u64, &Window)> = None;
-    for w in windows {
+    for &w in windows {
         if let Some(wait) = ratelimit::sliding_blocked(conn, &w.key, w.limit, now)? {
             if worst.is_none_or(|(longest, _)| wait > longest) {
                 worst = Some((wait, w));
@@ -94,6 +94,18 @@ fn refusal(conn: &Connection, windows: &[Window], now: Micros) -> rusqlite::Resu
         message: Msg::new(w.message).arg("seconds", retry_after),
         retry_after,
     }))
+}
+
+/// Counts an event in each of `windows` unless one is full: then the 429
+/// of [`refusal`], and nothing counted.
+fn count(conn: &Connection, windows: &[&Window], now: Micros) -> rusqlite::Result<Option<Error>> {
+    if let Some(refused) = refusal(conn, windows, now)? {
+        return Ok(Some(refused));
+    }
+    for w in windows {
+        ratelimit::sliding_hit(conn, &w.key, now)?;
+    }
+    Ok(None)
 }
 
 fn resend_key(user_id: i64) -> String {
@@ -145,8 +157,8 @@ pub fn queue_mail(app: &Core, tx: &Connection, user: &User, now: Micros) -> Resu
 /// costs no hashing. Every sign-up that reaches the database counts
 /// against its address, one for an email already taken too.
 pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang, ip: IpAddr) -> Result<User, Error> {
-    let mut windows = mail_windows(app, ip);
-    windows.push(registration_window(app, ip));
+    let (sign_up, mails) = (registration_window(app, ip), mail_windows(app, ip));
+    let windows: Vec<&Window> = mails.iter().chain([&sign_up]).collect();
     if let Some(refused) = app.db.read(|c| Ok(refusal(c, &windows, app.clock.now())?))? {
         return Err(refused);
     }
@@ -157,14 +169,13 @@ pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang,
         if let Some(refused) = refusal(tx, &windows, now)? {
             return Ok(Err(refused));
         }
-        let (sign_up, mails) = windows.split_last().expect("the sign-up window is last");
         ratelimit::sliding_hit(tx, &sign_up.key, now)?;
         let user = match accounts::insert_account(tx, &new, now) {
             // Taken: refused, but counted against the address.
             Err(e @ Error::Validation(_)) => return Ok(Err(e)),
             other => other?,
         };
-        for w in mails {
+        for w in &mails {
             ratelimit::sliding_hit(tx, &w.key, now)?;
         }
         queue_mail(app, tx, &user, now)?;
@@ -180,13 +191,7 @@ pub fn register(app: &Core, name: &str, email: &str, password: &str, lang: Lang,
 pub fn count_taken_sign_up(app: &Core, ip: IpAddr) -> Result<(), Error> {
     let window = registration_window(app, ip);
     let now = app.clock.now();
-    app.db.write_then_refuse(|tx| {
-        if let Some(refused) = refusal(tx, std::slice::from_ref(&window), now)? {
-            return Ok(Err(refused));
-        }
-        ratelimit::sliding_hit(tx, &window.key, now)?;
-        Ok(Ok(()))
-    })
+    app.db.write_then_refuse(|tx| Ok(count(tx, &[&window], now)?.map_or(Ok(()), Err)))
 }
 
 /// Sends a new verification mail (new code, new link), at most once a
@@ -205,12 +210,9 @@ pub fn resend(app: &Core, user: &User, ip: IpAddr) -> Result<String, Error> {
             let message = Msg::new("verify.daily_limit").arg("seconds", retry_after);
             return Err(Error::TooManyRequests { message, retry_after });
         }
-        let windows = mail_windows(app, ip);
-        if let Some(refused) = refusal(tx, &windows, now)? {
+        let mails = mail_windows(app, ip);
+        if let Some(refused) = count(tx, &mails.iter().collect::<Vec<_>>(), now)? {
             return Err(refused);
-        }
-        for w in &windows {
-            ratelimit::sliding_hit(tx, &w.key, now)?;
         }
         queue_mail(app, tx, user, now)
     })?;

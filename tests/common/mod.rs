@@ -214,6 +214,15 @@ impl TestServer {
     pub fn log(&self) -> String {
         self.app.log.lines().join("\n")
     }
+
+    /// The clickid of the newest stored click.
+    pub fn last_clickid(&self) -> String {
+        let (id, secret): (i64, Vec<u8>) = self
+            .sqlite()
+            .query_row("SELECT id, secret FROM clicks ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        apextrack::tracking::store::clickid(id, &secret)
+    }
 }
 
 impl Client for TestServer {
